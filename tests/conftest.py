@@ -1,0 +1,32 @@
+"""Shared fixtures: a seeded generator, a small sheet, the shared stimuli folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+LANGLOC_DIR = SHARED / "stimuli" / "fedorenko2010_langloc"
+
+
+@pytest.fixture
+def rng():
+    """A fresh seeded generator per test."""
+    return np.random.default_rng(20261123)
+
+
+@pytest.fixture
+def langloc_dir():
+    """The real Fedorenko et al. 2010 localizer in ../shared (skipped when absent)."""
+    if not LANGLOC_DIR.is_dir():
+        pytest.skip("../shared/stimuli/fedorenko2010_langloc is absent (a user's clone): "
+                    "the real-stimulus tests need it beside the repository")
+    return LANGLOC_DIR

@@ -1,0 +1,1 @@
+"""Subcommands of the ``topobrain`` command, one module each."""

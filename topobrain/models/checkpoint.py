@@ -1,0 +1,114 @@
+"""The topobrain model folder: safetensors weights, JSON config, tokenizer, positions, card.
+
+Layout of a folder written by :func:`save_model`::
+
+    config.json        {"format": "topobrain-topogpt", "version": 1, "model": GPTConfig}
+    model.safetensors  the state dict (tied head stored once, as wte)
+    tokenizer.json     Hugging Face tokenizers file
+    positions.csv      layer,unit,x,y (x = column, y = row), one row per unit and layer
+    card.json          data, tokens seen, losses, training curve, evaluation numbers
+    README.md          the model card in prose
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._utils._io import atomic_write_text
+from ..sheet import CorticalSheet
+
+__all__ = ["save_model", "read_positions_csv", "write_positions_csv", "FORMAT"]
+
+FORMAT = "topobrain-topogpt"
+
+
+def write_positions_csv(path, sheets: dict[str, CorticalSheet]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["layer", "unit", "x", "y"], lineterminator="\n")
+    writer.writeheader()
+    for sheet in sheets.values():
+        writer.writerows(sheet.to_csv_rows())
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_positions_csv(path, shape: tuple[int, int]) -> dict[str, CorticalSheet]:
+    """Read every layer of a ``layer,unit,x,y`` CSV into sheets of ``shape``."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"layer", "unit", "x", "y"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: needs columns layer,unit,x,y; missing {sorted(missing)}.")
+        by_layer: dict[str, list] = {}
+        for row in reader:
+            by_layer.setdefault(row["layer"], []).append(
+                (int(row["unit"]), float(row["y"]), float(row["x"])))
+    sheets = {}
+    for layer, rows in by_layer.items():
+        rows.sort()
+        if [r[0] for r in rows] != list(range(len(rows))):
+            raise ValueError(f"{path}: layer {layer!r} must list units 0..n-1 exactly once.")
+        sheets[layer] = CorticalSheet(shape, layout=np.array([[r[1], r[2]] for r in rows]),
+                                      name=layer)
+    return sheets
+
+
+def _card_markdown(card: dict) -> str:
+    lines = [f"# {card.get('name', 'model')}", ""]
+    t = card.get("training", {})
+    sp = card.get("spatial_loss", {})
+    lines += [
+        "A small TopoLM-style GPT trained by `topobrain train`.",
+        "",
+        f"- architecture: {t.get('model')}",
+        f"- spatial loss: {sp.get('kind')} with alpha = {sp.get('alpha')}"
+        f" (radius {sp.get('radius')}, {sp.get('n_neighbourhoods')} neighbourhoods per step)",
+        f"- data: {card.get('data', {}).get('sources')}",
+        f"- tokens seen: {card.get('tokens_seen'):,}" if card.get("tokens_seen") else "",
+        f"- final validation loss: {card.get('final_val_loss')}"
+        f" (unigram model on the same split: {card.get('unigram_val_loss')})",
+        "",
+    ]
+    if "evaluation" in card:
+        lines += ["## Evaluation", "", "```", json.dumps(card["evaluation"], indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def save_model(folder, model, sheets: dict[str, CorticalSheet], tokenizer, card: dict,
+               *, dtype: str = "float32") -> Path:
+    """Write a model folder atomically (a temp folder, then a rename)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        state = {}
+        torch_dtype = getattr(torch, dtype)
+        for k, v in model.state_dict().items():
+            if k == "lm_head.weight":
+                continue  # tied with transformer.wte.weight
+            state[k] = v.detach().to("cpu", torch_dtype).contiguous()
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        (tmp / "config.json").write_text(json.dumps(
+            {"format": FORMAT, "version": 1, "model": model.config.to_dict(),
+             "layers": list(sheets)}, indent=1))
+        if tokenizer is not None:
+            (tmp / "tokenizer.json").write_text(tokenizer.to_str())
+        write_positions_csv(tmp / "positions.csv", sheets)
+        (tmp / "card.json").write_text(json.dumps(card, indent=1, default=str))
+        (tmp / "README.md").write_text(_card_markdown(card))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

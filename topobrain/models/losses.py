@@ -1,0 +1,152 @@
+"""Spatial losses that make a model's units topographic.
+
+Two published forms:
+
+- :func:`correlation_loss`, the TDANN / TopoLM loss on activations: in a neighbourhood of
+  the sheet, the pairwise response correlations of the units should follow their
+  inverse distance.
+- :func:`topoloss`, the TopoNets loss on weights: the rows of a Linear weight, laid out on
+  a sheet, should look like a blurred copy of themselves.
+
+References
+----------
+Margalit, E., et al. (2024). A unifying framework for functional organization in early
+and higher ventral visual cortex (TDANN). Neuron.
+Rathi, N., et al. (2025). TopoLM. ICLR 2025.
+Deb, M., Deb, M., & Murty, N. A. R. (2025). TopoNets: high performing vision and
+language models with brain-like topography. ICLR 2025.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..sheet import toponets_shape
+
+__all__ = ["correlation_loss", "neighbourhood_loss", "topoloss"]
+
+
+def _pearson_rows(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Correlation matrix between the columns of ``x`` (n_samples, k) -> (k, k)."""
+    x = x - x.mean(0, keepdim=True)
+    x = x / (x.norm(dim=0, keepdim=True) + eps)
+    return x.T @ x
+
+
+def neighbourhood_loss(
+    acts: torch.Tensor, positions: torch.Tensor, distance: str = "inverse"
+) -> torch.Tensor:
+    """Loss of one neighbourhood: ``0.5 * (1 - corr(r, d))`` over its unit pairs.
+
+    Parameters
+    ----------
+    acts : Tensor of shape (n_samples, k)
+        Responses of the neighbourhood's ``k`` units over all tokens of the batch.
+    positions : Tensor of shape (k, 2)
+        Their sheet positions (sheet units).
+    distance : {"inverse", "negative"}
+        ``d = 1 / (euclidean + 1)`` (TopoLM, TDANN) or ``d = -euclidean``.
+    """
+    k = acts.shape[1]
+    r = _pearson_rows(acts)
+    pos = positions.to(acts.dtype)
+    dist = torch.cdist(pos, pos)
+    d = 1.0 / (dist + 1.0) if distance == "inverse" else -dist
+    iu = torch.triu_indices(k, k, offset=1, device=acts.device)
+    rv = r[iu[0], iu[1]]
+    dv = d[iu[0], iu[1]]
+    rv = rv - rv.mean()
+    dv = dv - dv.mean()
+    corr = (rv * dv).sum() / (rv.norm() * dv.norm() + 1e-8)
+    return 0.5 * (1.0 - corr)
+
+
+def correlation_loss(
+    acts: torch.Tensor,
+    positions: torch.Tensor,
+    sheet_shape: tuple[int, int],
+    *,
+    radius: int = 5,
+    n_neighbourhoods: int = 5,
+    inclusive: bool = True,
+    distance: str = "inverse",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """TDANN / TopoLM spatial correlation loss of one sheet layer.
+
+    Parameters
+    ----------
+    acts : Tensor of shape (..., n_units)
+        The layer's activations; all leading axes (batch, time) are samples.
+    positions : LongTensor of shape (n_units, 2)
+        ``(row, col)`` of each unit.
+    sheet_shape : tuple of int
+        ``(n_rows, n_cols)``.
+    radius : int
+        Neighbourhood half-width, l-infinity, in sheet units.
+    n_neighbourhoods : int
+        Neighbourhoods drawn per call (random centres); the loss is their mean.
+    inclusive : bool
+        ``distance <= radius`` (True) or ``distance < radius`` (False, TopoLM's 9 x 9
+        for radius 5).
+    distance : {"inverse", "negative"}
+        See :func:`neighbourhood_loss`.
+    generator : torch.Generator, optional
+        Source of the random centres (CPU generator).
+
+    Returns
+    -------
+    Tensor, scalar
+        Mean loss over neighbourhoods, in [0, 1].
+    """
+    n_units = acts.shape[-1]
+    x = acts.reshape(-1, n_units)
+    n_rows, n_cols = sheet_shape
+    centres_r = torch.randint(0, n_rows, (n_neighbourhoods,), generator=generator)
+    centres_c = torch.randint(0, n_cols, (n_neighbourhoods,), generator=generator)
+    pos = positions.to(x.device)
+    total = x.new_zeros(())
+    used = 0
+    for cr, cc in zip(centres_r.tolist(), centres_c.tolist()):
+        d = torch.maximum((pos[:, 0] - cr).abs(), (pos[:, 1] - cc).abs())
+        sel = torch.nonzero(d <= radius if inclusive else d < radius).squeeze(1)
+        if sel.numel() < 3:
+            continue
+        total = total + neighbourhood_loss(x[:, sel].float(), pos[sel], distance)
+        used += 1
+    return total / max(used, 1)
+
+
+def _blur(w: torch.Tensor, phi: float) -> torch.Tensor:
+    """Bilinear down-sampling by ``1/phi`` then up-sampling; w is (d, h, w)."""
+    h, wd = w.shape[-2:]
+    small = (max(1, round(h / phi)), max(1, round(wd / phi)))
+    down = F.interpolate(w[None], size=small, mode="bilinear", align_corners=False)
+    return F.interpolate(down, size=(h, wd), mode="bilinear", align_corners=False)[0]
+
+
+def topoloss(
+    weight: torch.Tensor, *, phi: float = 3.0, tau: float = 1.0,
+    shape: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """TopoNets' TopoLoss of one Linear weight.
+
+    The ``n_out`` rows of ``weight`` (``(n_out, n_in)``, ``torch.nn.Linear`` layout) are
+    laid out on an ``(h, w)`` sheet (the TopoNets shape rule by default), blurred by
+    bilinear down-sampling by ``1/phi`` and up-sampling, and compared with their blurred
+    copy: ``tau * (1 - mean cosine(row, blurred row))``.
+
+    Returns
+    -------
+    Tensor, scalar
+        In ``[0, 2 * tau]``; 0 when the weights are already smooth on the sheet.
+    """
+    n_out, n_in = weight.shape
+    h, w = shape if shape is not None else toponets_shape(n_out)
+    if h * w != n_out:
+        raise ValueError(f"A ({h}, {w}) sheet does not hold the {n_out} rows of the weight.")
+    sheet = weight.reshape(h, w, n_in).permute(2, 0, 1)  # (n_in, h, w)
+    blurred = _blur(sheet, phi)
+    cos = F.cosine_similarity(sheet.reshape(n_in, -1), blurred.reshape(n_in, -1), dim=0)
+    return tau * (1.0 - cos.mean())

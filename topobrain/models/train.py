@@ -1,0 +1,425 @@
+"""Training of topographic GPTs: corpus preparation, the loop, resumable checkpoints.
+
+``train(config)`` (or ``topobrain train --config FILE.yaml``) trains a :class:`TopoGPT`
+with the next-token loss plus ``alpha`` times a spatial loss, and writes a model folder
+that :func:`topobrain.models.load` opens. Interrupted runs resume exactly from the last
+checkpoint (model, optimiser, random states, history). Under ``torchrun`` with several
+processes it trains data-parallel (gloo on CPU, NCCL on CUDA).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._utils._io import atomic_write_bytes, atomic_write_text
+from ..sheet import CorticalSheet
+from .gpt import GPTConfig, TopoGPT
+from .losses import correlation_loss, topoloss
+from .tokenizer import EOT, load_tokenizer, train_tokenizer
+
+__all__ = ["TrainConfig", "prepare_corpus", "train", "load_config"]
+
+logger = logging.getLogger("topobrain")
+
+
+@dataclass
+class SpatialConfig:
+    """The spatial loss. ``kind="correlation"`` (TopoLM/TDANN) or ``"topoloss"`` (TopoNets)."""
+
+    kind: str = "correlation"
+    alpha: float = 2.5
+    radius: int = 5
+    n_neighbourhoods: int = 5
+    inclusive: bool = True
+    distance: str = "inverse"
+    phi: float = 3.0
+    tau: float = 1.0
+    modules: list = field(default_factory=lambda: ["mlp.c_fc"])
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; read from YAML with :func:`load_config`."""
+
+    name: str = "topolm-tiny"
+    out: str = "runs/topolm-tiny"
+    corpus: str = "data/corpus"
+    prepared: str = "data/prepared"
+    tokenizer: str | None = None
+    vocab_size: int = 4096
+    val_fraction: float = 0.05
+    seed: int = 0
+    model: dict = field(default_factory=dict)
+    spatial: dict = field(default_factory=dict)
+    layout_seed: int = 0
+    batch_size: int = 16
+    max_steps: int = 1000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_interval: int = 100
+    eval_batches: int = 16
+    checkpoint_interval: int = 50
+    threads: int | None = None
+    device: str = "auto"
+    save_dtype: str = "float16"
+    verbose: int = 1
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown training config fields {unknown}. Known fields: {sorted(known)}."
+            )
+        cfg = cls(**d)
+        spatial_known = {f.name for f in dataclasses.fields(SpatialConfig)}
+        bad = sorted(set(cfg.spatial) - spatial_known)
+        if bad:
+            raise ValueError(
+                f"Unknown spatial config fields {bad}. Known fields: {sorted(spatial_known)}."
+            )
+        GPTConfig.from_dict({**cfg.model, "vocab_size": cfg.vocab_size})
+        return cfg
+
+    @property
+    def spatial_config(self) -> SpatialConfig:
+        return SpatialConfig(**self.spatial)
+
+
+def load_config(path) -> TrainConfig:
+    """Read a YAML training config."""
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a training config must be a YAML mapping.")
+    return TrainConfig.from_dict(data)
+
+
+# --------------------------------------------------------------------------- corpus
+def _hash_files(files) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(Path(f).name.encode())
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def prepare_corpus(corpus, prepared, *, vocab_size=4096, tokenizer=None, val_fraction=0.05,
+                   seed=0) -> Path:
+    """Tokenise a folder of ``.txt`` documents once into memory-mapped token files.
+
+    Writes ``train.bin`` and ``val.bin`` (uint16 or uint32 token ids, documents separated
+    by ``<|endoftext|>``), ``tokenizer.json`` and ``meta.json`` in ``prepared``. Whole
+    documents go to the validation split (a seeded ``val_fraction`` of them). A second
+    call with the same corpus and options returns at once.
+    """
+    corpus, prepared = Path(corpus), Path(prepared)
+    files = sorted(corpus.glob("*.txt"))
+    if not files:
+        raise FileNotFoundError(
+            f"No .txt documents in {corpus}. Run `python scripts/get_corpus.py` first."
+        )
+    key = {"corpus": _hash_files(files), "vocab_size": vocab_size,
+           "tokenizer": None if tokenizer is None else str(tokenizer),
+           "val_fraction": val_fraction, "seed": seed}
+    meta_path = prepared / "meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") == key:
+            return prepared
+    prepared.mkdir(parents=True, exist_ok=True)
+    tok = load_tokenizer(tokenizer) if tokenizer else train_tokenizer(files, vocab_size)
+    eot = tok.token_to_id(EOT)
+    if eot is None:
+        eot = tok.get_vocab_size() - 1
+    rng = np.random.default_rng(seed)
+    is_val = rng.random(len(files)) < val_fraction
+    dtype = np.uint16 if tok.get_vocab_size() < 2**16 else np.uint32
+    texts = [f.read_text(encoding="utf-8") for f in files]
+    encoded = tok.encode_batch(texts)
+    counts = {}
+    for split, flag in (("train", False), ("val", True)):
+        ids = []
+        for enc, v in zip(encoded, is_val):
+            if v == flag:
+                ids.extend(enc.ids)
+                ids.append(eot)
+        arr = np.asarray(ids, dtype=dtype)
+        atomic_write_bytes(prepared / f"{split}.bin", arr.tobytes())
+        counts[split] = int(arr.size)
+    atomic_write_text(prepared / "tokenizer.json", tok.to_str())
+    meta = {"key": key, "dtype": np.dtype(dtype).name, "vocab_size": tok.get_vocab_size(),
+            "eot_id": eot, "n_tokens": counts,
+            "n_documents": {"train": int((~is_val).sum()), "val": int(is_val.sum())}}
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    return prepared
+
+
+def _unigram_loss(train: np.ndarray, val: np.ndarray, vocab: int) -> float:
+    """Cross-entropy (nats) of a unigram model fitted on train, on val (add-one)."""
+    counts = np.bincount(train, minlength=vocab).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(-logp[val].mean())
+
+
+# --------------------------------------------------------------------------- loop
+def _lr_at(step, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    frac = min(max(frac, 0.0), 1.0)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _batch(data: np.ndarray, rng: np.random.Generator, batch_size: int, block: int):
+    starts = rng.integers(0, data.size - block - 1, size=batch_size)
+    x = np.stack([data[s : s + block] for s in starts]).astype(np.int64)
+    y = np.stack([data[s + 1 : s + 1 + block] for s in starts]).astype(np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def build_sheets(gcfg: GPTConfig, layout_seed: int) -> dict[str, CorticalSheet]:
+    """One seeded permuted sheet per spatial layer (TopoLM's layout)."""
+    seeds = np.random.SeedSequence(layout_seed).spawn(len(gcfg.layer_names))
+    return {
+        name: CorticalSheet(gcfg.sheet_shape, layout="permuted",
+                            seed=np.random.default_rng(s), name=name)
+        for name, s in zip(gcfg.layer_names, seeds)
+    }
+
+
+def spatial_loss(model: TopoGPT, acts: dict, sheets: dict, scfg: SpatialConfig,
+                 generator: torch.Generator) -> torch.Tensor:
+    """The configured spatial loss summed over layers (before the weight alpha)."""
+    if scfg.kind == "correlation":
+        total = 0.0
+        for name, a in acts.items():
+            pos = torch.from_numpy(np.array(sheets[name].positions))
+            total = total + correlation_loss(
+                a, pos, sheets[name].shape, radius=scfg.radius,
+                n_neighbourhoods=scfg.n_neighbourhoods, inclusive=scfg.inclusive,
+                distance=scfg.distance, generator=generator)
+        return total
+    if scfg.kind == "topoloss":
+        total = 0.0
+        for name, p in model.named_parameters():
+            if name.endswith(".weight") and any(name.endswith(m + ".weight") for m in scfg.modules):
+                total = total + topoloss(p, phi=scfg.phi, tau=scfg.tau)
+        return total
+    raise ValueError(f"Unknown spatial loss kind {scfg.kind!r}; use 'correlation' or 'topoloss'.")
+
+
+@torch.no_grad()
+def _evaluate(model, val, cfg, block, device, n_batches) -> float:
+    model.eval()
+    rng = np.random.default_rng(12345)  # the same validation batches every time
+    losses = []
+    for _ in range(n_batches):
+        x, y = _batch(val, rng, cfg.batch_size, block)
+        losses.append(float(model(x.to(device), y.to(device))))
+    model.train()
+    return float(np.mean(losses))
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
+    """Train (or resume) a topographic GPT and export it as a model folder.
+
+    Parameters
+    ----------
+    config : TrainConfig, dict or path to a YAML file
+
+    Returns
+    -------
+    pathlib.Path
+        The exported model folder, ``<out>/model``.
+    """
+    from tqdm.auto import tqdm
+
+    from .checkpoint import save_model
+
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config)
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    cfg = config
+    scfg = cfg.spatial_config
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = _resolve_device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+
+    out = Path(cfg.out)
+    prepared = Path(cfg.prepared)
+    if rank == 0:
+        prepare_corpus(cfg.corpus, prepared, vocab_size=cfg.vocab_size, tokenizer=cfg.tokenizer,
+                       val_fraction=cfg.val_fraction, seed=cfg.seed)
+    if world > 1:
+        torch.distributed.barrier()
+    meta = json.loads((prepared / "meta.json").read_text())
+    train_data = np.memmap(prepared / "train.bin", dtype=meta["dtype"], mode="r")
+    val_data = np.memmap(prepared / "val.bin", dtype=meta["dtype"], mode="r")
+
+    gcfg = GPTConfig.from_dict({**cfg.model, "vocab_size": meta["vocab_size"]})
+    torch.manual_seed(cfg.seed)
+    model = TopoGPT(gcfg).to(device)
+    sheets = build_sheets(gcfg, cfg.layout_seed)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=tuple(cfg.betas))
+    rng = np.random.default_rng([cfg.seed, rank])
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    step, history = 0, {"step": [], "tokens": [], "train_loss": [], "spatial_loss": [],
+                        "val_step": [], "val_loss": [], "seconds": 0.0}
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists():
+        state = _load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]
+        gen.set_state(state["torch_rng"])
+        step, history = state["step"], state["history"]
+        if rank == 0:
+            logger.info("resuming %s from step %d", cfg.name, step)
+
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+    tokens_per_step = cfg.batch_size * gcfg.block_size * world
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=(cfg.verbose == 0 or rank != 0),
+               desc=cfg.name, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    seconds0 = history["seconds"]
+    model.train()
+    while step < cfg.max_steps:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        x, y = _batch(train_data, rng, cfg.batch_size, gcfg.block_size)
+        x, y = x.to(device), y.to(device)
+        with autocast:
+            if scfg.kind == "correlation":
+                task, acts = train_model(x, y, return_activations=True)
+            else:
+                task, acts = train_model(x, y), None
+            if scfg.alpha > 0:
+                sp_loss = spatial_loss(model, acts, sheets, scfg, gen)
+                loss = task + scfg.alpha * sp_loss
+            else:
+                # the control: the spatial loss is only monitored, every 10th step
+                loss = task
+                if step % 10 == 0:
+                    with torch.no_grad():
+                        sp_loss = spatial_loss(model, {k: v.detach() for k, v in acts.items()}
+                                               if acts else None, sheets, scfg, gen)
+                else:
+                    sp_loss = torch.tensor(float("nan"))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        history["step"].append(step)
+        history["tokens"].append(step * tokens_per_step)
+        history["train_loss"].append(task.item())
+        history["spatial_loss"].append(float(sp_loss.detach()))
+        bar.update(1)
+        bar.set_postfix(task=f"{history['train_loss'][-1]:.3f}", spatial=f"{history['spatial_loss'][-1]:.3f}")
+        if rank == 0 and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
+            v = _evaluate(model, val_data, cfg, gcfg.block_size, device, cfg.eval_batches)
+            history["val_step"].append(step)
+            history["val_loss"].append(v)
+            logger.info("%s step %d val %.4f", cfg.name, step, v)
+        if rank == 0 and (step % cfg.checkpoint_interval == 0 or step == cfg.max_steps):
+            history["seconds"] = seconds0 + time.perf_counter() - t0
+            _save_checkpoint(ckpt_path, model, opt, rng, gen, step, history, cfg)
+    bar.close()
+    if world > 1:
+        torch.distributed.barrier()
+    export = out / "model"
+    if rank == 0:
+        history["seconds"] = seconds0 + time.perf_counter() - t0
+        unigram = _unigram_loss(np.asarray(train_data), np.asarray(val_data), meta["vocab_size"])
+        card = {
+            "name": cfg.name,
+            "training": dataclasses.asdict(cfg),
+            "spatial_loss": dataclasses.asdict(scfg),
+            "data": {"corpus": str(cfg.corpus), **{k: meta[k] for k in ("n_tokens", "n_documents")},
+                     "sources": _corpus_sources(cfg.corpus)},
+            "tokens_seen": step * tokens_per_step,
+            "steps": step,
+            "train_seconds": history["seconds"],
+            "final_val_loss": history["val_loss"][-1] if history["val_loss"] else None,
+            "unigram_val_loss": unigram,
+            "history": history,
+        }
+        save_model(export, model, sheets, load_tokenizer(prepared / "tokenizer.json"), card,
+                   dtype=cfg.save_dtype)
+    if world > 1:
+        torch.distributed.barrier()
+    return export
+
+
+def _corpus_sources(corpus) -> dict | None:
+    p = Path(corpus) / "SOURCES.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _save_checkpoint(path, model, opt, rng, gen, step, history, cfg):
+    import io
+
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "step": step,
+             "history": history, "config": dataclasses.asdict(cfg)}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"Training checkpoint {path} is truncated or corrupt ({exc}). Delete it to "
+            f"restart the run from step 0."
+        ) from exc
