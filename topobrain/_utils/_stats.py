@@ -1,0 +1,149 @@
+"""Vectorised statistic kernels shared by glm, clusters, inference and selectivity.
+
+Private and trusting: inputs are validated by the public functions that call these.
+All kernels work on every unit at once and on a leading batch of permutations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["two_sample_t", "one_sample_t", "one_way_f", "moran_i_raw", "group_moments"]
+
+
+def group_moments(y: np.ndarray, masks: np.ndarray):
+    """Counts, means and unbiased variances of groups of rows.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_items, n_units)
+    masks : ndarray of float or bool, shape (..., n_groups, n_items)
+        Membership of each item in each group (a leading batch axis for permutations).
+
+    Returns
+    -------
+    n : ndarray of shape (..., n_groups, 1)
+    mean, var : ndarray of shape (..., n_groups, n_units)
+    """
+    m = np.asarray(masks, dtype=np.float64)
+    n = m.sum(-1, keepdims=True)
+    centre = y.mean(0)
+    yc = y - centre  # centring first keeps the one-pass variance accurate
+    s1 = m @ yc
+    s2 = m @ (yc * yc)
+    mean_c = s1 / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = (s2 - n * mean_c * mean_c) / (n - 1)
+    return n, mean_c + centre, np.maximum(var, 0.0)
+
+
+def two_sample_t(y: np.ndarray, masks: np.ndarray, equal_var: bool = False):
+    """Two-sample t of group 0 minus group 1 for every unit.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_items, n_units)
+    masks : ndarray of shape (..., 2, n_items)
+        Rows: membership of group 0 and group 1.
+    equal_var : bool
+        Pooled-variance Student t (True) or Welch t (False).
+
+    Returns
+    -------
+    t : ndarray of shape (..., n_units)
+        NaN where both variances are zero.
+    df : ndarray of shape (..., n_units) (Welch) or (..., 1) (pooled)
+    """
+    n, mean, var = group_moments(y, masks)
+    n0, n1 = n[..., 0, :], n[..., 1, :]
+    v0, v1 = var[..., 0, :], var[..., 1, :]
+    diff = mean[..., 0, :] - mean[..., 1, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if equal_var:
+            df = n0 + n1 - 2
+            sp2 = ((n0 - 1) * v0 + (n1 - 1) * v1) / df
+            se = np.sqrt(sp2 * (1.0 / n0 + 1.0 / n1))
+        else:
+            a, b = v0 / n0, v1 / n1
+            se = np.sqrt(a + b)
+            df = (a + b) ** 2 / (a * a / (n0 - 1) + b * b / (n1 - 1))
+        t = diff / se
+    t = np.where(se > 0, t, np.nan)
+    return t, df
+
+
+def one_sample_t(y: np.ndarray, signs: np.ndarray | None = None):
+    """One-sample t of the mean against 0 for every unit, optionally sign-flipped.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_items, n_units)
+    signs : ndarray of shape (n_perm, n_items), optional
+        +1/-1 per item and permutation.
+
+    Returns
+    -------
+    t : ndarray of shape (n_units,) or (n_perm, n_units)
+    """
+    n = y.shape[0]
+    if signs is None:
+        mean = y.mean(0)
+        sd = y.std(0, ddof=1)
+    else:
+        mean = (signs @ y) / n
+        s2 = (y * y).sum(0)
+        sd = np.sqrt(np.maximum(s2[None, :] - n * mean * mean, 0.0) / (n - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mean / (sd / np.sqrt(n))
+    return np.where(sd > 0, t, np.nan)
+
+
+def one_way_f(y: np.ndarray, masks: np.ndarray):
+    """One-way ANOVA F for every unit.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_items, n_units)
+    masks : ndarray of shape (..., n_groups, n_items)
+
+    Returns
+    -------
+    f : ndarray of shape (..., n_units)
+    df_between, df_within : int
+    """
+    n, mean, var = group_moments(y, masks)
+    n_total = n.sum(-2)
+    k = n.shape[-2]
+    grand = (n * mean).sum(-2) / n_total
+    ss_between = (n * (mean - grand[..., None, :]) ** 2).sum(-2)
+    ss_within = ((n - 1) * var).sum(-2)
+    dfb, dfw = k - 1, n_total - k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = (ss_between / dfb) / (ss_within / dfw)
+    return np.where(ss_within > 0, f, np.nan), int(dfb), int(np.ravel(dfw)[0])
+
+
+def moran_i_raw(z: np.ndarray, weights: sp.csr_matrix) -> np.ndarray:
+    """Moran's I of many maps over the same weights, no inference.
+
+    Parameters
+    ----------
+    z : ndarray of shape (n_maps, n_cells)
+        Values (need not be centred; they are centred here). No NaN.
+    weights : scipy.sparse matrix of shape (n_cells, n_cells)
+
+    Returns
+    -------
+    ndarray of shape (n_maps,)
+        ``I = (n / S0) * (z' W z) / (z' z)`` with centred ``z``.
+    """
+    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+    z = z - z.mean(-1, keepdims=True)
+    n = z.shape[-1]
+    s0 = weights.sum()
+    wz = (weights @ z.T).T
+    num = (z * wz).sum(-1)
+    den = (z * z).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (n / s0) * num / den
