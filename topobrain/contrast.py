@@ -141,6 +141,13 @@ def _parse(expr: str) -> dict:
         return toks[i - 1]
 
     def add(a, b, s=1.0):
+        if isinstance(a, float) and isinstance(b, float):
+            return a + s * b
+        if isinstance(a, float) or isinstance(b, float):
+            raise ValueError(
+                f"Contrast {expr!r} adds a constant to conditions; every term must name a "
+                f"condition (like '0.5*J')."
+            )
         out = dict(a)
         for k, v in b.items():
             out[k] = out.get(k, 0.0) + s * v
@@ -200,8 +207,9 @@ def _parse(expr: str) -> dict:
         if (kind, val) == ("op", "("):
             take()
             inner = expr_()
-            if take() != ("op", ")"):
+            if peek() != ("op", ")"):
                 raise ValueError(f"Contrast {expr!r}: unbalanced parentheses.")
+            take()
             return inner
         if (kind, val) == ("op", "-"):
             take()
