@@ -62,6 +62,25 @@ def neighbourhood_loss(
     return 0.5 * (1.0 - corr)
 
 
+class _Gram(torch.autograd.Function):
+    """``x @ x.mT`` with the one-product backward ``(g + g.mT) @ x``.
+
+    Autograd would treat the two operands as different tensors and run two batched
+    products in the backward pass; the Gram matrix needs one (a third less work for the
+    spatial loss, the same values).
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x @ x.transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return (grad + grad.transpose(-1, -2)) @ x
+
+
 def correlation_loss(
     acts: torch.Tensor,
     positions: torch.Tensor,
@@ -100,22 +119,58 @@ def correlation_loss(
     Tensor, scalar
         Mean loss over neighbourhoods, in [0, 1].
     """
+    if distance not in ("inverse", "negative"):
+        raise ValueError(f"distance must be 'inverse' or 'negative'; got {distance!r}.")
     n_units = acts.shape[-1]
+    if tuple(positions.shape) != (n_units, 2):
+        raise ValueError(
+            f"positions must hold the (row, col) of each of the {n_units} units, shape "
+            f"({n_units}, 2); got shape {tuple(positions.shape)}. Pass the sheet's "
+            f"positions for this layer (torch.from_numpy(sheet.positions))."
+        )
     x = acts.reshape(-1, n_units)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     n_rows, n_cols = sheet_shape
+    # the same draws as one neighbourhood at a time: all rows, then all columns
     centres_r = torch.randint(0, n_rows, (n_neighbourhoods,), generator=generator)
     centres_c = torch.randint(0, n_cols, (n_neighbourhoods,), generator=generator)
     pos = positions.to(x.device)
-    total = x.new_zeros(())
-    used = 0
-    for cr, cc in zip(centres_r.tolist(), centres_c.tolist()):
-        d = torch.maximum((pos[:, 0] - cr).abs(), (pos[:, 1] - cc).abs())
-        sel = torch.nonzero(d <= radius if inclusive else d < radius).squeeze(1)
-        if sel.numel() < 3:
-            continue
-        total = total + neighbourhood_loss(x[:, sel].float(), pos[sel], distance)
-        used += 1
-    return total / max(used, 1)
+    centres = torch.stack([centres_r, centres_c], dim=1).to(x.device)
+    # l-infinity distance of every unit to every centre: (n_neighbourhoods, n_units)
+    dmax = (pos[None, :, :] - centres[:, None, :]).abs().amax(-1)
+    member = dmax <= radius if inclusive else dmax < radius
+    counts = member.sum(1)
+    keep = counts >= 3  # fewer than 3 units give fewer than 3 pairs: skipped
+    if not bool(keep.any()):
+        return x.new_zeros(())
+    member, counts = member[keep], counts[keep]
+    k = int(counts.max())
+    # members first, in unit order (a stable sort), padded with non-members
+    order = torch.sort((~member).to(torch.int8), dim=1, stable=True).indices[:, :k]
+    valid = torch.arange(k, device=x.device)[None, :] < counts[:, None]
+    n_b = order.shape[0]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        # every neighbourhood of the layer in one gather and one batched product
+        # units as contiguous rows: the gather and its backward move whole rows
+        xb = x.t().contiguous().index_select(0, order.reshape(-1)).view(n_b, k, -1)
+        xb = xb - xb.mean(-1, keepdim=True)
+        cov = _Gram.apply(xb)  # (n_b, k, k), unnormalised
+        # normalise the small matrix, not the (n_b, k, n_samples) block: the same
+        # value as dividing each centred column by its norm (+ 1e-8) first
+        sd = cov.diagonal(dim1=1, dim2=2).clamp_min(1e-30).sqrt() + 1e-8
+        r = cov / (sd[:, :, None] * sd[:, None, :])  # Pearson correlations
+        pb = pos[order].to(r.dtype)
+        dist = torch.cdist(pb, pb)
+        d = 1.0 / (dist + 1.0) if distance == "inverse" else -dist
+        pairs = (torch.ones(k, k, dtype=torch.bool, device=x.device).triu(1)[None]
+                 & valid[:, :, None] & valid[:, None, :]).to(r.dtype)
+        n_pairs = pairs.sum((1, 2))
+        rc = (r - ((r * pairs).sum((1, 2)) / n_pairs)[:, None, None]) * pairs
+        dc = (d - ((d * pairs).sum((1, 2)) / n_pairs)[:, None, None]) * pairs
+        corr = (rc * dc).sum((1, 2)) / (
+            rc.flatten(1).norm(dim=1) * dc.flatten(1).norm(dim=1) + 1e-8)
+        return (0.5 * (1.0 - corr)).mean()
 
 
 def _blur(w: torch.Tensor, phi: float) -> torch.Tensor:
@@ -142,6 +197,13 @@ def topoloss(
     Tensor, scalar
         In ``[0, 2 * tau]``; 0 when the weights are already smooth on the sheet.
     """
+    if weight.ndim != 2:
+        raise ValueError(
+            f"weight must be a Linear weight of shape (n_out, n_in); got shape "
+            f"{tuple(weight.shape)}. Pass module.weight of a torch.nn.Linear."
+        )
+    if not phi > 0:
+        raise ValueError(f"phi (the blur's down-sampling factor) must be positive; got {phi}.")
     n_out, n_in = weight.shape
     h, w = shape if shape is not None else toponets_shape(n_out)
     if h * w != n_out:

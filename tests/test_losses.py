@@ -1,0 +1,268 @@
+"""Spatial losses: float64 references written here, behaviour, gradients, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.ndimage import gaussian_filter
+
+from topobrain.models.gpt import GPTConfig, TopoGPT
+from topobrain.models.losses import correlation_loss, neighbourhood_loss, topoloss
+from topobrain.sheet import CorticalSheet, toponets_shape
+
+
+# --------------------------------------------------------------------------- references
+def ref_neighbourhood(acts: np.ndarray, pos: np.ndarray, distance: str = "inverse") -> float:
+    """0.5 * (1 - corr(r, d)) over unit pairs, in float64 with numpy only."""
+    k = acts.shape[1]
+    r = np.corrcoef(acts.T)
+    dist = np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1).astype(np.float64))
+    d = 1.0 / (dist + 1.0) if distance == "inverse" else -dist
+    iu = np.triu_indices(k, 1)
+    return 0.5 * (1.0 - np.corrcoef(r[iu], d[iu])[0, 1])
+
+
+def ref_correlation(acts, pos, shape, radius, n_neighbourhoods, inclusive, distance, seed):
+    """The loss with the same random centres (drawn as documented: rows, then columns)."""
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randint(0, shape[0], (n_neighbourhoods,), generator=g).numpy()
+    cols = torch.randint(0, shape[1], (n_neighbourhoods,), generator=g).numpy()
+    x = acts.reshape(-1, acts.shape[-1])
+    losses = []
+    for r, c in zip(rows, cols):
+        dl = np.maximum(np.abs(pos[:, 0] - r), np.abs(pos[:, 1] - c))
+        sel = np.flatnonzero(dl <= radius if inclusive else dl < radius)
+        if sel.size < 3:
+            continue
+        losses.append(ref_neighbourhood(x[:, sel], pos[sel], distance))
+    return float(np.mean(losses)) if losses else 0.0
+
+
+def ref_resize(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Bilinear resize of (..., h, w) with half-pixel centres (align_corners=False)."""
+
+    def axis_weights(n_in, n_out):
+        src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        src = np.maximum(src, 0.0)
+        i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        lam = src - i0
+        m = np.zeros((n_out, n_in))
+        np.add.at(m, (np.arange(n_out), i0), 1 - lam)
+        np.add.at(m, (np.arange(n_out), i1), lam)
+        return m
+
+    mh = axis_weights(a.shape[-2], out_h)
+    mw = axis_weights(a.shape[-1], out_w)
+    return np.einsum("ij,...jk,lk->...il", mh, a, mw)
+
+
+def ref_topoloss(weight: np.ndarray, phi: float, tau: float, shape) -> float:
+    n_out, n_in = weight.shape
+    h, w = shape
+    sheet = weight.reshape(h, w, n_in).transpose(2, 0, 1)
+    small = (max(1, round(h / phi)), max(1, round(w / phi)))
+    blurred = ref_resize(ref_resize(sheet, *small), h, w)
+    a = sheet.reshape(n_in, -1)
+    b = blurred.reshape(n_in, -1)
+    cos = (a * b).sum(0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0))
+    return tau * (1.0 - cos.mean())
+
+
+def smooth_field(rng, n_samples, shape, sigma):
+    """Random activations that are smooth on an identity-layout sheet."""
+    noise = rng.standard_normal((n_samples, *shape))
+    field = gaussian_filter(noise, sigma=(0, sigma, sigma), mode="wrap")
+    return field.reshape(n_samples, -1)
+
+
+# --------------------------------------------------------------------------- correlation
+def test_neighbourhood_loss_matches_float64_reference(rng):
+    acts = rng.standard_normal((60, 14))
+    pos = rng.integers(0, 9, size=(14, 2))
+    for distance in ("inverse", "negative"):
+        ours = neighbourhood_loss(torch.from_numpy(acts), torch.from_numpy(pos), distance)
+        assert ours.dtype == torch.float64
+        np.testing.assert_allclose(float(ours), ref_neighbourhood(acts, pos, distance),
+                                   rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "shape, radius, n_nb, inclusive, distance",
+    [((16, 16), 5, 5, True, "inverse"), ((16, 16), 5, 5, False, "inverse"),
+     ((8, 8), 2, 7, True, "negative"), ((6, 10), 1, 4, True, "inverse"),
+     ((28, 28), 5, 5, False, "inverse")],
+)
+def test_correlation_loss_matches_float64_reference(rng, shape, radius, n_nb, inclusive,
+                                                    distance):
+    sheet = CorticalSheet(shape, layout="permuted", seed=rng)
+    acts = rng.standard_normal((3, 11, sheet.n_units))
+    pos = np.array(sheet.positions)
+    ours = correlation_loss(torch.from_numpy(acts), torch.from_numpy(pos), shape,
+                            radius=radius, n_neighbourhoods=n_nb, inclusive=inclusive,
+                            distance=distance, generator=torch.Generator().manual_seed(7))
+    ref = ref_correlation(acts, pos, shape, radius, n_nb, inclusive, distance, 7)
+    np.testing.assert_allclose(float(ours), ref, rtol=1e-7)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_rows=st.integers(2, 9), n_cols=st.integers(2, 9), radius=st.integers(0, 4),
+       n_nb=st.integers(1, 6), inclusive=st.booleans(), seed=st.integers(0, 2**16))
+def test_correlation_loss_reference_property(n_rows, n_cols, radius, n_nb, inclusive, seed):
+    rng = np.random.default_rng(seed)
+    sheet = CorticalSheet((n_rows, n_cols), layout="permuted", seed=rng)
+    acts = rng.standard_normal((40, sheet.n_units))
+    pos = np.array(sheet.positions)
+    ours = correlation_loss(torch.from_numpy(acts), torch.from_numpy(pos), (n_rows, n_cols),
+                            radius=radius, n_neighbourhoods=n_nb, inclusive=inclusive,
+                            generator=torch.Generator().manual_seed(seed))
+    ref = ref_correlation(acts, pos, (n_rows, n_cols), radius, n_nb, inclusive, "inverse",
+                          seed)
+    # rtol 1e-6: the 1e-8 stabilisers in the denominators matter on tiny sheets (a 2 x 2
+    # neighbourhood has only two distinct distances, so corr's denominator is small)
+    np.testing.assert_allclose(float(ours), ref, rtol=1e-6, atol=1e-12)
+    assert 0.0 <= float(ours) <= 1.0
+
+
+def test_correlation_loss_whole_sheet_neighbourhood(rng):
+    """A radius that spans the sheet makes the centres irrelevant: one neighbourhood."""
+    sheet = CorticalSheet((5, 6), layout="permuted", seed=3)
+    acts = torch.from_numpy(rng.standard_normal((2, 20, 30)))
+    pos = torch.from_numpy(np.array(sheet.positions))
+    whole = neighbourhood_loss(acts.reshape(-1, 30), pos)
+    for seed in range(3):
+        ours = correlation_loss(acts, pos, (5, 6), radius=6, n_neighbourhoods=3,
+                                generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(ours, whole, rtol=1e-10, atol=0)
+
+
+def test_correlation_loss_float32_and_bfloat16_close_to_float64(rng):
+    sheet = CorticalSheet((12, 12), layout="permuted", seed=1)
+    acts = rng.standard_normal((4, 16, 144))
+    pos = torch.from_numpy(np.array(sheet.positions))
+    vals = {}
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        vals[dtype] = float(correlation_loss(torch.from_numpy(acts).to(dtype), pos, (12, 12),
+                                             generator=torch.Generator().manual_seed(0)))
+    assert vals[torch.float32] == pytest.approx(vals[torch.float64], rel=1e-5)
+    assert vals[torch.bfloat16] == pytest.approx(vals[torch.float64], abs=0.02)
+
+
+def test_smooth_sheet_scores_lower_than_shuffled(rng):
+    shape = (12, 12)
+    acts = torch.from_numpy(smooth_field(rng, 300, shape, sigma=2.0))
+    pos = torch.from_numpy(np.array(CorticalSheet(shape).positions))
+    shuffled = acts[:, torch.from_numpy(rng.permutation(144))]
+    smooth = correlation_loss(acts, pos, shape, radius=3, n_neighbourhoods=8,
+                              generator=torch.Generator().manual_seed(0))
+    rand = correlation_loss(shuffled, pos, shape, radius=3, n_neighbourhoods=8,
+                            generator=torch.Generator().manual_seed(0))
+    assert float(smooth) < 0.15
+    assert float(rand) > 0.35
+    assert float(smooth) < float(rand) - 0.2
+
+
+def test_too_small_neighbourhoods_give_zero():
+    acts = torch.randn(10, 2, requires_grad=True)
+    loss = correlation_loss(acts, torch.tensor([[0, 0], [0, 1]]), (1, 2), radius=1)
+    assert float(loss) == 0.0
+
+
+def test_correlation_loss_gradcheck():
+    """The batched Gram backward against finite differences (float64)."""
+    sheet = CorticalSheet((4, 5), layout="permuted", seed=2)
+    pos = torch.from_numpy(np.array(sheet.positions))
+    acts = torch.randn(12, 20, dtype=torch.float64, requires_grad=True,
+                      generator=torch.Generator().manual_seed(0))
+
+    def f(a):
+        return correlation_loss(a, pos, (4, 5), radius=1, n_neighbourhoods=3,
+                                generator=torch.Generator().manual_seed(5))
+
+    assert torch.autograd.gradcheck(f, (acts,), eps=1e-6, atol=1e-6)
+
+
+def test_correlation_loss_gradients_reach_the_weights():
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=50, block_size=8, n_layer=2, n_head=2, sheet_shape=(4, 4))
+    model = TopoGPT(cfg)
+    idx = torch.randint(0, 50, (3, 8))
+    _, acts = model(idx, return_activations=True)
+    sheet = CorticalSheet((4, 4), layout="permuted", seed=0)
+    pos = torch.from_numpy(np.array(sheet.positions))
+    loss = sum(correlation_loss(a, pos, (4, 4), radius=1,
+                                generator=torch.Generator().manual_seed(0))
+               for a in acts.values())
+    loss.backward()
+    for name in ("transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_proj.weight",
+                 "transformer.h.1.mlp.c_fc.weight", "transformer.wte.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_correlation_loss_errors():
+    acts = torch.randn(10, 16)
+    with pytest.raises(ValueError, match=r"shape \(16, 2\); got shape \(15, 2\)"):
+        correlation_loss(acts, torch.zeros(15, 2, dtype=torch.long), (4, 4))
+    with pytest.raises(ValueError, match="distance must be 'inverse' or 'negative'"):
+        correlation_loss(acts, torch.zeros(16, 2, dtype=torch.long), (4, 4),
+                         distance="euclid")
+
+
+# --------------------------------------------------------------------------- topoloss
+@pytest.mark.parametrize("n_out, n_in, phi, tau, shape",
+                         [(64, 7, 3.0, 1.0, None), (30, 5, 2.0, 0.5, (5, 6)),
+                          (48, 3, 1.5, 2.0, None), (36, 4, 4.0, 1.0, (4, 9))])
+def test_topoloss_matches_float64_reference(rng, n_out, n_in, phi, tau, shape):
+    w = rng.standard_normal((n_out, n_in))
+    ours = topoloss(torch.from_numpy(w), phi=phi, tau=tau, shape=shape)
+    ref = ref_topoloss(w, phi, tau, shape or toponets_shape(n_out))
+    np.testing.assert_allclose(float(ours), ref, rtol=1e-10)
+
+
+def test_topoloss_phi_one_is_zero_and_tau_scales(rng):
+    w = torch.from_numpy(rng.standard_normal((20, 6)))
+    assert abs(float(topoloss(w, phi=1.0))) < 1e-12
+    a, b = float(topoloss(w, tau=1.0)), float(topoloss(w, tau=3.0))
+    assert b == pytest.approx(3 * a, rel=1e-12)
+
+
+def test_topoloss_smooth_lower_than_shuffled(rng):
+    shape = (12, 12)
+    n_in = 16
+    w = smooth_field(rng, n_in, shape, sigma=2.0).T  # (144, 16): rows smooth on the sheet
+    smooth = float(topoloss(torch.from_numpy(w), phi=3.0, shape=shape))
+    shuffled = float(topoloss(torch.from_numpy(w[rng.permutation(144)]), phi=3.0,
+                              shape=shape))
+    assert smooth < 0.1
+    assert shuffled > 0.4
+
+
+def test_topoloss_gradients(rng):
+    lin = torch.nn.Linear(8, 36, bias=False, dtype=torch.float64)
+    loss = topoloss(lin.weight, phi=2.0)
+    loss.backward()
+    assert torch.isfinite(lin.weight.grad).all() and lin.weight.grad.abs().sum() > 0
+    w = torch.from_numpy(rng.standard_normal((12, 3))).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: topoloss(x, phi=2.0), (w,))
+
+
+def test_topoloss_errors():
+    with pytest.raises(ValueError, match=r"\(5, 5\) sheet does not hold the 24 rows"):
+        topoloss(torch.randn(24, 3), shape=(5, 5))
+    with pytest.raises(ValueError, match=r"shape \(n_out, n_in\); got shape \(24,\)"):
+        topoloss(torch.randn(24))
+    with pytest.raises(ValueError, match="phi .* must be positive"):
+        topoloss(torch.randn(24, 3), phi=0)
+
+
+def test_topoloss_value_range(rng):
+    w = torch.from_numpy(rng.standard_normal((49, 5)))
+    val = float(topoloss(w, tau=1.0))
+    assert 0.0 <= val <= 2.0
+    assert not math.isnan(val)
