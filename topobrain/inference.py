@@ -1126,3 +1126,283 @@ def _permute(y, design, layers, spec, root, n_permutations, n_jobs, chunk_size, 
         results = tqdm(results, total=len(tasks), desc="permutations", unit="task",
                        leave=False)
     return np.concatenate(list(results), axis=0)
+
+
+# ---------------------------------------------------------------------------------------
+# Split-half reliability
+# ---------------------------------------------------------------------------------------
+def _rowwise_corr(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
+    """Correlation of each row of ``a`` with the same row of ``b`` over entries finite in
+    both (pairwise complete), shape (k,)."""
+    valid = np.isfinite(a) & np.isfinite(b)
+    if method == "spearman":
+        from scipy.stats import rankdata
+
+        a = np.where(valid, a, np.nan)
+        b = np.where(valid, b, np.nan)
+        a = rankdata(a, axis=1, nan_policy="omit")
+        b = rankdata(b, axis=1, nan_policy="omit")
+    n = valid.sum(1)
+    a0 = np.where(valid, a, 0.0)
+    b0 = np.where(valid, b, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ma = a0.sum(1, keepdims=True) / n[:, None]
+        mb = b0.sum(1, keepdims=True) / n[:, None]
+        da = np.where(valid, a0 - ma, 0.0)
+        db = np.where(valid, b0 - mb, 0.0)
+        r = (da * db).sum(1) / np.sqrt((da * da).sum(1) * (db * db).sum(1))
+    return np.where(n >= 3, np.clip(r, -1.0, 1.0), np.nan)
+
+
+def _spearman_brown(r: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 2.0 * r / (1.0 + r)
+
+
+def _half_assignments(design: _Design, method: str, n_splits: int, root,
+                      grouped: bool) -> np.ndarray:
+    """Boolean (n_splits, n_rows): True for items of half A.
+
+    Items are split in whole exchangeability groups (each item its own group without
+    ``groups``), stratified by the set of labels a group holds, so that each half keeps
+    both sides of a two-sample contrast. Odd/even: within each stratum, the groups in
+    order of first appearance alternate A, B, A, ...; random: the same after a shuffle.
+    """
+    # exchangeability groups of the used items, or each item on its own
+    units = design.strata if grouped else np.arange(design.rows.size)
+    lab = design.labels if design.labels is not None else np.zeros(units.size, np.int64)
+    n_units = int(units.max()) + 1
+    signature = [tuple(sorted(set(lab[units == u].tolist()))) for u in range(n_units)]
+    strata = _codes(np.array([str(s) for s in signature], dtype=object))
+    out = np.empty((n_splits, units.size), dtype=bool)
+    for i in range(n_splits):
+        rng = None if method == "odd_even" else _block_rng(root, i)
+        in_a = np.zeros(n_units, dtype=bool)
+        for s in range(int(strata.max()) + 1):
+            members = np.flatnonzero(strata == s)
+            if rng is not None:
+                members = rng.permutation(members)
+            in_a[members[0::2]] = True
+        out[i] = in_a[units]
+    return out
+
+
+def _half_statistics(y, design: _Design, halves: np.ndarray):
+    """Unit statistic of half A and half B for each split: two (n_splits, n_units)."""
+    if design.kind in ("welch", "student"):
+        pos = design.labels == 0
+        student = design.kind == "student"
+        out = []
+        for half in (halves, ~halves):
+            t, _ = two_sample_t(y, np.stack([half & pos, half & ~pos], axis=1),
+                                equal_var=student)
+            out.append(t)
+        return out[0], out[1]
+    t_a, t_b = [], []
+    for half in halves:
+        for rows, acc in ((half, t_a), (~half, t_b)):
+            if design.kind == "one_sample":
+                acc.append(design.sign * one_sample_t(y[rows]))
+            else:
+                sub = _Design("glm", design.rows[rows], design.labels[rows], design.strata[rows],
+                              names=design.names,
+                              covariates={k: v[rows] for k, v in design.covariates.items()},
+                              contrast=design.contrast)
+                acc.append(_glm_t(y[rows], sub.labels[None, :], sub)[0][0])
+    return np.array(t_a), np.array(t_b)
+
+
+def split_half_reliability(
+    responses,
+    conditions,
+    contrast,
+    *,
+    method: Literal["odd_even", "random"] = "random",
+    n_splits: int | None = None,
+    seed=None,
+    groups=None,
+    covariates=None,
+    equal_var: bool = False,
+    correlation: Literal["pearson", "spearman"] = "pearson",
+    spearman_brown: bool = True,
+) -> SplitHalfResult:
+    """Split-half reliability of each layer's contrast map.
+
+    The items are split into two halves, the unit statistic of ``contrast`` (the one
+    :func:`map_permutation_test` uses) is computed from each half, and the two maps are
+    correlated over the sheet's cells, per layer. The Spearman-Brown formula
+    ``2 r / (1 + r)`` turns the half-size correlation into the reliability of the
+    full-size map.
+
+    Parameters
+    ----------
+    responses, conditions, contrast, groups, covariates, equal_var
+        As in :func:`map_permutation_test`. With ``groups``, whole groups (runs, blocks)
+        go to one half.
+    method : {"odd_even", "random"}, default="random"
+        ``"odd_even"``: within each condition (each set of conditions a group holds) the
+        items (groups) in their given order alternate between the halves, one split;
+        ``"random"``: ``n_splits`` random splits with the same stratification.
+    n_splits : int, optional
+        Number of random splits (default 100); must be 1 (or None) with ``"odd_even"``.
+    seed : int, numpy.random.Generator, numpy.random.SeedSequence or None
+        Seeds the random splits (split ``i`` from the ``i``-th child of the seed).
+    correlation : {"pearson", "spearman"}, default="pearson"
+        Correlation between the halves' maps, over the cells both define.
+    spearman_brown : bool, default=True
+        Apply the Spearman-Brown correction to the mean half correlation.
+
+    Returns
+    -------
+    SplitHalfResult
+        ``r_half`` (n_splits, n_layers), its mean over splits ``r`` and the corrected
+        ``reliability`` per layer; ``to_frame()`` gives one row per layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> pattern = rng.standard_normal((8, 8))
+    >>> maps = rng.standard_normal((40, 8, 8))
+    >>> maps[:20] += pattern                                  # S - N = pattern
+    >>> labels = ["S"] * 20 + ["N"] * 20
+    >>> res = split_half_reliability(maps, labels, "S - N", n_splits=20, seed=0)
+    >>> bool(res.reliability[0] > 0.7)
+    True
+    """
+    check_option("method", method, ("odd_even", "random"))
+    check_option("correlation", correlation, ("pearson", "spearman"))
+    if n_splits is None:
+        n_splits = 1 if method == "odd_even" else 100
+    n_splits = _check_int("n_splits", n_splits, 1)
+    if method == "odd_even" and n_splits != 1:
+        raise ValueError(
+            f"method='odd_even' gives exactly one split; got n_splits={n_splits}. Use "
+            "method='random' for repeated splits."
+        )
+    if not isinstance(equal_var, (bool, np.bool_)):
+        raise TypeError(f"equal_var must be True or False; got {equal_var!r}.")
+    root = _root_seed(seed) if method == "random" else (None, ())
+    data = _prepare_responses(responses)
+    if conditions is None and data.conditions is not None:
+        conditions = data.conditions
+    design = _build_design(conditions, contrast, data.n_items, groups, covariates, equal_var)
+    y, layers = data.select(design.rows, "queen")
+    halves = _half_assignments(design, method, n_splits, root, groups is not None)
+    if design.kind in ("welch", "student"):
+        pos = design.labels == 0
+        short = np.minimum.reduce([(halves & pos).sum(1), (halves & ~pos).sum(1),
+                                   (~halves & pos).sum(1), (~halves & ~pos).sum(1)])
+        need = 2
+    else:
+        short = np.minimum(halves.sum(1), (~halves).sum(1))
+        need = 2 if design.kind == "one_sample" else len(design.names) + 1
+    if short.min() < need:
+        raise ValueError(
+            f"A half has only {int(short.min())} items of a condition side (at least {need} "
+            "are needed for its t-map). Use more items, or fewer, smaller groups."
+        )
+    t_a, t_b = _half_statistics(y, design, halves)
+    r_half = np.empty((n_splits, len(layers)))
+    for j, layer in enumerate(layers):
+        cols = layer.columns
+        r_half[:, j] = _rowwise_corr(layer.cells(t_a[:, cols]), layer.cells(t_b[:, cols]),
+                                     correlation)
+    r = _nanmean(r_half, 0)
+    rel = _spearman_brown(r) if spearman_brown else r
+    params = {
+        "method": method,
+        "n_splits": n_splits,
+        "correlation": correlation,
+        "spearman_brown": bool(spearman_brown),
+        "seed": root[0],
+        "contrast": str(design.contrast or parse_contrast(contrast)),
+        "unit_statistic": design.unit_statistic,
+        "groups": None if groups is None
+        else int(pd.Series(np.asarray(groups, dtype=object).tolist()).astype(str).nunique()),
+    }
+    return SplitHalfResult([layer.name for layer in layers], r_half, r, rel,
+                           float(_nanmean(rel, 0)), params)
+
+
+def map_reliability(
+    map_a,
+    map_b,
+    *,
+    correlation: Literal["pearson", "spearman"] = "pearson",
+    spearman_brown: bool = True,
+    layers=None,
+) -> SplitHalfResult:
+    """Reliability of a map from two independent measurements of it in one space.
+
+    For two runs of a brain contrast, or two halves of a model's items: the correlation
+    of the two maps over the locations both define (NaN elsewhere), Spearman-Brown
+    corrected to the reliability of their average.
+
+    Parameters
+    ----------
+    map_a, map_b : ndarray
+        The same shape: ``(n_vertices,)`` or ``(n_rows, n_cols)`` (one map) or
+        ``(n_layers, n_rows, n_cols)`` (one map per layer). NaN where nothing was
+        measured. Never modified.
+    correlation : {"pearson", "spearman"}, default="pearson"
+    spearman_brown : bool, default=True
+    layers : sequence, optional
+        Layer names (default ``0..n_layers-1``).
+
+    Returns
+    -------
+    SplitHalfResult
+        With one split: ``r_half`` of shape (1, n_layers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.standard_normal(500)
+    >>> run1, run2 = truth + rng.standard_normal(500), truth + rng.standard_normal(500)
+    >>> res = map_reliability(run1, run2)
+    >>> round(float(res.r[0]), 1), round(float(res.reliability[0]), 2)
+    (0.5, 0.67)
+    """
+    check_option("correlation", correlation, ("pearson", "spearman"))
+    arrays = []
+    for name, m in (("map_a", map_a), ("map_b", map_b)):
+        arr = np.asarray(m)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
+                or np.iscomplexobj(arr):
+            raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}.")
+        arrays.append(arr.astype(np.float64))
+    a, b = arrays
+    if a.shape != b.shape:
+        raise ValueError(
+            f"map_a and map_b must have the same shape (one space); got {a.shape} and "
+            f"{b.shape}. Resample one map onto the other's space first."
+        )
+    if a.ndim not in (1, 2, 3):
+        raise ValueError(
+            "maps must be (n_vertices,), (n_rows, n_cols) or (n_layers, n_rows, n_cols); got "
+            f"shape {a.shape}."
+        )
+    lead = a.reshape(1, -1) if a.ndim < 3 else a.reshape(a.shape[0], -1)
+    other = b.reshape(lead.shape)
+    if np.isinf(lead).any() or np.isinf(other).any():
+        raise ValueError("maps hold infinite values; only NaN may mark missing locations.")
+    n_layers = lead.shape[0]
+    if layers is None:
+        layers = list(range(n_layers))
+    else:
+        layers = list(layers)
+        if len(layers) != n_layers:
+            raise ValueError(f"layers names {len(layers)} layers; the maps have {n_layers}.")
+    r = _rowwise_corr(lead, other, correlation)
+    shared = (np.isfinite(lead) & np.isfinite(other)).sum(1)
+    if (shared < 3).any():
+        raise ValueError(
+            f"The maps share fewer than 3 finite locations (layer {layers[int(np.argmin(shared))]!r}"
+            f": {int(shared.min())}); a correlation needs at least 3."
+        )
+    rel = _spearman_brown(r) if spearman_brown else r
+    params = {"method": "maps", "n_splits": 1, "correlation": correlation,
+              "spearman_brown": bool(spearman_brown), "seed": None}
+    return SplitHalfResult(layers, r[None, :], r, rel, float(_nanmean(rel, 0)), params)
