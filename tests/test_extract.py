@@ -1,0 +1,635 @@
+"""Tests for the activation harness (topobrain.extract).
+
+The reference for every pooled value is the model run on one item at a time, without
+padding, pooled by hand in float64: the harness's batching, sorting, padding, masking,
+truncation, caching and resuming must all reproduce it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import random
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from topobrain.extract import Activations, default_cache_dir, extract, load_activations
+from topobrain.sheet import CorticalSheet
+
+WORDS = ("the cat sat on a mat while dogs ran over green hills and birds sang songs of "
+         "summer rain under quiet grey skies near old stone walls").split()
+
+HAS_STIMULI = importlib.util.find_spec("topobrain.stimuli") is not None
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A 2-block, 2-head TopoGPT on a 4 x 4 sheet, trained 2 steps on a tiny corpus."""
+    from topobrain.models import load
+    from topobrain.models.train import train
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    rnd = random.Random(0)
+    for i in range(4):
+        (corpus / f"doc{i}.txt").write_text(
+            " ".join(rnd.choice(WORDS) for _ in range(1500)), encoding="utf-8")
+    cfg = dict(name="tiny", out=str(root / "run"), corpus=str(corpus),
+               prepared=str(root / "prepared"), vocab_size=300,
+               model=dict(n_layer=2, n_head=2, sheet_shape=[4, 4], block_size=32),
+               batch_size=4, max_steps=2, warmup_steps=1, eval_interval=2, eval_batches=1,
+               checkpoint_interval=2, verbose=0, device="cpu", save_dtype="float32")
+    folder = train(cfg)
+    return load(folder)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: the tiny model gains nothing from more, and a busy machine's
+    thread contention made these tests slow and erratic."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Never write to the user's ~/.cache: the default cache lives in tmp_path."""
+    monkeypatch.setenv("TOPOBRAIN_CACHE", str(tmp_path / "cache"))
+
+
+class StandInStimuli:
+    """The duck type extract accepts: texts, item_ids, labels, identity, name."""
+
+    def __init__(self, texts, labels, item_ids=None, name="stand-in"):
+        self.texts = list(texts)
+        self.labels = np.asarray(labels, dtype=object)
+        self.conditions = list(dict.fromkeys(labels))
+        self.item_ids = [f"i{k}" for k in range(len(texts))] if item_ids is None else item_ids
+        self.name = name
+        self.identity = str(hash((tuple(self.texts), tuple(self.labels), tuple(self.item_ids))))
+
+    def __len__(self):
+        return len(self.texts)
+
+
+def make_texts(rng, n, lo=1, hi=8):
+    lengths = rng.integers(lo, hi + 1, size=n)
+    return [" ".join(rng.choice(WORDS, size=k)) for k in lengths]
+
+
+def make_stimuli(rng, n=10):
+    texts = make_texts(rng, n)
+    labels = ["S" if k % 2 == 0 else "N" for k in range(n)]
+    if HAS_STIMULI:
+        from topobrain.stimuli import StimulusSet
+
+        return StimulusSet({"item_id": [f"i{k}" for k in range(n)], "condition": labels,
+                            "text": texts}, name="tiny-set")
+    return StandInStimuli(texts, labels)
+
+
+def counting(model, fail_after=None):
+    """A copy of ``model`` whose forward calls are counted (and may fail)."""
+    calls = {"n": 0}
+    inner = model.run_layers
+
+    def run_layers(input_ids, attention_mask=None):
+        if fail_after is not None and calls["n"] >= fail_after:
+            raise RuntimeError("simulated interruption")
+        calls["n"] += 1
+        return inner(input_ids, attention_mask)
+
+    return dataclasses.replace(model, run_layers=run_layers), calls
+
+
+def reference(model, texts, pooling="mean", layers=None, bos=False):
+    """One item at a time, no padding, pooled by hand in float64."""
+    layers = list(model.sheets) if layers is None else layers
+    out = {k: [] for k in layers}
+    room = model.context_length - int(bos)
+    for ids in model.tokenize(texts):
+        ids = ids[:room]
+        full = ([model.bos_token_id] if bos else []) + ids
+        acts = model.activations(torch.tensor([full]), None, layers)
+        for k in layers:
+            a = acts[k][0].double().numpy()[int(bos):]
+            if pooling == "mean":
+                v = a.mean(0)
+            elif pooling == "sum":
+                v = a.sum(0)
+            elif pooling == "first":
+                v = a[0]
+            elif pooling == "last":
+                v = a[-1]
+            else:
+                v = pooling(a)
+            out[k].append(v)
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- reference
+@pytest.mark.parametrize("pooling", ["mean", "last", "first", "sum", "median"])
+@pytest.mark.parametrize("bos", [False, True])
+def test_matches_one_item_at_a_time_reference(tiny_model, rng, pooling, bos):
+    texts = make_texts(rng, 9)
+    pool = (lambda a: np.median(a, axis=0)) if pooling == "median" else pooling
+    acts = extract(tiny_model, texts, pooling=pool, bos=bos, batch_size=4, cache=False,
+                   verbose=0)
+    ref = reference(tiny_model, texts, pool, bos=bos)
+    assert acts.layers == list(tiny_model.sheets)
+    for layer in acts.layers:
+        assert acts[layer].dtype == np.float64
+        assert acts[layer].shape == (9, 16)
+        np.testing.assert_allclose(acts[layer], ref[layer], rtol=1e-5, atol=1e-7)
+
+
+def test_bos_changes_the_context_but_is_not_pooled(tiny_model, rng):
+    texts = make_texts(rng, 4, lo=2)
+    with_bos = extract(tiny_model, texts, bos=True, pooling="first", cache=False, verbose=0)
+    without = extract(tiny_model, texts, bos=False, pooling="first", cache=False, verbose=0)
+    layer = "layer.1.mlp"
+    # the first pooled token is the item's own first token in both runs, seen with and
+    # without a BOS before it: different values, and no row equals the BOS's own output
+    assert not np.allclose(with_bos[layer], without[layer])
+    bos_out = tiny_model.activations(torch.tensor([[tiny_model.bos_token_id]]))[layer][0, 0]
+    assert not np.any(np.all(np.isclose(with_bos[layer], bos_out.double().numpy()), axis=1))
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch_size=st.integers(1, 12), seed=st.integers(0, 2**16),
+       pooling=st.sampled_from(["mean", "last", "sum"]))
+def test_any_batch_size_and_item_order_give_the_same_responses(tiny_model, batch_size, seed,
+                                                               pooling):
+    r = np.random.default_rng(seed)
+    texts = make_texts(r, 11)
+    one = extract(tiny_model, texts, pooling=pooling, batch_size=1, cache=False, verbose=0)
+    many = extract(tiny_model, texts, pooling=pooling, batch_size=batch_size, cache=False,
+                   verbose=0)
+    perm = r.permutation(11)
+    shuffled = extract(tiny_model, [texts[i] for i in perm], pooling=pooling,
+                       batch_size=batch_size, cache=False, verbose=0)
+    for layer in one.layers:
+        np.testing.assert_allclose(many[layer], one[layer], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(shuffled[layer], one[layer][perm], rtol=1e-5, atol=1e-7)
+
+
+def test_padding_never_enters_the_pooled_value(tiny_model, rng):
+    """Poison every padded position with NaN and 1e30: the result must not change."""
+    inner = tiny_model.run_layers
+
+    def poisoned(input_ids, attention_mask=None):
+        acts = inner(input_ids, attention_mask)
+        if attention_mask is None:
+            return acts
+        pad = ~attention_mask.bool()
+        out = {}
+        for k, a in acts.items():
+            a = a.clone()
+            a[pad] = float("nan") if k.endswith("attn") else 1e30
+            out[k] = a
+        return out
+
+    model = dataclasses.replace(tiny_model, run_layers=poisoned)
+    texts = make_texts(rng, 10, lo=1, hi=8)
+    for pooling in ("mean", "sum", "last", "first", lambda a: a.max(0)):
+        got = extract(model, texts, pooling=pooling, batch_size=10, cache=False, verbose=0)
+        ref = reference(tiny_model, texts, pooling)
+        for layer in got.layers:
+            np.testing.assert_allclose(got[layer], ref[layer], rtol=1e-5, atol=1e-7)
+
+
+def test_a_constant_unit_passes_through_untouched(tiny_model, rng):
+    inner = tiny_model.run_layers
+
+    def with_dead_unit(input_ids, attention_mask=None):
+        acts = dict(inner(input_ids, attention_mask))
+        a = acts["layer.0.mlp"].clone()
+        a[..., 5] = 0.25
+        acts["layer.0.mlp"] = a
+        return acts
+
+    model = dataclasses.replace(tiny_model, run_layers=with_dead_unit)
+    acts = extract(model, make_texts(rng, 8), batch_size=3, cache=False, verbose=0)
+    assert np.all(acts["layer.0.mlp"][:, 5] == 0.25)
+    assert np.all(np.isfinite(acts["layer.0.mlp"]))
+
+
+# --------------------------------------------------------------------------- labels
+def test_labels_positions_and_maps(tiny_model, rng):
+    stim = make_stimuli(rng, 10)
+    acts = extract(tiny_model, stim, layers=["layer.1.attn", "layer.0.mlp"], cache=False,
+                   verbose=0)
+    assert acts.layers == ["layer.1.attn", "layer.0.mlp"]
+    assert list(acts.item_ids) == list(stim.item_ids)
+    assert list(acts.labels) == ["S", "N"] * 5
+    assert acts.conditions == ["S", "N"]
+    assert acts.n_items == 10
+    ds = acts.to_xarray()
+    for layer in acts.layers:
+        sheet = tiny_model.sheets[layer]
+        assert acts.sheets[layer] is sheet
+        np.testing.assert_array_equal(ds[f"{layer}.row"].values, sheet.positions[:, 0])
+        np.testing.assert_array_equal(ds[f"{layer}.col"].values, sheet.positions[:, 1])
+        assert ds[layer].dims == ("item", f"{layer}.unit")
+        maps = acts.to_maps(layer)
+        assert maps.shape == (10, 4, 4)
+        np.testing.assert_array_equal(maps, sheet.to_map(acts[layer]))
+    assert list(ds["condition"].values) == ["S", "N"] * 5
+    frame = acts.to_frame()
+    assert len(frame) == 10 * 16 * 2
+    assert set(frame.columns) == {"item_id", "condition", "layer", "unit", "row", "col", "value"}
+    row = frame[(frame.layer == "layer.0.mlp") & (frame.unit == 3)].iloc[4]
+    assert row.value == acts["layer.0.mlp"][4, 3]
+    assert (row.row, row.col) == tuple(tiny_model.sheets["layer.0.mlp"].positions[3])
+    assert "10 items x 2 layers" in repr(acts) and "S: 5" in repr(acts)
+
+
+def test_plain_lists_tables_and_model_paths(tiny_model, rng, tmp_path):
+    texts = make_texts(rng, 6)
+    labels = ["A", "B"] * 3
+    plain = extract(tiny_model, texts, labels=labels, item_ids=list("abcdef"), cache=False,
+                    verbose=0)
+    assert list(plain.item_ids) == list("abcdef") and list(plain.labels) == labels
+    table = pd.DataFrame({"item_id": list("abcdef"), "condition": labels, "text": texts})
+    tab = extract(tiny_model, table, cache=False, verbose=0)
+    for layer in plain.layers:
+        np.testing.assert_array_equal(tab[layer], plain[layer])
+    # a model by path goes through topobrain.models.load
+    folder = tmp_path / "model"
+    from topobrain.models.checkpoint import save_model
+
+    save_model(folder, tiny_model.module, tiny_model.sheets, tiny_model.tokenizer, {})
+    by_path = extract(str(folder), texts, cache=False, verbose=0)
+    for layer in plain.layers:
+        np.testing.assert_allclose(by_path[layer], plain[layer], rtol=1e-6, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- truncation
+def test_long_items_are_truncated_with_a_counting_warning(tiny_model, rng):
+    long_text = " ".join(rng.choice(WORDS, size=80))
+    texts = ["the cat sat", long_text, "a dog", long_text + " rain"]
+    n_long = sum(len(t) > 32 for t in tiny_model.tokenize(texts))
+    assert n_long == 2
+    with pytest.warns(UserWarning, match=r"2 of 4 items are longer than the model's context "
+                                         r"of 32 tokens .* truncated to their first 32"):
+        acts = extract(tiny_model, texts, pooling="last", cache=False, verbose=0)
+    ref = reference(tiny_model, texts, "last")
+    for layer in acts.layers:
+        np.testing.assert_allclose(acts[layer], ref[layer], rtol=1e-5, atol=1e-7)
+    assert acts.params["n_truncated"] == 2
+    with pytest.warns(UserWarning, match=r"\(with BOS\).*first 31 tokens"):
+        extract(tiny_model, texts, bos=True, cache=False, verbose=0)
+
+
+def test_short_items_do_not_warn(tiny_model, rng):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        extract(tiny_model, make_texts(rng, 3), cache=False, verbose=0)
+
+
+# --------------------------------------------------------------------------- bad input
+def test_empty_stimulus_set(tiny_model):
+    with pytest.raises(ValueError, match="stimulus set is empty"):
+        extract(tiny_model, [], cache=False, verbose=0)
+    with pytest.raises(ValueError, match="stimulus set is empty"):
+        extract(tiny_model, StandInStimuli([], []), cache=False, verbose=0)
+
+
+def test_unknown_layer_lists_the_valid_ones(tiny_model):
+    with pytest.raises(ValueError, match=r"Unknown layer name\(s\) \['layer.9.mlp'\].*"
+                                         r"Valid layers: \['layer.0.attn', 'layer.0.mlp', "
+                                         r"'layer.1.attn', 'layer.1.mlp'\].*Did you mean"):
+        extract(tiny_model, ["a cat"], layers=["layer.9.mlp"], cache=False, verbose=0)
+    with pytest.raises(ValueError, match="more than once"):
+        extract(tiny_model, ["a cat"], layers=["layer.0.mlp", "layer.0.mlp"], cache=False)
+    with pytest.raises(ValueError, match="layers is empty"):
+        extract(tiny_model, ["a cat"], layers=[], cache=False)
+
+
+def test_tokenizer_that_does_not_match_the_vocabulary(tiny_model):
+    small = dataclasses.replace(tiny_model, vocab_size=40, pad_token_id=0, bos_token_id=0)
+    with pytest.raises(ValueError, match=r"token id \d+ .* outside the model's vocabulary of "
+                                         r"40 tokens: the tokenizer does not match"):
+        extract(small, ["summer rain under quiet grey skies"], cache=False, verbose=0)
+
+
+def test_other_bad_input(tiny_model):
+    with pytest.raises(ValueError, match="Invalid value for the 'pooling' parameter.*'mean'"):
+        extract(tiny_model, ["a cat"], pooling="max", cache=False)
+    with pytest.raises(ValueError, match="pooling_name names a callable"):
+        extract(tiny_model, ["a cat"], pooling="mean", pooling_name="x", cache=False)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        extract(tiny_model, ["a cat"], batch_size=0, cache=False)
+    with pytest.raises(ValueError, match="have no tokens"):
+        extract(tiny_model, ["a cat", ""], cache=False, verbose=0)
+    with pytest.raises(ValueError, match="Item ids must be unique"):
+        extract(tiny_model, ["a cat", "a dog"], item_ids=["x", "x"], cache=False)
+    with pytest.raises(ValueError, match="labels has 1 entries for 2 texts"):
+        extract(tiny_model, ["a cat", "a dog"], labels=["S"], cache=False)
+    with pytest.raises(TypeError, match="Every item must be a text"):
+        extract(tiny_model, ["a cat", 3], cache=False)
+    with pytest.raises(TypeError, match="stimuli must be a StimulusSet"):
+        extract(tiny_model, 42, cache=False)
+    with pytest.raises(TypeError, match="model must be a SheetModel"):
+        extract(object(), ["a cat"], cache=False)
+    with pytest.raises(TypeError, match="item_ids= and labels= are for plain lists"):
+        extract(tiny_model, StandInStimuli(["a", "b"], ["S", "S"]), labels=["S", "N"],
+                cache=False)
+    with pytest.raises(ValueError, match="Invalid device"):
+        extract(tiny_model, ["a cat"], device="quantum", cache=False, verbose=0)
+    no_bos = dataclasses.replace(tiny_model, bos_token_id=None)
+    with pytest.raises(ValueError, match="bos=True but model .* has no BOS token"):
+        extract(no_bos, ["a cat"], bos=True, cache=False)
+    with pytest.raises(ValueError, match=r"pooling callable returned shape \(\)"):
+        extract(tiny_model, ["a cat"], pooling=lambda a: a.mean(), cache=False, verbose=0)
+    with pytest.raises(ValueError, match="A stimulus table needs a 'text' column"):
+        extract(tiny_model, pd.DataFrame({"sentence": ["a"]}), cache=False)
+
+
+def test_a_sheet_that_does_not_fit_the_layer(tiny_model):
+    wrong = dict(tiny_model.sheets)
+    wrong["layer.0.attn"] = CorticalSheet((3, 3), name="layer.0.attn")
+    model = dataclasses.replace(tiny_model, sheets=wrong)
+    with pytest.raises(ValueError, match=r"returned activations of shape \(1, \d+, 16\); "
+                                         r"expected .* \(1, \d+, 9\)"):
+        extract(model, ["a cat"], cache=False, verbose=0)
+
+
+# --------------------------------------------------------------------------- cache
+def test_second_identical_run_is_served_from_the_cache(tiny_model, rng, tmp_path):
+    stim = make_stimuli(rng, 10)
+    model, calls = counting(tiny_model)
+    first = extract(model, stim, batch_size=3, cache_dir=tmp_path / "c", verbose=0)
+    assert calls["n"] == 4
+    files = list((tmp_path / "c" / "activations").glob("*.npz"))
+    assert len(files) == 1
+    # batch size and device are not part of the key: still a hit, no forward at all
+    second = extract(model, stim, batch_size=5, device="cpu", cache_dir=tmp_path / "c",
+                     verbose=0)
+    assert calls["n"] == 4
+    for layer in first.layers:
+        np.testing.assert_array_equal(second[layer], first[layer])
+    assert list(second.item_ids) == list(first.item_ids)
+    assert list(second.labels) == list(first.labels)
+    for layer, sheet in second.sheets.items():
+        np.testing.assert_array_equal(sheet.positions, tiny_model.sheets[layer].positions)
+    # the key changes with the pooling, the layers, bos and the model
+    extract(model, stim, pooling="last", cache_dir=tmp_path / "c", verbose=0)
+    assert calls["n"] == 5
+    extract(model, stim, layers="layer.0.mlp", cache_dir=tmp_path / "c", verbose=0)
+    assert calls["n"] == 6
+    extract(model, stim, bos=True, cache_dir=tmp_path / "c", verbose=0)
+    assert calls["n"] == 7
+    other = dataclasses.replace(model, identity="another-model")
+    extract(other, stim, cache_dir=tmp_path / "c", verbose=0)
+    assert calls["n"] == 8
+    # and with the stimuli
+    extract(model, make_stimuli(np.random.default_rng(1), 10), cache_dir=tmp_path / "c",
+            verbose=0)
+    assert calls["n"] == 9
+
+
+def test_cache_off_callables_env_var_and_default_dir(tiny_model, rng, tmp_path, monkeypatch):
+    texts = make_texts(rng, 4)
+    model, calls = counting(tiny_model)
+    extract(model, texts, cache=False, verbose=0)
+    extract(model, texts, cache=False, verbose=0)
+    assert calls["n"] == 2
+    assert not (tmp_path / "cache").exists()
+    # the env var sets the default folder
+    assert default_cache_dir() == tmp_path / "cache"
+    extract(model, texts, verbose=0)
+    extract(model, texts, verbose=0)
+    assert calls["n"] == 3
+    assert len(list((tmp_path / "cache" / "activations").glob("*.npz"))) == 1
+    # a callable without a name is never cached; with a name it is
+    pool = lambda a: a.max(0)  # noqa: E731
+    extract(model, texts, pooling=pool, verbose=0)
+    extract(model, texts, pooling=pool, verbose=0)
+    assert calls["n"] == 5
+    named = extract(model, texts, pooling=pool, pooling_name="max", verbose=0)
+    again = extract(model, texts, pooling=pool, pooling_name="max", verbose=0)
+    assert calls["n"] == 6
+    np.testing.assert_array_equal(named["layer.0.attn"], again["layer.0.attn"])
+    monkeypatch.delenv("TOPOBRAIN_CACHE")
+    assert str(default_cache_dir()).endswith(".cache/topobrain")
+
+
+def test_an_interrupted_run_resumes_from_its_partial_files(tiny_model, rng, tmp_path):
+    stim = make_stimuli(rng, 14)
+    expected = extract(tiny_model, stim, cache=False, verbose=0)
+    broken, calls = counting(tiny_model, fail_after=3)
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        extract(broken, stim, batch_size=2, checkpoint_every=1, cache_dir=tmp_path, verbose=0)
+    partial = list((tmp_path / "activations").glob("*.partial/chunk-*.npz"))
+    assert len(partial) == 3
+    assert not list((tmp_path / "activations").glob("*.npz"))
+    # resume with another batch size: only the 8 items not yet done are run
+    model, calls = counting(tiny_model)
+    seen = []
+    inner = model.run_layers
+
+    def recording(input_ids, attention_mask=None):
+        seen.append(input_ids.shape[0])
+        return inner(input_ids, attention_mask)
+
+    model = dataclasses.replace(model, run_layers=recording)
+    resumed = extract(model, stim, batch_size=3, checkpoint_every=1, cache_dir=tmp_path,
+                      verbose=0)
+    assert sum(seen) == 14 - 3 * 2 and calls["n"] == 3
+    for layer in expected.layers:
+        np.testing.assert_allclose(resumed[layer], expected[layer], rtol=1e-5, atol=1e-7)
+    assert not list((tmp_path / "activations").glob("*.partial"))
+    # a damaged partial file is ignored, not trusted
+    broken, _ = counting(tiny_model, fail_after=2)
+    stim2 = make_stimuli(np.random.default_rng(7), 12)
+    with pytest.raises(RuntimeError):
+        extract(broken, stim2, batch_size=2, checkpoint_every=1, cache_dir=tmp_path / "d",
+                verbose=0)
+    chunk = sorted((tmp_path / "d" / "activations").glob("*.partial/chunk-*.npz"))[0]
+    chunk.write_bytes(b"not a zip file")
+    again = extract(tiny_model, stim2, batch_size=2, cache_dir=tmp_path / "d", verbose=0)
+    ref = extract(tiny_model, stim2, cache=False, verbose=0)
+    for layer in ref.layers:
+        np.testing.assert_allclose(again[layer], ref[layer], rtol=1e-5, atol=1e-7)
+
+
+def test_an_unwritable_cache_warns_but_returns(tiny_model, rng, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="Could not write the activation cache"):
+        acts = extract(tiny_model, make_texts(rng, 3), cache_dir=blocker, verbose=0)
+    assert acts.n_items == 3
+
+
+# --------------------------------------------------------------------------- progress, device
+def test_progress_bar_and_verbose_zero(tiny_model, rng, capsys):
+    texts = make_texts(rng, 5)
+    extract(tiny_model, texts, batch_size=2, cache=False, verbose=1)
+    err = capsys.readouterr().err
+    assert "3/3" in err
+    extract(tiny_model, texts, batch_size=2, cache=False, verbose=0)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_device_auto_and_the_model_stays_where_it_was(tiny_model, rng):
+    from topobrain.extract import _resolve_device
+
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert _resolve_device("auto").type == want
+    before = tiny_model.device
+    extract(tiny_model, make_texts(rng, 3), device="auto", cache=False, verbose=0)
+    assert tiny_model.device == before
+    assert not tiny_model.module.training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_matches_cpu(tiny_model, rng):
+    texts = make_texts(rng, 9)
+    cpu = extract(tiny_model, texts, device="cpu", cache=False, verbose=0)
+    gpu = extract(tiny_model, texts, device="cuda", batch_size=4, cache=False, verbose=0)
+    assert tiny_model.device.type == "cpu"
+    for layer in cpu.layers:
+        np.testing.assert_allclose(gpu[layer], cpu[layer], rtol=1e-3, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- other models
+def test_hugging_face_model_through_forward_hooks(rng):
+    """A SheetModel built on forward hooks of a tiny random GPT-2 (the HF adapter's way)."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from topobrain.models import SheetModel
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=12, n_layer=2,
+                                  n_head=2)
+    gpt2 = transformers.GPT2Model(cfg).eval()
+    vocab = {w: i for i, w in enumerate(["<pad>"] + list(dict.fromkeys(WORDS)))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    names = {"h.0.mlp": gpt2.h[0].mlp, "h.1.attn": gpt2.h[1].attn}
+
+    def run_layers(input_ids, attention_mask=None):
+        store = {}
+        hooks = [m.register_forward_hook(
+            lambda mod, inp, out, n=n: store.__setitem__(n, out[0] if isinstance(out, tuple)
+                                                         else out))
+            for n, m in names.items()]
+        try:
+            gpt2(input_ids=input_ids,
+                 attention_mask=None if attention_mask is None else attention_mask.long())
+        finally:
+            for h in hooks:
+                h.remove()
+        return store
+
+    sheets = {n: CorticalSheet((3, 4), layout="permuted", seed=k, name=n)
+              for k, n in enumerate(names)}
+    model = SheetModel(name="gpt2-tiny", module=gpt2, tokenizer=tok, sheets=sheets,
+                       context_length=16, vocab_size=64, identity="gpt2-tiny-test",
+                       run_layers=run_layers, bos_token_id=None, pad_token_id=0)
+    texts = make_texts(rng, 7, lo=1, hi=10)
+    acts = extract(model, texts, batch_size=4, cache=False, verbose=0)
+    ref = reference(model, texts)
+    for layer in names:
+        assert acts[layer].shape == (7, 12)
+        np.testing.assert_allclose(acts[layer], ref[layer], rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- Activations
+def _random_acts(rng, n_items=5):
+    sheets = {"a": CorticalSheet((3, 4), layout="permuted", seed=1, name="a"),
+              "b": CorticalSheet((2, 3), layout=np.array([[0, 0], [0, 0], [1, 2], [1, 1]]),
+                                 name="b")}
+    data = {"a": rng.normal(size=(n_items, 12)), "b": rng.normal(size=(n_items, 4))}
+    return Activations.from_arrays(data, sheets, item_ids=[f"it{k}" for k in range(n_items)],
+                                   labels=["S", "N", "S", "N", "S"][:n_items],
+                                   params={"model": "m", "pooling": "mean"}), data
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".npz"])
+def test_save_load_round_trip(rng, tmp_path, suffix):
+    acts, data = _random_acts(rng)
+    path = acts.save(tmp_path / f"acts{suffix}")
+    back = load_activations(path)
+    assert back.layers == ["a", "b"]
+    for layer in back.layers:
+        np.testing.assert_array_equal(back[layer], data[layer])
+        np.testing.assert_array_equal(back.sheets[layer].positions,
+                                      acts.sheets[layer].positions)
+        assert back.sheets[layer].shape == acts.sheets[layer].shape
+    assert list(back.item_ids) == [f"it{k}" for k in range(5)]
+    assert list(back.labels) == ["S", "N", "S", "N", "S"]
+    assert back.params == {"model": "m", "pooling": "mean"}
+    np.testing.assert_array_equal(back.to_maps("b"), acts.to_maps("b"))
+
+
+def test_integer_ids_and_no_labels_round_trip(rng, tmp_path):
+    sheet = CorticalSheet((2, 2), name="x")
+    acts = Activations.from_arrays({"x": rng.normal(size=(3, 4))}, {"x": sheet})
+    assert acts.labels is None and acts.conditions is None
+    for suffix in (".nc", ".npz"):
+        back = Activations.load(acts.save(tmp_path / f"i{suffix}"))
+        assert [int(i) for i in back.item_ids] == [0, 1, 2]
+        assert back.labels is None
+
+
+def test_activations_are_read_only_and_never_alias_the_caller(rng):
+    acts, data = _random_acts(rng)
+    original = data["a"].copy()
+    data["a"][0, 0] = 99.0
+    assert acts["a"][0, 0] == original[0, 0]
+    with pytest.raises(ValueError, match="read-only"):
+        acts["a"][0, 0] = 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        acts.sheets = {}
+    ds = acts.to_xarray()
+    rebuilt = Activations(ds)
+    np.testing.assert_array_equal(rebuilt["b"], acts["b"])
+    assert ds["a"].values.flags.writeable is False
+
+
+def test_select_replace_and_errors(rng):
+    acts, data = _random_acts(rng)
+    sub = acts.select(layers="b", items=[4, 0])
+    assert sub.layers == ["b"] and list(sub.item_ids) == ["it4", "it0"]
+    np.testing.assert_array_equal(sub["b"], data["b"][[4, 0]])
+    assert list(sub.labels) == ["S", "S"]
+    masked = acts.select(items=np.array([True, False, True, False, False]))
+    np.testing.assert_array_equal(masked["a"], data["a"][[0, 2]])
+    new = acts.replace({"a": data["a"] * 2, "b": data["b"]}, smoothing_fwhm=2.0)
+    assert new.params["smoothing_fwhm"] == 2.0 and new.params["model"] == "m"
+    np.testing.assert_array_equal(new["a"], data["a"] * 2)
+    with pytest.raises(KeyError, match=r"No layer 'c'.*Layers: \['a', 'b'\]"):
+        acts["c"]
+    with pytest.raises(ValueError, match="replace needs an array for every layer"):
+        acts.replace({"a": data["a"]})
+    with pytest.raises(ValueError, match="boolean item mask needs 5 entries"):
+        acts.select(items=np.array([True, False]))
+    with pytest.raises(ValueError, match="Layer 'a' has 11 units but its sheet has 12"):
+        Activations.from_arrays({"a": data["a"][:, :11]}, acts.sheets)
+    with pytest.raises(ValueError, match="same number of items"):
+        Activations.from_arrays({"a": data["a"], "b": data["b"][:3]}, acts.sheets)
+    with pytest.raises(ValueError, match=r"shape \(n_items, n_units\)"):
+        Activations.from_arrays({"a": data["a"][0]}, acts.sheets)
+    with pytest.raises(ValueError, match="No sheet for layer 'z'"):
+        Activations.from_arrays({"z": data["a"]}, acts.sheets)
+    with pytest.raises(TypeError, match="dataset must be an xarray.Dataset"):
+        Activations({"a": data["a"]})
+    with pytest.raises(ValueError, match="Unknown activations file type"):
+        acts.save("acts.csv")
+    with pytest.raises(FileNotFoundError, match="No activations file"):
+        Activations.load("/nonexistent/acts.nc")
