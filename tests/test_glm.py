@@ -544,3 +544,22 @@ def test_extreme_t_keeps_finite_z(rng):
         con = fit_glm(y, design_matrix(labels)).contrast("S - N")
     assert con.t[0] > 100 and con.p[0] >= 0
     assert con.z[0] > 0
+
+
+def test_activations_container_and_dataframe_inputs(rng):
+    extract = pytest.importorskip("topobrain.extract")
+    from topobrain.sheet import CorticalSheet
+
+    labels = np.repeat(["S", "N"], [6, 7])
+    data = {"b0.attn": rng.normal(size=(13, 4)), "b0.mlp": rng.normal(size=(13, 4))}
+    sheets = {k: CorticalSheet((2, 2), name=k) for k in data}
+    acts = extract.Activations.from_arrays(data, sheets, labels=labels)
+    from_acts = welch_t(acts, acts.labels, "S - N")
+    from_dict = welch_t(data, labels, "S - N")
+    assert from_acts.layers == ("b0.attn", "b0.mlp")
+    np.testing.assert_allclose(from_acts.t, from_dict.t, rtol=1e-12)
+    glm_acts = fit_glm(acts, design_matrix(acts.labels)).contrast("S - N")
+    np.testing.assert_allclose(glm_acts.t, fit_glm(data, labels).contrast("S - N").t,
+                               rtol=1e-12)
+    frame = pd.DataFrame(data["b0.mlp"])
+    np.testing.assert_allclose(welch_t(frame, labels, "S - N").t, from_dict.t[1], rtol=1e-12)

@@ -82,8 +82,8 @@ class RankDeficiencyError(ValueError):
 # Stimuli and design
 # --------------------------------------------------------------------------------------
 
-def _stimulus_frame(stimuli, name: str = "stimuli") -> tuple[pd.DataFrame | None, list]:
-    """Return (frame or None, condition labels) from the accepted stimulus forms."""
+def _stimulus_frame(stimuli, name: str = "stimuli"):
+    """Return (frame or None, (labels, condition order)) from the accepted stimulus forms."""
     frame = None
     if hasattr(stimuli, "to_frame") and not isinstance(stimuli, (pd.Series, pd.Index)):
         frame = stimuli.to_frame()
@@ -341,8 +341,17 @@ class _Units:
 def _as_units(y, name: str = "Y") -> _Units:
     """Accept ndarray (n_items, ...), dict layer -> (n_items, n_units), or xarray."""
     layers = None
-    if hasattr(y, "to_xarray") and not isinstance(y, (np.ndarray, Mapping)):
-        y = y.to_xarray()
+    if isinstance(y, (pd.DataFrame, pd.Series)):
+        y = y.to_numpy()
+    elif hasattr(y, "to_xarray") and not isinstance(y, (np.ndarray, Mapping)):
+        y = y.to_xarray()  # topobrain.extract.Activations -> xarray.Dataset
+    if hasattr(y, "data_vars"):  # xarray.Dataset: one variable per layer
+        for k, v in y.data_vars.items():
+            if "item" not in v.dims:
+                raise ValueError(
+                    f"{name} layer {k!r} needs an 'item' dimension; got dims {v.dims}."
+                )
+        y = {k: np.asarray(v.transpose("item", ...).values) for k, v in y.data_vars.items()}
     if hasattr(y, "dims") and hasattr(y, "transpose") and hasattr(y, "values"):
         dims = tuple(y.dims)
         if "item" not in dims:
@@ -842,12 +851,15 @@ def fit_glm(Y, design) -> GLMResult:
 
     Parameters
     ----------
-    Y : ndarray of shape (n_items, n_units) or (n_items, n_layers, n_units), dict or
-        xarray.DataArray
+    Y : ndarray of shape (n_items, n_units) or (n_items, n_layers, n_units), dict,
+        xarray.DataArray or Dataset, or Activations
         Activations: items in rows, units in the trailing axes (any trailing shape is
-        kept); or a dict ``layer -> (n_items, n_units)`` (layers of one size), or a
+        kept); or a dict ``layer -> (n_items, n_units)`` (layers of one size); or a
         DataArray with an ``item`` dimension (a ``layer`` dimension, when present,
-        becomes the first unit axis). Never modified.
+        becomes the first unit axis); or a Dataset with one variable per layer, as
+        :meth:`topobrain.extract.Activations.to_xarray` gives (an ``Activations`` is
+        accepted as it is). Several layers give results of shape ``(n_layers,
+        n_units)`` with ``layers`` naming them. Never modified.
     design : DataFrame or ndarray of shape (n_items, n_regressors), or stimuli
         The design matrix (see :func:`design_matrix`), or stimuli / condition labels
         from which :func:`design_matrix` builds one.
