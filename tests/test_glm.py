@@ -276,6 +276,11 @@ def test_welch_t_pools_sides(rng):
     np.testing.assert_allclose(res.t, ref.statistic, rtol=RTOL)
     np.testing.assert_allclose(res.p, ref.pvalue, rtol=RTOL)
     assert res.params["positive"] == ["J", "W"]
+    # conditions from stimuli (a DataFrame or a StimulusSet-like object) give the same test
+    stim = pd.DataFrame({"condition": labels})
+    np.testing.assert_array_equal(welch_t(y, stim, "0.5*J + 0.5*W - N").t, res.t)
+    np.testing.assert_array_equal(
+        welch_t(y, _StimulusSetLike(stim), "0.5*J + 0.5*W - N").t, res.t)
     with pytest.warns(UserWarning, match="unequal weights are ignored"):
         welch_t(y, labels, "2*J + W - N")
 
@@ -330,6 +335,8 @@ def test_constant_units_are_nan_warned_and_counted(rng):
     assert con.n_degenerate == 2
     assert np.isnan(con.t[[2, 5]]).all() and np.isnan(con.p[[2, 5]]).all()
     assert np.isnan(con.z[[2, 5]]).all() and np.isfinite(np.delete(con.t, [2, 5])).all()
+    assert np.isnan(con.cohen_d[[2, 5]]).all() and con.degenerate[[2, 5]].all()
+    np.testing.assert_allclose(con.effect[[2, 5]], 0.0, atol=1e-12)
     f = res.contrast([[1, 0], [0, 1]])
     assert np.isnan(f.f[[2, 5]]).all() and np.isnan(f.p[[2, 5]]).all()
     corr = fdr_correction(con.p)
@@ -487,6 +494,9 @@ def test_null_p_values_are_uniform_and_planted_effects_found():
     for p in (res.p, w.p):
         assert st.kstest(p, "uniform").pvalue > 0.01
         assert abs(np.mean(p < 0.05) - 0.05) < 0.015
+    # F over three conditions: uniform too
+    f = fit_glm(y, design_matrix(labels)).contrast(["S - N", "X - N"])
+    assert f.df_num == 2 and st.kstest(f.p, "uniform").pvalue > 0.01
     # one-sided: also uniform under the null
     assert st.kstest(fit_glm(y, design_matrix(labels)).contrast(
         "S - N", alternative="greater").p, "uniform").pvalue > 0.01

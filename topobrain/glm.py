@@ -558,8 +558,12 @@ class ContrastResult:
         v = self.value
         finite = np.isfinite(v)
         rng = (f"[{np.nanmin(v):.3g}, {np.nanmax(v):.3g}]" if finite.any() else "[all NaN]")
-        df = (f"{float(self.df):g}" if np.ndim(self.df) == 0
-              else f"{np.nanmin(self.df):.3g}..{np.nanmax(self.df):.3g}")
+        if np.ndim(self.df) == 0:
+            df = f"{float(self.df):g}"
+        elif np.isfinite(self.df).any():
+            df = f"{np.nanmin(self.df):.3g}..{np.nanmax(self.df):.3g}"
+        else:
+            df = "nan"
         if self.stat == "F":
             df = f"({self.df_num}, {df})"
         return (f"ContrastResult({self.contrast!r}, {self.stat}, units={self.unit_shape}, "
