@@ -1,0 +1,784 @@
+"""Cluster tables, cluster permutation tests, TFCE and seed-and-grow.
+
+References: MNE-Python's ``permutation_cluster_test`` / ``permutation_cluster_1samp_test``
+(cluster masks, statistics, TFCE scores, null distributions and p-values with the same
+permutations; within Monte Carlo error with different ones), scipy's ``ttest_ind``,
+``ttest_1samp`` and ``f_oneway`` for the unit statistics, the shared kernels in
+``topobrain._utils._stats`` for the fast two-group path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import stats as st
+
+from topobrain.clusters import (
+    ClusterTable,
+    ClusterTestResult,
+    _StatEngine,
+    find_clusters,
+    permutation_cluster_test,
+    seed_and_grow,
+    tfce,
+)
+from topobrain.sheet import grid_weights
+
+mne = pytest.importorskip("mne", reason="MNE is the reference for the cluster tests")
+from mne.stats.cluster_level import _find_clusters as mne_find_clusters  # noqa: E402
+from mne.stats.cluster_level import _get_1samp_orders  # noqa: E402
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+mne.set_log_level("ERROR")
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def _cluster_dict(masks, values):
+    """{frozenset of flat cells: value} for comparing cluster lists in any order."""
+    return {frozenset(np.flatnonzero(np.asarray(m).ravel()).tolist()): v
+            for m, v in zip(masks, values, strict=False)}
+
+
+def _our_clusters(res_or_table, values=None):
+    table = res_or_table.clusters if isinstance(res_or_table, ClusterTestResult) else res_or_table
+    vals = table.p_fwe if values is None else values
+    return {frozenset(np.flatnonzero(table.mask(c).ravel()).tolist()): v
+            for c, v in zip(table.cluster_id, vals, strict=False)}
+
+
+def _mne_1samp_signs(n_items, n_perm, tail, seed):
+    """MNE's own sign flips (its n_permutations includes the identity)."""
+    orders, _, _ = _get_1samp_orders(n_items, n_perm, tail, np.random.default_rng(seed))
+    return 2.0 * np.asarray(orders, dtype=float) - 1.0
+
+
+def _mne_orders(n_items, n_perm, seed):
+    """MNE's two-sample item orders, drawn exactly as it draws them."""
+    rng = np.random.default_rng(seed)
+    return np.array([rng.permutation(n_items) for _ in range(n_perm - 1)])
+
+
+def _welch(a, b):
+    return st.ttest_ind(a, b, equal_var=False, axis=0).statistic
+
+
+def _pooled(a, b):
+    return st.ttest_ind(a, b, equal_var=True, axis=0).statistic
+
+
+def _one_sample(a):
+    return st.ttest_1samp(a, 0.0, axis=0).statistic
+
+
+def _smooth_noise(rng, shape, sigma=1.0):
+    """Spatially smooth Gaussian noise over the last two axes (clusters are plausible)."""
+    from scipy import ndimage
+
+    x = rng.standard_normal(shape)
+    return ndimage.gaussian_filter(x, sigma=(0,) * (len(shape) - 2) + (sigma, sigma))
+
+
+def _random_mesh(rng, n_vertices=40, n_edges=70):
+    i = rng.integers(0, n_vertices, n_edges)
+    j = rng.integers(0, n_vertices, n_edges)
+    keep = i != j
+    a = sp.coo_matrix((np.ones(keep.sum()), (i[keep], j[keep])), shape=(n_vertices,) * 2)
+    return sp.csr_matrix(((a + a.T) > 0).astype(float))
+
+
+# ------------------------------------------------------------------ find_clusters
+
+
+def test_find_clusters_table_by_hand():
+    t = np.full((5, 7), 0.0)
+    t[0, 0] = np.nan
+    t[1, 1:4] = [3.25, 5.0, 3.5]
+    t[2, 4] = 4.0  # touches (1, 3) at a corner only: queen links it, rook does not
+    t[4, 0:2] = [-6.0, -3.5]
+    rook = find_clusters(t, 3.0)
+    frame = rook.to_frame()
+    assert list(frame.columns) == ["layer", "cluster_id", "sign", "size", "mass",
+                                   "peak_value", "peak_row", "peak_col", "centroid_row",
+                                   "centroid_col"]
+    assert frame["mass"].tolist() == [11.75, -9.5, 4.0]  # ordered by |mass|
+    assert frame["sign"].tolist() == [1, -1, 1]
+    assert frame["size"].tolist() == [3, 2, 1]
+    assert frame.loc[0, ["peak_value", "peak_row", "peak_col"]].tolist() == [5.0, 1, 2]
+    assert frame.loc[1, ["peak_value", "peak_row", "peak_col"]].tolist() == [-6.0, 4, 0]
+    assert frame.loc[0, ["centroid_row", "centroid_col"]].tolist() == [1.0, 2.0]
+    assert rook.labels.shape == (1, 5, 7)
+    assert rook.labels[0, 1, 2] == 1 and rook.labels[0, 2, 4] == 3
+    queen = find_clusters(t, 3.0, adjacency="queen")
+    assert queen.to_frame()["size"].tolist() == [4, 2]
+    assert find_clusters(t, 3.0, tail=1).to_frame()["sign"].tolist() == [1, 1]
+    neg = find_clusters(t, 3.0, tail=-1)
+    assert neg.to_frame()["mass"].tolist() == [-9.5]
+    assert find_clusters(t, -3.0, tail=-1).to_frame()["mass"].tolist() == [-9.5]  # MNE spelling
+    assert find_clusters(t, 3.0, min_size=2).to_frame()["size"].tolist() == [3, 2]
+    # strict threshold, as MNE: a unit exactly at the threshold stays out
+    assert find_clusters(t, 4.0).to_frame()["mass"].tolist() == [-6.0, 5.0]
+    assert find_clusters(t, 3.25).to_frame()["mass"].tolist() == [-9.5, 8.5, 4.0]
+    assert "ClusterTable(3 clusters" in repr(rook)
+
+
+@pytest.mark.parametrize("kind", ["rook", "queen"])
+@pytest.mark.parametrize("tail", [0, 1, -1])
+def test_find_clusters_equals_mne(rng, kind, tail):
+    """Masks and masses equal MNE's clustering of the same map and adjacency."""
+    for _ in range(3):
+        x = _smooth_noise(rng, (3, 15, 17)) * 3
+        x[1, 4, 4] = np.nan
+        thr = 1.0
+        table = find_clusters(x, thr, adjacency=kind, tail=tail)
+        adj = sp.coo_array(grid_weights((15, 17), kind, transform="b"))
+        for layer in range(3):
+            xl = np.nan_to_num(x[layer].ravel(), nan=0.0)
+            clusters, sums = mne_find_clusters(xl, thr if tail >= 0 else -thr, tail=tail,
+                                               adjacency=adj)
+            expected = _cluster_dict([np.isin(np.arange(xl.size), c) for c in clusters], sums)
+            sel = table.layer_index == layer
+            ours = {frozenset(np.flatnonzero((table.labels[layer] == c).ravel()).tolist()): m
+                    for c, m in zip(table.cluster_id[sel], table.mass[sel], strict=False)}
+            assert ours.keys() == expected.keys()
+            for key in ours:
+                np.testing.assert_allclose(ours[key], expected[key], rtol=1e-12)
+            # the ndimage path of MNE (adjacency=None) is the rook lattice
+            if kind == "rook":
+                cl2, _ = mne_find_clusters(np.nan_to_num(x[layer]), thr if tail >= 0 else -thr,
+                                           tail=tail)
+                assert _cluster_dict(cl2, cl2).keys() == ours.keys()
+
+
+def test_find_clusters_mesh_equals_mne(rng):
+    adj = _random_mesh(rng, 60, 90)
+    x = rng.standard_normal((2, 60)) * 2
+    table = find_clusters(x, 1.0, adjacency=adj)
+    frame = table.to_frame()
+    assert "peak_vertex" in frame and "peak_row" not in frame and table.centroid is None
+    for layer in range(2):
+        clusters, sums = mne_find_clusters(x[layer], 1.0, tail=0, adjacency=sp.coo_array(adj))
+        expected = _cluster_dict([np.isin(np.arange(60), c) for c in clusters], sums)
+        sel = table.layer_index == layer
+        ours = {frozenset(np.flatnonzero(table.labels[layer] == c).tolist()): m
+                for c, m in zip(table.cluster_id[sel], table.mass[sel], strict=False)}
+        assert ours.keys() == expected.keys()
+        for key in ours:
+            np.testing.assert_allclose(ours[key], expected[key], rtol=1e-12)
+    # a sparse adjacency over a grid's cells also takes grid-shaped maps
+    g = rng.standard_normal((2, 6, 8)) * 2
+    via_sparse = find_clusters(g, 1.0, adjacency=grid_weights((6, 8), "queen", transform="b"))
+    via_grid = find_clusters(g, 1.0, adjacency="queen")
+    np.testing.assert_array_equal(via_sparse.labels, via_grid.labels)
+    assert via_sparse.to_frame().equals(via_grid.to_frame())
+
+
+def test_find_clusters_dict_and_no_mutation(rng):
+    maps = {"attn.0": rng.standard_normal((5, 5)) * 3, "mlp.0": rng.standard_normal((5, 5)) * 3}
+    before = {k: v.copy() for k, v in maps.items()}
+    table = find_clusters(maps, 1.5)
+    assert table.layers == ("attn.0", "mlp.0")
+    assert set(table.to_frame()["layer"]) <= {"attn.0", "mlp.0"}
+    for k in maps:
+        np.testing.assert_array_equal(maps[k], before[k])
+    stacked = find_clusters(np.stack(list(maps.values())), 1.5)
+    np.testing.assert_array_equal(stacked.labels, table.labels)
+    with pytest.raises(ValueError, match="read-only"):
+        table.labels[0, 0, 0] = 7
+    empty = find_clusters(np.zeros((4, 4)), 1.0)
+    assert len(empty) == 0 and empty.to_frame().shape == (0, 10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=hst.integers(0, 2**31), thr=hst.floats(0.0, 2.0), kind=hst.sampled_from(
+    ["rook", "queen"]))
+def test_find_clusters_properties(seed, thr, kind):
+    """Clusters partition the suprathreshold units; sizes and masses add up."""
+    x = np.random.default_rng(seed).standard_normal((2, 7, 9)) * 2
+    table = find_clusters(x, thr, adjacency=kind)
+    supra = (x > thr) | (x < -thr)
+    np.testing.assert_array_equal(table.labels > 0, supra)
+    assert table.size.sum() == supra.sum()
+    np.testing.assert_allclose(table.mass.sum(), x[supra].sum(), atol=1e-9)
+    assert np.all(np.sign(table.mass) == table.sign)
+    for c, li, s, pv, pu in zip(table.cluster_id, table.layer_index, table.sign,
+                                table.peak_value, table.peak_unit, strict=False):
+        vals = x[li][table.labels[li] == c]
+        assert pv == (vals.max() if s > 0 else vals.min())
+        assert x[li].ravel()[pu] == pv
+    # flipping the map's sign flips the clusters' signs and masses
+    flipped = find_clusters(-x, thr, adjacency=kind)
+    assert sorted(flipped.mass.tolist()) == sorted((-table.mass).tolist())
+
+
+def test_find_clusters_errors():
+    x = np.zeros((4, 4))
+    with pytest.raises(ValueError, match="Invalid value for the 'adjacency'.*Did you mean 'queen'"):
+        find_clusters(x, 1.0, adjacency="quen")
+    with pytest.raises(TypeError, match="adjacency must be 'rook', 'queen' or a scipy.sparse"):
+        find_clusters(x, 1.0, adjacency=np.eye(16))
+    with pytest.raises(ValueError, match="square"):
+        find_clusters(np.zeros(6), 1.0, adjacency=sp.csr_matrix((6, 5)))
+    with pytest.raises(ValueError, match="does not fit an adjacency over 7 vertices"):
+        find_clusters(np.zeros(6), 1.0, adjacency=sp.eye(7, format="csr"))
+    with pytest.raises(ValueError, match=r"n_rows, n_cols\) on a grid; got shape \(16,\)"):
+        find_clusters(np.zeros(16), 1.0)
+    with pytest.raises(ValueError, match="threshold must be >= 0 for tail=0"):
+        find_clusters(x, -1.0)
+    with pytest.raises(TypeError, match="threshold must be a number"):
+        find_clusters(x, "2")
+    with pytest.raises(ValueError, match="threshold must be finite"):
+        find_clusters(x, np.inf)
+    with pytest.raises(ValueError, match="Invalid value for the 'tail'"):
+        find_clusters(x, 1.0, tail=2)
+    with pytest.raises(TypeError, match="tail must be -1, 0 or 1"):
+        find_clusters(x, 1.0, tail="both")
+    with pytest.raises(ValueError, match="min_size must be a positive integer"):
+        find_clusters(x, 1.0, min_size=0)
+    with pytest.raises(ValueError, match="infinite values"):
+        find_clusters(np.full((3, 3), np.inf), 1.0)
+    with pytest.raises(TypeError, match="numeric array"):
+        find_clusters([["a", "b"]], 1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        find_clusters({"a": np.zeros((3, 3)), "b": np.zeros((3, 4))}, 1.0)
+    with pytest.raises(ValueError, match="empty dict"):
+        find_clusters({}, 1.0)
+    with pytest.raises(ValueError, match="cluster_id 5 is not in this table"):
+        find_clusters(x, 1.0).mask(5)
+
+
+# --------------------------------------------------------------------- unit statistics
+
+
+@pytest.mark.parametrize("stat,equal_var", [("t", False), ("t", True), ("f", False)])
+def test_fast_two_group_path_equals_kernels_and_scipy(rng, stat, equal_var):
+    y = rng.standard_normal((23, 30)) * rng.uniform(0.5, 3, 30) + rng.uniform(-5, 5, 30)
+    masks = np.zeros((2, 23), dtype=bool)
+    masks[0, :10] = True
+    masks[1, 12:] = True  # items 10 and 11 in no group
+    engine = _StatEngine(y, masks, stat, equal_var)
+    orders = np.array([rng.permutation(engine.n) for _ in range(7)])
+    fast = engine.permuted(orders)
+    used = y[masks.any(0)]
+    g0 = np.r_[np.ones(10, bool), np.zeros(11, bool)]
+    for k, order in enumerate(orders):
+        lab = np.empty(21, bool)
+        lab[order] = g0
+        a, b = used[lab], used[~lab]
+        if stat == "f":
+            ref = st.f_oneway(a, b, axis=0).statistic
+        else:
+            ref = st.ttest_ind(a, b, equal_var=equal_var, axis=0).statistic
+        np.testing.assert_allclose(fast[k], ref, rtol=1e-10)
+    obs = engine.observed()
+    if stat == "f":
+        ref = st.f_oneway(y[masks[0]], y[masks[1]], axis=0).statistic
+    else:
+        ref = st.ttest_ind(y[masks[0]], y[masks[1]], equal_var=equal_var, axis=0).statistic
+    np.testing.assert_allclose(obs, ref, rtol=1e-10)
+
+
+# --------------------------------------------- permutation tests against MNE, exact
+
+
+@pytest.mark.parametrize("tail", [0, 1, -1])
+@pytest.mark.parametrize("cluster_stat", ["mass", "size"])
+def test_one_sample_equals_mne(rng, tail, cluster_stat):
+    n_items, n_perm = 14, 150
+    x = _smooth_noise(rng, (n_items, 11, 13)) * 2
+    x[:, 1:4, 1:5] += 0.9
+    x[:, 6:9, 7:11] -= 0.9
+    thr = 2.0
+    signs = _mne_1samp_signs(n_items, n_perm, tail, 11)
+    t_obs, clusters, pv, h0 = mne.stats.permutation_cluster_1samp_test(
+        x, threshold=thr if tail >= 0 else -thr, tail=tail, n_permutations=n_perm,
+        t_power=1 if cluster_stat == "mass" else 0, rng=np.random.default_rng(11),
+        out_type="mask")
+    res = permutation_cluster_test(x, threshold=thr, tail=tail, cluster_stat=cluster_stat,
+                                   permutations=signs)
+    np.testing.assert_allclose(res.stat_map[0], t_obs, rtol=1e-10)
+    np.testing.assert_allclose(res.stat_map[0], _one_sample(x), rtol=1e-10)
+    assert len(clusters) >= (2 if tail == 0 else 1)
+    expected = _cluster_dict(clusters, pv)
+    ours = _our_clusters(res)
+    assert ours.keys() == expected.keys()
+    for key in ours:
+        assert ours[key] == pytest.approx(expected[key], rel=1e-12)
+    np.testing.assert_allclose(res.null_distribution, np.abs(h0[1:]), rtol=1e-9)
+    assert res.params["n_permutations"] == n_perm - 1
+
+
+@pytest.mark.parametrize("stat,equal_var,stat_fun", [
+    ("f", False, None), ("t", False, _welch), ("t", True, _pooled)])
+def test_two_sample_equals_mne(rng, stat, equal_var, stat_fun):
+    """tail=1 (F's only tail; t's upper tail): masks, statistics, H0 and p equal MNE."""
+    n0, n1, n_perm = 13, 17, 120
+    a = _smooth_noise(rng, (n0, 12, 12)) * 2
+    b = _smooth_noise(rng, (n1, 12, 12)) * 2
+    a[:, 2:6, 3:8] += 1.2
+    data = np.concatenate([a, b])
+    groups = [np.arange(n0 + n1) < n0, np.arange(n0 + n1) >= n0]
+    thr = 4.0 if stat == "f" else 1.8
+    t_obs, clusters, pv, h0 = mne.stats.permutation_cluster_test(
+        [a, b], threshold=thr, tail=1, stat_fun=stat_fun, n_permutations=n_perm,
+        rng=np.random.default_rng(7), out_type="mask")
+    res = permutation_cluster_test(data, groups, stat=stat, equal_var=equal_var,
+                                   threshold=thr, tail=1, permutations=_mne_orders(
+                                       n0 + n1, n_perm, 7))
+    np.testing.assert_allclose(res.stat_map[0], t_obs, rtol=1e-10)
+    assert len(clusters) >= 2
+    expected = _cluster_dict(clusters, pv)
+    ours = _our_clusters(res)
+    assert ours.keys() == expected.keys()
+    for key in ours:
+        assert ours[key] == pytest.approx(expected[key], rel=1e-12)
+    np.testing.assert_allclose(res.null_distribution, h0[1:], rtol=1e-9)
+
+
+def test_two_sample_two_tailed_equals_mne_clustering(rng):
+    """tail=0, two-sample t: the null is the largest |cluster mass| of each permutation.
+
+    MNE's ``permutation_cluster_test`` keeps the largest *signed* cluster sum of each
+    permutation (right for F, too lenient for two-tailed t), so its public null is not
+    the reference here; the reference is MNE's own clustering of each permuted t map,
+    and the observed clusters/statistics equal MNE's public output.
+    """
+    n0, n1, n_perm = 11, 12, 60
+    data = _smooth_noise(rng, (n0 + n1, 10, 10)) * 2
+    data[:n0, 1:4, 1:4] += 1.0
+    data[:n0, 6:9, 5:9] -= 1.0
+    groups = [np.arange(n0 + n1) < n0, np.arange(n0 + n1) >= n0]
+    orders = _mne_orders(n0 + n1, n_perm, 3)
+    res = permutation_cluster_test(data, groups, threshold=1.7, permutations=orders)
+    t_obs, clusters, _, _ = mne.stats.permutation_cluster_test(
+        [data[:n0], data[n0:]], threshold=1.7, tail=0, stat_fun=_welch, n_permutations=n_perm,
+        rng=np.random.default_rng(3), out_type="mask")
+    np.testing.assert_allclose(res.stat_map[0], t_obs, rtol=1e-10)
+    ours = _our_clusters(res, res.clusters.mass)
+    assert ours.keys() == _cluster_dict(clusters, clusters).keys()
+    assert set(res.clusters.sign.tolist()) == {-1, 1}
+    null = []
+    g0 = groups[0]
+    for order in orders:
+        lab = np.empty(n0 + n1, bool)
+        lab[order] = g0
+        t = _welch(data[lab], data[~lab])
+        _, sums = mne_find_clusters(t, 1.7, tail=0)
+        null.append(np.abs(sums).max() if len(sums) else 0.0)
+    np.testing.assert_allclose(res.null_distribution, null, rtol=1e-9)
+    p_ref = [(1 + np.sum(np.asarray(null) >= abs(m))) / (n_perm) for m in res.clusters.mass]
+    np.testing.assert_allclose(res.clusters.p_fwe, p_ref, rtol=1e-12)
+
+
+def test_family_of_layers_equals_mne(rng):
+    """family='all' is MNE on the stacked layers with no links between them;
+    family='layer' is a separate MNE test per layer (same permutations)."""
+    n_items, n_layers, n_perm = 12, 3, 80
+    x = _smooth_noise(rng, (n_items, n_layers, 9, 9)) * 2 + 0.2
+    x[:, 1, 2:5, 2:5] += 0.8
+    signs = _mne_1samp_signs(n_items, n_perm, 0, 5)
+    grid = grid_weights((9, 9), "queen", transform="b")
+    block = sp.coo_array(sp.kron(sp.eye(n_layers), grid))
+    _, clusters, pv, h0 = mne.stats.permutation_cluster_1samp_test(
+        x.reshape(n_items, -1), threshold=1.6, adjacency=block, n_permutations=n_perm,
+        rng=np.random.default_rng(5), out_type="mask")
+    res = permutation_cluster_test(x, threshold=1.6, adjacency="queen", permutations=signs)
+    assert res.stat_map.shape == (n_layers, 9, 9) and res.null_distribution.shape == (79,)
+    ours = _our_clusters(res)
+    expected = _cluster_dict(clusters, pv)
+    assert ours.keys() == expected.keys()
+    for key in ours:
+        assert ours[key] == pytest.approx(expected[key], rel=1e-12)
+    np.testing.assert_allclose(res.null_distribution, np.abs(h0[1:]), rtol=1e-9)
+
+    per = permutation_cluster_test(x, threshold=1.6, adjacency="queen", family="layer",
+                                   permutations=signs)
+    assert per.null_distribution.shape == (n_layers, 79)
+    for layer in range(n_layers):
+        _, cl, pv_l, h0_l = mne.stats.permutation_cluster_1samp_test(
+            x[:, layer].reshape(n_items, -1), threshold=1.6, adjacency=sp.coo_array(grid),
+            n_permutations=n_perm, rng=np.random.default_rng(5), out_type="mask")
+        np.testing.assert_allclose(per.null_distribution[layer], np.abs(h0_l[1:]), rtol=1e-9)
+        sel = per.clusters.layer_index == layer
+        ours_l = {frozenset(np.flatnonzero(per.clusters.labels[layer] == c).tolist()): p
+                  for c, p in zip(per.clusters.cluster_id[sel], per.clusters.p_fwe[sel], strict=False)}
+        exp_l = _cluster_dict(cl, pv_l)
+        assert ours_l.keys() == exp_l.keys()
+        for key in ours_l:
+            assert ours_l[key] == pytest.approx(exp_l[key], rel=1e-12)
+
+
+def test_mesh_one_sample_equals_mne(rng):
+    adj = _random_mesh(rng, 50, 80)
+    x = rng.standard_normal((13, 50)) + 0.3
+    signs = _mne_1samp_signs(13, 100, 0, 2)
+    _, clusters, pv, h0 = mne.stats.permutation_cluster_1samp_test(
+        x, threshold=1.2, adjacency=sp.coo_array(adj), n_permutations=100,
+        rng=np.random.default_rng(2), out_type="mask")
+    res = permutation_cluster_test(x, threshold=1.2, adjacency=adj, permutations=signs)
+    assert res.stat_map.shape == (1, 50)
+    ours, expected = _our_clusters(res), _cluster_dict(clusters, pv)
+    assert ours.keys() == expected.keys()
+    for key in ours:
+        assert ours[key] == pytest.approx(expected[key], rel=1e-12)
+    np.testing.assert_allclose(res.null_distribution, np.abs(h0[1:]), rtol=1e-9)
+    assert "peak_vertex" in res.to_frame()
+
+
+# --------------------------------------------------------------------------- TFCE
+
+
+@pytest.mark.parametrize("tail", [0, 1])
+@pytest.mark.parametrize("params", [None, {"e": 0.66, "h": 1.5, "step": 0.13, "start": 0.1}])
+def test_tfce_one_sample_equals_mne(rng, tail, params):
+    n_items, n_perm = 12, 60
+    x = _smooth_noise(rng, (n_items, 8, 9)) * 2 + 0.5
+    x[:, 5:, :3] -= 1.2
+    p = {"e": 0.5, "h": 2.0, "step": 0.2, "start": 0.0, **(params or {})}
+    threshold = {"start": p["start"], "step": p["step"], "e_power": p["e"], "h_power": p["h"]}
+    signs = _mne_1samp_signs(n_items, n_perm, tail, 9)
+    t_tfce, _, pv, h0 = mne.stats.permutation_cluster_1samp_test(
+        x, threshold=threshold, tail=tail, n_permutations=n_perm,
+        rng=np.random.default_rng(9), out_type="mask")
+    res = permutation_cluster_test(x, tail=tail, cluster_stat="tfce", tfce_params=params,
+                                   permutations=signs)
+    assert res.clusters is None and res.threshold is None and res.p_fwe is None
+    np.testing.assert_allclose(res.tfce_map[0], t_tfce, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(res.null_distribution, np.abs(h0[1:]), rtol=1e-12)
+    np.testing.assert_allclose(res.p_fwe_map[0].ravel(), pv, rtol=1e-12)
+    # the stand-alone transform gives the same map
+    np.testing.assert_allclose(tfce(res.stat_map, tail=tail, tfce_params=params), res.tfce_map,
+                               rtol=1e-12)
+    frame = res.to_frame()
+    assert list(frame.columns) == ["layer", "row", "col", "stat", "tfce", "p_fwe"]
+    assert len(frame) == 72
+
+
+def test_tfce_negative_tail_and_two_sample_f_equal_mne(rng):
+    n_items = 11
+    x = _smooth_noise(rng, (n_items, 7, 7)) * 2 - 0.4
+    # tail=-1: MNE counts heights downwards from 0 in steps of -0.2
+    t_tfce, *_ = mne.stats.permutation_cluster_1samp_test(
+        x, threshold={"start": 0, "step": -0.2}, tail=-1, n_permutations=8,
+        rng=np.random.default_rng(0))
+    np.testing.assert_allclose(tfce(_one_sample(x), tail=-1)[0], t_tfce, rtol=1e-12, atol=1e-12)
+    # negative tail p-values mirror the positive tail of the negated data
+    signs = np.where(np.random.default_rng(4).random((30, n_items)) < 0.5, -1.0, 1.0)
+    neg = permutation_cluster_test(x, tail=-1, cluster_stat="tfce", permutations=signs)
+    pos = permutation_cluster_test(-x, tail=1, cluster_stat="tfce", permutations=signs)
+    np.testing.assert_allclose(neg.p_fwe_map, pos.p_fwe_map, rtol=1e-12)
+    np.testing.assert_allclose(neg.tfce_map, -pos.tfce_map, rtol=1e-12)
+    # two-sample F with TFCE
+    a, b = x[:5] + 1.0, x[5:]
+    f_tfce, _, pv, h0 = mne.stats.permutation_cluster_test(
+        [a, b], threshold={"start": 0, "step": 0.5}, tail=1, n_permutations=40,
+        rng=np.random.default_rng(1), out_type="mask")
+    res = permutation_cluster_test(np.concatenate([a, b]), [np.arange(11) < 5,
+                                   np.arange(11) >= 5], stat="f", cluster_stat="tfce",
+                                   tfce_params={"step": 0.5},
+                                   permutations=_mne_orders(11, 40, 1))
+    np.testing.assert_allclose(res.tfce_map[0], f_tfce, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(res.null_distribution, h0[1:], rtol=1e-12)
+    np.testing.assert_allclose(res.p_fwe_map[0].ravel(), pv, rtol=1e-12)
+
+
+def test_tfce_by_hand():
+    """One 2-unit cluster of height 0.5, step 0.2: heights 0, 0.2, 0.4 (strictly below)."""
+    x = np.zeros((3, 3))
+    x[0, :2] = 0.5
+    out = tfce(x, tail=1)
+    expected = sum(h**2 * 0.2 * 2**0.5 for h in (0.2, 0.4))
+    np.testing.assert_allclose(out[0, 0, :2], expected, rtol=1e-14)
+    assert np.all(out[0].ravel()[2:] == 0)
+    with pytest.raises(ValueError, match="Unknown TFCE parameter 'steps'.*Did you mean 'step'"):
+        tfce(x, tfce_params={"steps": 1})
+    with pytest.raises(ValueError, match="step'\\] must be > 0"):
+        tfce(x, tfce_params={"step": -0.2})
+    with pytest.raises(ValueError, match="start'\\] must be >= 0"):
+        tfce(x, tfce_params={"start": -1})
+    with pytest.raises(ValueError, match="'e' and 'h' must be >= 0"):
+        tfce(x, tfce_params={"h": -1})
+    with pytest.raises(TypeError, match="tfce_params must be a dict"):
+        tfce(x, tfce_params=[0.5, 2])
+
+
+# ----------------------------------------------------- Monte Carlo and calibration
+
+
+def test_random_permutations_within_monte_carlo_error_of_mne(rng):
+    n_items = 16
+    x = _smooth_noise(rng, (n_items, 12, 12)) * 2 + 0.1
+    x[:, 3:7, 3:7] += 0.45
+    x[:, 8:11, 8:11] += 0.35
+    n_perm = 1000
+    _, clusters, pv, _ = mne.stats.permutation_cluster_1samp_test(
+        x, threshold=2.0, n_permutations=n_perm, rng=np.random.default_rng(1),
+        out_type="mask")
+    res = permutation_cluster_test(x, threshold=2.0, n_permutations=n_perm - 1, seed=2)
+    ours, expected = _our_clusters(res), _cluster_dict(clusters, pv)
+    assert ours.keys() == expected.keys()
+    assert any(0.01 < p < 0.9 for p in pv)  # some p-values carry Monte Carlo error
+    for key in ours:
+        p = expected[key]
+        sd = np.sqrt(2 * max(p * (1 - p), 1 / n_perm) / n_perm)
+        assert abs(ours[key] - p) < 4.5 * sd
+
+
+def test_planted_effect_found_and_noise_calibrated():
+    rng = np.random.default_rng(0)
+    n_items = 24
+    groups = [np.arange(n_items) < 12, np.arange(n_items) >= 12]
+    planted = _smooth_noise(rng, (n_items, 2, 10, 10))
+    planted[:12, 1, 3:7, 3:7] += 1.2
+    res = permutation_cluster_test(planted, groups, n_permutations=199, seed=1)
+    best = res.clusters.to_frame().sort_values("p_fwe").iloc[0]
+    assert best["layer"] == 1 and best["sign"] == 1 and best["p_fwe"] < 0.05
+    assert res.p_fwe_map[1, 4, 4] < 0.05 and np.isnan(res.p_fwe_map[0]).mean() > 0.5
+    tf = permutation_cluster_test(planted, groups, cluster_stat="tfce", n_permutations=199,
+                                  seed=1)
+    assert tf.p_fwe_map[1, 4, 4] < 0.05
+
+    # pure noise: FWE-significant in about 5% of repeated experiments
+    n_runs, hits = 300, 0
+    for run in range(n_runs):
+        noise = _smooth_noise(rng, (n_items, 2, 6, 6))
+        r = permutation_cluster_test(noise, groups, n_permutations=99, seed=run,
+                                     threshold=2.0)
+        hits += bool(len(r.clusters) and r.clusters.p_fwe.min() < 0.05)
+    rate = hits / n_runs
+    # exact level with B = 99: P(p < 0.05) = 4 / 100; binomial 99.9% band over 300 runs
+    assert 0.005 < rate < 0.09, rate
+
+
+# ---------------------------------------------------------- properties and determinism
+
+
+def test_same_seed_same_result_for_any_n_jobs(rng):
+    x = _smooth_noise(rng, (10, 2, 6, 6)) + 0.3
+    kw = dict(threshold=1.5, n_permutations=250, seed=123)
+    one = permutation_cluster_test(x, n_jobs=1, **kw)
+    two = permutation_cluster_test(x, n_jobs=2, **kw)
+    again = permutation_cluster_test(x, seed=np.random.default_rng(9), threshold=1.5,
+                                     n_permutations=250)
+    np.testing.assert_array_equal(one.null_distribution, two.null_distribution)
+    np.testing.assert_array_equal(one.clusters.p_fwe, two.clusters.p_fwe)
+    assert one.params["seed_entropy"] == 123
+    # the first blocks of a longer run are the same permutations
+    longer = permutation_cluster_test(x, threshold=1.5, n_permutations=300, seed=123)
+    np.testing.assert_array_equal(longer.null_distribution[:250], one.null_distribution)
+    other = permutation_cluster_test(x, threshold=1.5, n_permutations=250, seed=124)
+    assert not np.array_equal(other.null_distribution, one.null_distribution)
+    assert again.null_distribution.shape == (250,)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=hst.integers(0, 2**31), n_perm=hst.integers(1, 130),
+       cluster_stat=hst.sampled_from(["mass", "size", "tfce"]), tail=hst.sampled_from([0, 1]))
+def test_p_values_properties(seed, n_perm, cluster_stat, tail):
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((9, 5, 5)) + r.uniform(-0.5, 0.5)
+    groups = [np.arange(9) < 4, np.arange(9) >= 4]
+    kw = dict(threshold=None if cluster_stat == "tfce" else 1.0)
+    res = permutation_cluster_test(x, groups, tail=tail, cluster_stat=cluster_stat,
+                                   n_permutations=n_perm, seed=seed, **kw)
+    p = res.p_fwe_map[np.isfinite(res.p_fwe_map)]
+    assert np.all((p >= 1 / (n_perm + 1) - 1e-15) & (p <= 1))
+    assert res.null_distribution.shape == (n_perm,)
+    # swapping the groups (tail 0) flips the statistic and keeps every p-value
+    if tail == 0:
+        swapped = permutation_cluster_test(x, groups[::-1], cluster_stat=cluster_stat,
+                                           n_permutations=n_perm, seed=seed, **kw)
+        np.testing.assert_allclose(swapped.stat_map, -res.stat_map, rtol=1e-10)
+        np.testing.assert_allclose(swapped.p_fwe_map, res.p_fwe_map, rtol=1e-12)
+
+
+def test_result_objects(rng):
+    x = {"a": rng.standard_normal((12, 6, 6)) + 0.4, "b": rng.standard_normal((12, 6, 6))}
+    x["b"][:, 0, 0] = np.nan  # no unit sits there
+    before = {k: v.copy() for k, v in x.items()}
+    res = permutation_cluster_test(x, threshold=1.0, n_permutations=20, seed=0)
+    for k in x:
+        np.testing.assert_array_equal(x[k], before[k])
+    assert res.layers == ("a", "b")
+    assert np.isnan(res.stat_map[1, 0, 0]) and res.clusters.labels[1, 0, 0] == 0
+    frame = res.to_frame()
+    assert list(frame.columns)[-1] == "p_fwe" and set(frame["layer"]) <= {"a", "b"}
+    ds = res.to_xarray()
+    assert ds["stat"].dims == ("layer", "row", "col") and list(ds["layer"].values) == ["a", "b"]
+    assert "ClusterTestResult(one-sample" in repr(res)
+    with pytest.raises(AttributeError):
+        res.threshold = 3.0
+    with pytest.raises(ValueError, match="read-only"):
+        res.stat_map[0, 0, 0] = 1.0
+    assert res.params["df"] == 11 and res.threshold == 1.0
+    default = permutation_cluster_test(x, tail=1, n_permutations=5, seed=0)
+    assert default.threshold == pytest.approx(st.t.ppf(0.95, 11), rel=1e-12)
+    fk = permutation_cluster_test(np.concatenate([x["a"], x["a"][:6] + 1]),
+                                  [np.arange(18) < 6, (np.arange(18) >= 6) & (np.arange(18) < 12),
+                                   np.arange(18) >= 12], stat="f", n_permutations=20, seed=0)
+    assert fk.params["df"] == (2, 15)
+    assert fk.params["design"] == "3-group" and fk.threshold == pytest.approx(
+        st.f.ppf(0.95, 2, 15))
+    np.testing.assert_allclose(fk.stat_map[0], st.f_oneway(x["a"][:6], x["a"][6:12],
+                               x["a"][:6] + 1, axis=0).statistic, rtol=1e-10)
+
+
+def test_many_groups_f_equals_mne(rng):
+    data = [rng.standard_normal((7, 8, 8)) + d for d in (0.0, 0.3, 0.9)]
+    orders = _mne_orders(21, 50, 4)
+    f, clusters, pv, h0 = mne.stats.permutation_cluster_test(
+        data, threshold=2.5, n_permutations=50, rng=np.random.default_rng(4), out_type="mask")
+    lab = np.repeat(np.arange(3), 7)
+    res = permutation_cluster_test(np.concatenate(data), [lab == g for g in range(3)],
+                                   stat="f", threshold=2.5, permutations=orders)
+    np.testing.assert_allclose(res.stat_map[0], f, rtol=1e-10)
+    np.testing.assert_allclose(res.null_distribution, h0[1:], rtol=1e-9)
+    ours, expected = _our_clusters(res), _cluster_dict(clusters, pv)
+    assert ours.keys() == expected.keys()
+    for key in ours:
+        assert ours[key] == pytest.approx(expected[key], rel=1e-12)
+
+
+def test_permutation_test_errors(rng):
+    x = rng.standard_normal((8, 4, 4))
+    g = [np.arange(8) < 4, np.arange(8) >= 4]
+    with pytest.raises(ValueError, match="Invalid value for the 'stat'"):
+        permutation_cluster_test(x, g, stat="z")
+    with pytest.raises(ValueError, match="Invalid value for the 'cluster_stat'.*'mass'"):
+        permutation_cluster_test(x, g, cluster_stat="masss")
+    with pytest.raises(ValueError, match="Invalid value for the 'family'"):
+        permutation_cluster_test(x, g, family="layers")
+    with pytest.raises(TypeError, match="equal_var must be True or False"):
+        permutation_cluster_test(x, g, equal_var="yes")
+    with pytest.raises(ValueError, match="F statistic is one-tailed"):
+        permutation_cluster_test(x, g, stat="f", tail=0)
+    with pytest.raises(ValueError, match="stat='f' needs groups"):
+        permutation_cluster_test(x, stat="f")
+    with pytest.raises(ValueError, match="stat='t' compares two groups"):
+        permutation_cluster_test(x, [np.arange(8) < 3, (np.arange(8) >= 3) & (np.arange(8) < 6),
+                                     np.arange(8) >= 6])
+    with pytest.raises(ValueError, match=r"of shape \(n_groups, n_items\) = \(n_groups, 8\)"):
+        permutation_cluster_test(x, np.ones(8, bool))
+    with pytest.raises(ValueError, match="values other than 0/1"):
+        permutation_cluster_test(x, np.full((2, 8), 3))
+    with pytest.raises(ValueError, match="at least two masks"):
+        permutation_cluster_test(x, [np.ones(8, bool)])
+    with pytest.raises(ValueError, match="groups overlap: 1 items"):
+        permutation_cluster_test(x, [np.arange(8) < 5, np.arange(8) >= 4])
+    with pytest.raises(ValueError, match="at least 2 items; got group sizes \\[1, 7\\]"):
+        permutation_cluster_test(x, [np.arange(8) < 1, np.arange(8) >= 1])
+    with pytest.raises(ValueError, match="threshold is not used by TFCE"):
+        permutation_cluster_test(x, g, cluster_stat="tfce", threshold=2.0)
+    with pytest.raises(ValueError, match="tfce_params only applies"):
+        permutation_cluster_test(x, g, tfce_params={"e": 1})
+    with pytest.raises(TypeError, match="n_permutations must be an int"):
+        permutation_cluster_test(x, g, n_permutations=10.5)
+    with pytest.raises(ValueError, match="n_permutations must be >= 1"):
+        permutation_cluster_test(x, g, n_permutations=0)
+    with pytest.raises(TypeError, match="seed must be None, an int"):
+        permutation_cluster_test(x, g, seed="abc")
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        permutation_cluster_test(x, g, seed=-3)
+    with pytest.raises(ValueError, match=r"permutations must have shape \(n_permutations, 8\)"):
+        permutation_cluster_test(x, g, permutations=np.zeros((5, 7), int))
+    with pytest.raises(ValueError, match="must be permutations of 0..7"):
+        permutation_cluster_test(x, g, permutations=np.zeros((5, 8), int))
+    with pytest.raises(ValueError, match="signs, -1 or \\+1"):
+        permutation_cluster_test(x, permutations=np.zeros((5, 8)))
+    with pytest.raises(ValueError, match="leading item axis"):
+        permutation_cluster_test(np.zeros(5))
+    partial = x.copy()
+    partial[0, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN for some items but not others in 1 units"):
+        permutation_cluster_test(partial, g)
+    with pytest.raises(ValueError, match="every cell is NaN"):
+        permutation_cluster_test(np.full((8, 3, 3), np.nan))
+    with pytest.raises(ValueError, match="at least 2 items"):
+        permutation_cluster_test(x[:1])
+    with pytest.raises(TypeError, match="sequence of boolean masks"):
+        permutation_cluster_test(x, [np.ones(8, bool), np.ones(3, bool)])
+    with pytest.raises(ValueError, match="each layer of the dict data"):
+        permutation_cluster_test({"a": np.zeros((8, 4))})
+
+
+# ------------------------------------------------------------------ seed and grow
+
+
+def test_seed_and_grow_by_hand():
+    p = np.full((4, 6), 0.5)
+    p[0, 0:3] = [0.01, 0.001, 0.04]
+    p[2, 4:6] = [0.02, 0.0001]
+    p[3, 0] = 0.03
+    p[1, 5] = np.nan
+    t = np.where(p < 0.05, 5.0, 0.0)
+    t[0, 2] = -4.0  # a negative unit beside a positive seed
+    table = seed_and_grow(p, alpha=0.05, min_size=1)
+    frame = table.to_frame()
+    # seeds in order of p: (2,5) then (0,1) then (3,0)
+    assert frame["size"].tolist() == [2, 3, 1]
+    assert frame[["peak_row", "peak_col"]].values.tolist() == [[2, 5], [0, 1], [3, 0]]
+    np.testing.assert_allclose(frame["peak_value"], -np.log10([0.0001, 0.001, 0.03]))
+    assert table.params["method"] == "seed_and_grow"
+    assert seed_and_grow(p, min_size=2).to_frame()["size"].tolist() == [2, 3]
+    signed = seed_and_grow(p, stat_map=t)
+    assert signed.to_frame()["size"].tolist() == [2, 2, 1, 1]
+    assert signed.to_frame()["sign"].tolist() == [1, 1, 1, -1]  # (0, 2) is the last seed
+    assert signed.to_frame()["mass"].tolist() == [10.0, 10.0, 5.0, -4.0]
+    assert len(seed_and_grow(p, alpha=0.001)) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=hst.integers(0, 2**31), alpha=hst.floats(0.05, 0.6),
+       kind=hst.sampled_from(["rook", "queen"]))
+def test_seed_and_grow_is_components_of_significant_units(seed, alpha, kind):
+    """Growing while p < alpha reaches exactly the connected component of the seed."""
+    p = np.random.default_rng(seed).uniform(size=(2, 8, 7))
+    grown = seed_and_grow(p, alpha=alpha, adjacency=kind)
+    comps = find_clusters(alpha - p, 0.0, tail=1, adjacency=kind)
+    assert _our_clusters(grown, grown.size).keys() == _our_clusters(comps, comps.size).keys()
+    assert np.all(np.diff(grown.layer_index) >= 0)
+    first = grown.peak_value[grown.layer_index == 0]
+    assert np.all(np.diff(first) <= 0)  # seeds by increasing p
+
+
+def test_seed_and_grow_mesh_and_errors(rng):
+    adj = _random_mesh(rng, 30, 45)
+    p = rng.uniform(size=30) * 0.1
+    grown = seed_and_grow(p, adjacency=adj)
+    comps = find_clusters(0.05 - p, 0.0, tail=1, adjacency=adj)
+    assert _our_clusters(grown, grown.size).keys() == _our_clusters(comps, comps.size).keys()
+    with pytest.raises(ValueError, match="p-values in \\[0, 1\\]"):
+        seed_and_grow(np.full((3, 3), 2.0))
+    with pytest.raises(ValueError, match="alpha must be in \\(0, 1\\]"):
+        seed_and_grow(np.full((3, 3), 0.5), alpha=0)
+    with pytest.raises(ValueError, match="stat_map must have the layout of p_map"):
+        seed_and_grow(np.full((3, 3), 0.5), stat_map=np.zeros((2, 3, 3)))
+    with pytest.raises(ValueError, match="min_size must be a positive integer"):
+        seed_and_grow(np.full((3, 3), 0.5), min_size=1.5)
+
+
+# ------------------------------------------------------------------------ imports
+
+
+def test_clusters_module_imports_no_torch_or_matplotlib():
+    code = ("import sys, topobrain.clusters; "
+            "print(any(m in sys.modules for m in ('torch', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_public_names():
+    import topobrain.clusters as mod
+
+    assert sorted(mod.__all__) == ["ClusterTable", "ClusterTestResult", "find_clusters",
+                                   "permutation_cluster_test", "seed_and_grow", "tfce"]
+    assert ClusterTable.__dataclass_params__.frozen
