@@ -61,23 +61,53 @@ def read_positions_csv(path, shape: tuple[int, int]) -> dict[str, CorticalSheet]
 
 
 def _card_markdown(card: dict) -> str:
-    lines = [f"# {card.get('name', 'model')}", ""]
     t = card.get("training", {})
     sp = card.get("spatial_loss", {})
-    lines += [
-        "A small TopoLM-style GPT trained by `topobrain train`.",
-        "",
-        f"- architecture: {t.get('model')}",
-        f"- spatial loss: {sp.get('kind')} with alpha = {sp.get('alpha')}"
-        f" (radius {sp.get('radius')}, {sp.get('n_neighbourhoods')} neighbourhoods per step)",
-        f"- data: {card.get('data', {}).get('sources')}",
-        f"- tokens seen: {card.get('tokens_seen'):,}" if card.get("tokens_seen") else "",
-        f"- final validation loss: {card.get('final_val_loss')}"
-        f" (unigram model on the same split: {card.get('unigram_val_loss')})",
-        "",
-    ]
-    if "evaluation" in card:
-        lines += ["## Evaluation", "", "```", json.dumps(card["evaluation"], indent=1), "```", ""]
+    data = card.get("data", {})
+    lines = [f"# {card.get('name', 'model')}", "",
+             "A small TopoLM-style GPT trained on this project's 2-core CPU machine by "
+             "`topobrain train` (config in `configs/`).", "",
+             "## Model", "",
+             f"- architecture: {t.get('model')}; vocabulary {data.get('vocab_size', t.get('vocab_size'))} "
+             "byte-level BPE tokens trained on the corpus; tied input/output embeddings; no biases",
+             f"- spatial loss: {sp.get('kind')} with alpha = {sp.get('alpha')} (l-infinity radius "
+             f"{sp.get('radius')}, {'inclusive' if sp.get('inclusive') else 'exclusive'}, "
+             f"{sp.get('n_neighbourhoods')} neighbourhoods per layer and step); alpha = 0 is the "
+             "non-topographic control",
+             f"- unit positions: a seeded random permutation of the sheet per layer "
+             f"(layout seed {t.get('layout_seed')}), in `positions.csv`", "",
+             "## Data and training", "",
+             f"- corpus: {data.get('sources')}",
+             f"- tokens: {data.get('n_tokens')}; documents: {data.get('n_documents')}",
+             f"- steps: {card.get('steps')}; tokens seen: {card.get('tokens_seen')}; "
+             f"batch {t.get('batch_size')} x context {t.get('model', {}).get('block_size')}; "
+             f"AdamW lr {t.get('lr')} with warm-up and cosine decay; seed {t.get('seed')}",
+             f"- wall time: {card.get('train_seconds', 0) / 60:.1f} min on one CPU thread",
+             f"- final validation loss: {card.get('final_val_loss')} nats/token; a unigram model "
+             f"on the same split: {card.get('unigram_val_loss')}", ""]
+    hist = card.get("history", {})
+    if hist.get("val_step"):
+        lines += ["Training curve (validation loss, nats/token):", "",
+                  "| step | " + " | ".join(str(s) for s in hist["val_step"]) + " |",
+                  "|---|" + "---|" * len(hist["val_step"]),
+                  "| val loss | " + " | ".join(f"{v:.3f}" for v in hist["val_loss"]) + " |", ""]
+    ev = card.get("evaluation")
+    if ev:
+        lines += ["## Evaluation", "",
+                  "Mean over tokens, Welch t per unit, BH-FDR over all layers (p < .05); Moran's "
+                  "I (queen, row-standardised) of the unthresholded t-maps averaged over layers; "
+                  "the label-permutation null shuffles condition labels and recomputes every "
+                  "map (`topobrain.inference.map_permutation_test`).", "",
+                  "| stimuli / contrast / readout | FDR-significant units | mean Moran's I | "
+                  "null mean (sd) | z | p |", "|---|---|---|---|---|---|"]
+        for key, r in ev.items():
+            null = (f"{r['null_mean']:.3f} ({r['null_sd']:.3f})" if r.get("null_mean") is not None
+                    else "-")
+            z = f"{r['z']:.2f}" if r.get("z") is not None else "-"
+            p = f"{r['p']:.4f}" if r.get("p") is not None else "-"
+            lines.append(f"| {key} | {r['n_fdr_significant']} / {r['n_units']} | "
+                         f"{r['mean_morans_i']:.3f} | {null} | {z} | {p} |")
+        lines.append("")
     return "\n".join(lines)
 
 
