@@ -3,7 +3,10 @@
 Supported:
 
 - bundled models by name (``"topolm-tiny"``, ``"topolm-tiny-control"``);
-- a topobrain model folder (``config.json`` with ``"format": "topobrain-topogpt"``).
+- a topobrain model folder (``config.json`` with ``"format": "topobrain-topogpt"``);
+- a TopoLM authors' checkpoint (a ``.pt`` dict plus a folder of position pickles),
+  see :mod:`topobrain.models.topolm_format`;
+- a Hugging Face causal LM folder plus a sheet spec, see :mod:`topobrain.models.hf`.
 """
 
 from __future__ import annotations
@@ -143,30 +146,87 @@ def _load_state(model: torch.nn.Module, state: dict, source: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def load(name_or_path, *, device: str = "cpu", **kwargs) -> SheetModel:
+def load(name_or_path, *, device: str = "cpu", positions=None, tokenizer=None,
+         sheet_spec=None, sheet_shape: tuple[int, int] | None = None,
+         name: str | None = None) -> SheetModel:
     """Open a model by bundled name or path.
 
     Parameters
     ----------
     name_or_path : str or path-like
-        A bundled model name (see :func:`available_models`) or a model folder.
+        A bundled model name (see :func:`available_models`), a topobrain model folder,
+        a TopoLM authors' checkpoint file (``.pt``, ``.pth``, ``.ckpt``), or a Hugging
+        Face causal LM folder.
     device : str
         Torch device to put the model on.
+    positions : path-like, optional
+        TopoLM checkpoints: the positions folder (``layer.{i}.{attn,mlp}.pkl``) or a
+        ``layer,unit,x,y`` CSV (default ``model_args["position_dir"]``).
+    tokenizer : path-like or tokenizers.Tokenizer, optional
+        TopoLM checkpoints and Hugging Face folders: ``tokenizer.json`` or a folder with
+        it or with GPT-2's ``vocab.json`` and ``merges.txt``.
+    sheet_spec : dict or path-like
+        Hugging Face folders (required): which modules' outputs are sheets, see
+        :func:`topobrain.models.hf.read_sheet_spec`.
+    sheet_shape : tuple of int, optional
+        TopoLM checkpoints: ``(n_rows, n_cols)`` of the width (default the TopoNets rule).
+    name : str, optional
+        Display name.
 
     Returns
     -------
     SheetModel
+
+    Examples
+    --------
+    >>> model = load("topolm-tiny")  # doctest: +SKIP
+    >>> model = load("ckpt-311.pt", positions="positions/", tokenizer="gpt2/")  # doctest: +SKIP
+    >>> model = load("gpt2-folder", sheet_spec={"patterns": [{"name": "layer.{i}.mlp",
+    ...     "module": "transformer.h.{i}.mlp", "layout": "permuted"}]})  # doctest: +SKIP
     """
+    from .hf import is_hf_folder, load_hf
+    from .topolm_format import CHECKPOINT_SUFFIXES, load_topolm_checkpoint
+
+    extra = {"positions": positions, "tokenizer": tokenizer, "sheet_spec": sheet_spec,
+             "sheet_shape": sheet_shape}
+
+    def refuse(kind, allowed):
+        bad = [k for k, v in extra.items() if v is not None and k not in allowed]
+        if bad:
+            raise TypeError(f"{', '.join(bad)} do not apply to {kind} ({path}); drop "
+                            f"{'it' if len(bad) == 1 else 'them'}.")
+
     path = Path(name_or_path)
     if path.exists():
         if path.is_dir() and (path / "config.json").exists():
-            cfg = json.loads((path / "config.json").read_text())
-            if cfg.get("format") == FORMAT:
-                return _load_topobrain_folder(path).to(device)
+            try:
+                cfg = json.loads((path / "config.json").read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{path / 'config.json'} is not valid JSON ({exc}).") from exc
+            if isinstance(cfg, dict) and cfg.get("format") == FORMAT:
+                refuse("a topobrain model folder", ())
+                return _load_topobrain_folder(path, name).to(device)
+            if is_hf_folder(path):
+                refuse("a Hugging Face folder", ("tokenizer", "sheet_spec"))
+                if sheet_spec is None:
+                    raise ValueError(
+                        f"{path} is a Hugging Face model: pass sheet_spec= to say which "
+                        f"modules' outputs are sheets, e.g. {{'patterns': [{{'name': "
+                        f"'layer.{{i}}.mlp', 'module': 'transformer.h.{{i}}.mlp'}}]}}."
+                    )
+                return load_hf(path, sheet_spec, tokenizer=tokenizer, name=name).to(device)
+        if path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            refuse("a TopoLM checkpoint", ("positions", "tokenizer", "sheet_shape"))
+            return load_topolm_checkpoint(path, positions=positions, tokenizer=tokenizer,
+                                          sheet_shape=sheet_shape, name=name).to(device)
         raise ValueError(
             f"{path} is not a model this version can read: expected a topobrain model "
-            f"folder (config.json with format {FORMAT!r})."
+            f"folder (config.json with format {FORMAT!r}), a TopoLM checkpoint "
+            f"({', '.join(CHECKPOINT_SUFFIXES)}) or a Hugging Face model folder."
         )
-    if isinstance(name_or_path, str) and ("/" not in name_or_path):
-        return _load_topobrain_folder(bundled_model_dir(name_or_path), name_or_path).to(device)
+    if (isinstance(name_or_path, str) and ("/" not in name_or_path)
+            and path.suffix.lower() not in CHECKPOINT_SUFFIXES):
+        refuse("a bundled model", ())
+        return _load_topobrain_folder(bundled_model_dir(name_or_path),
+                                      name or name_or_path).to(device)
     raise FileNotFoundError(f"{name_or_path} does not exist.")

@@ -1,0 +1,592 @@
+"""Model loading: our folder, bundled names, the TopoLM authors' layout, Hugging Face folders.
+
+Every loader is checked against the model it was written from (same activations, same
+unit positions) and on bad input (clear errors). The checkpoints are written here, in
+tmp_path: nothing depends on data/ or runs/, nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from topobrain.models import SheetModel, available_models, load
+from topobrain.models import loaders as loaders_mod
+from topobrain.models.checkpoint import save_model, write_positions_csv
+from topobrain.models.gpt import GPTConfig, TopoGPT
+from topobrain.models.tokenizer import EOT
+from topobrain.models.topolm_format import read_layer_positions, read_positions_dir
+from topobrain.models.train import build_sheets
+from topobrain.sheet import CorticalSheet
+
+TEXT = [
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "A small model reads sentences and predicts the next word in each one.",
+    "Maps of the cortex show regions that respond to language and to faces.",
+    "She walked to the market, bought bread and cheese, and went home again.",
+] * 6
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def bpe_dir(tmp_path_factory):
+    """A tiny byte-level BPE: tokenizer.json plus GPT-2-style vocab.json/merges.txt."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    d = tmp_path_factory.mktemp("bpe")
+    tok = ByteLevelBPETokenizer(add_prefix_space=False)
+    tok.train_from_iterator(TEXT, vocab_size=300, min_frequency=1, special_tokens=[EOT],
+                            show_progress=False)
+    tok.save_model(str(d))  # vocab.json, merges.txt (the GPT-2 file pair)
+    tok.save(str(d / "tokenizer.json"))
+    return d
+
+
+@pytest.fixture(scope="module")
+def tokenizer(bpe_dir):
+    from topobrain.models.tokenizer import load_tokenizer
+
+    return load_tokenizer(bpe_dir / "tokenizer.json")
+
+
+def tiny_gpt(seed=0, **kw) -> TopoGPT:
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=320, block_size=32, n_layer=2, n_head=2, sheet_shape=(4, 6))
+    cfg.update(kw)
+    model = TopoGPT(GPTConfig(**cfg))
+    # non-trivial LayerNorm parameters, so that a mix-up of weights would show
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, tokenizer):
+    """Our folder format, written by save_model; returns (folder, model, sheets)."""
+    model = tiny_gpt()
+    sheets = build_sheets(model.config, 3)
+    folder = save_model(tmp_path_factory.mktemp("ours") / "tiny", model, sheets, tokenizer,
+                        {"name": "tiny"}, dtype="float32")
+    return folder, model, sheets
+
+
+def batch(model: SheetModel, texts=("the fox reads", "maps of the cortex")):
+    ids = model.tokenize(list(texts))
+    t = max(len(i) for i in ids)
+    x = torch.full((len(ids), t), model.pad_token_id)
+    mask = torch.zeros(len(ids), t, dtype=torch.bool)
+    for k, row in enumerate(ids):
+        x[k, : len(row)] = torch.tensor(row)
+        mask[k, : len(row)] = True
+    return x, mask
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------- our folder
+def test_folder_round_trip_same_activations(saved):
+    folder, model, sheets = saved
+    sm = load(folder)
+    assert isinstance(sm, SheetModel)
+    assert sm.layer_names == model.layer_names == list(sheets)
+    for layer, sheet in sheets.items():
+        np.testing.assert_array_equal(sm.sheets[layer].positions, sheet.positions)
+        assert sm.sheets[layer].shape == (4, 6)
+    x, mask = batch(sm)
+    got = sm.activations(x, mask)
+    _, ref = model(x, return_activations=True, attention_mask=mask)
+    for layer in sheets:
+        torch.testing.assert_close(got[layer], ref[layer], rtol=0, atol=0)
+    assert set(sm.activations(x, mask, layers=["layer.1.mlp"])) == {"layer.1.mlp"}
+    assert sm.context_length == 32 and sm.vocab_size == 320
+    assert sm.bos_token_id == sm.tokenizer.token_to_id(EOT)
+    assert load(folder).identity == sm.identity
+    assert "2 sheet layers" not in repr(sm) and "4 sheet layers of (4, 6)" in repr(sm)
+
+
+def test_bundled_by_name(saved, tmp_path, monkeypatch):
+    folder, model, _ = saved
+    root = tmp_path / "models"
+    copy_folder(folder, root / "tiny-bundled")
+    monkeypatch.setattr(loaders_mod, "_models_root", lambda: root)
+    assert available_models() == ["tiny-bundled"]
+    sm = load("tiny-bundled")
+    assert sm.name == "tiny-bundled"
+    x, _ = batch(sm)
+    torch.testing.assert_close(sm.activations(x)["layer.0.attn"],
+                               model(x, return_activations=True)[1]["layer.0.attn"])
+    with pytest.raises(ValueError, match="No bundled model named 'tiny-bundeld'.*Did you mean "
+                                         "'tiny-bundled'"):
+        load("tiny-bundeld")
+
+
+@pytest.mark.parametrize("name", ["topolm-tiny", "topolm-tiny-control"])
+def test_real_bundled_models(name):
+    if name not in available_models():
+        pytest.skip(f"{name} is not bundled in this checkout yet (trained by "
+                    f"configs/{name}.yaml, then copied into topobrain/data/models)")
+    sm = load(name)
+    assert len(sm.sheets) == 8 and all(s.shape == (16, 16) for s in sm.sheets.values())
+    x, mask = batch(sm)
+    acts = sm.activations(x, mask)
+    assert all(torch.isfinite(a).all() for a in acts.values())
+
+
+def test_folder_missing_and_unexpected_keys_are_listed(saved, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = copy_folder(saved[0], tmp_path / "m")
+    state = load_file(str(folder / "model.safetensors"))
+    del state["transformer.h.1.mlp.c_fc.weight"]
+    state["transformer.h.1.mlp.c_fc2.weight"] = torch.zeros(1)
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"Missing keys: \['transformer\.h\.1\.mlp\.c_fc\."
+                                         r"weight'\]; unexpected keys: \['transformer\.h\.1\."
+                                         r"mlp\.c_fc2\.weight'\]"):
+        load(folder)
+
+
+def test_folder_sheet_shape_not_matching_width(saved, tmp_path):
+    folder = copy_folder(saved[0], tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"]["sheet_shape"] = [4, 5]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"wrong shape.*checkpoint \(320, 24\), model "
+                                         r"\(320, 20\).*sheet shape"):
+        load(folder)
+
+
+def test_folder_positions_of_another_width(saved, tmp_path):
+    folder = copy_folder(saved[0], tmp_path / "m")
+    write_positions_csv(folder / "positions.csv",
+                        {n: CorticalSheet((4, 4), name=n) for n in saved[2]})
+    with pytest.raises(ValueError, match="16 unit positions but the model width is 24"):
+        load(folder)
+
+
+def test_folder_truncated_and_corrupt_safetensors(saved, tmp_path):
+    folder = copy_folder(saved[0], tmp_path / "m")
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load(folder)
+    weights.write_bytes(b"\x00" * 8 + data[8:])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load(folder)
+
+
+def test_folder_unknown_config_fields(saved, tmp_path):
+    folder = copy_folder(saved[0], tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"]["n_embed"] = 24
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"Unknown model config fields \['n_embed'\]"):
+        load(folder)
+
+
+def test_load_bad_paths_and_arguments(saved, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load(tmp_path / "nothing-here")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load("ckpt-missing.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a model this version can read"):
+        load(tmp_path / "empty")
+    with pytest.raises(TypeError, match="positions do not apply to a topobrain model folder"):
+        load(saved[0], positions=tmp_path)
+
+
+# --------------------------------------------------------------------------- TopoLM layout
+def _authors_module():
+    """A stand-in for the authors' code: LayerPositions lives in a module we then hide."""
+    mod = types.ModuleType("topolm_authors_code")
+
+    class LayerPositions:  # the authors' attribute names
+        def __init__(self, name, coordinates, neighborhood_indices, neighborhoods_per_batch):
+            self.name = name
+            self.coordinates = coordinates
+            self.neighborhood_indices = neighborhood_indices
+            self.neighborhoods_per_batch = neighborhoods_per_batch
+
+    LayerPositions.__module__ = mod.__name__
+    LayerPositions.__qualname__ = "LayerPositions"
+    mod.LayerPositions = LayerPositions
+    return mod
+
+
+def write_topolm(folder: Path, model: TopoGPT, coords: dict, *, protocol=4,
+                 position_dir="positions") -> Path:
+    """Write ``model`` in the TopoLM authors' layout; coords: layer -> (n_units, 2) x, y."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    state = {"_orig_mod." + k: v.clone() for k, v in model.state_dict().items()}
+    for i in range(cfg.n_layer):  # nanoGPT's causal-mask buffer, when flash is off
+        state[f"_orig_mod.transformer.h.{i}.attn.bias"] = torch.ones(
+            1, 1, cfg.block_size, cfg.block_size).tril()
+    model_args = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embed": cfg.n_embd,
+                  "block_size": cfg.block_size, "bias": cfg.bias,
+                  "vocab_size": cfg.vocab_size, "dropout": 0.0, "alpha": 2.5,
+                  "position_dir": f"/authors/cluster/{position_dir}", "accum": "mean",
+                  "activation_decay": 0.0, "head_loss": False, "attn_proj": cfg.attn_proj,
+                  "finetune": False, "with_resid": cfg.with_resid}
+    ckpt = {"model": state, "model_args": model_args,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 6e-4, "params": [0, 1]}]},
+            "iter_num": 311, "best_val_loss": torch.tensor(3.21),
+            "config": {"batch_size": 48, "dataset": "fineweb"}}
+    torch.save(ckpt, folder / "ckpt-311.pt")
+    pdir = folder / position_dir
+    pdir.mkdir(exist_ok=True)
+    mod = _authors_module()
+    sys.modules[mod.__name__] = mod
+    try:
+        for layer, xy in coords.items():
+            nbh = torch.zeros(3, xy.shape[0], dtype=torch.bool)
+            nbh[:, :5] = True
+            obj = mod.LayerPositions(layer, torch.as_tensor(xy, dtype=torch.float32), nbh, 5)
+            with open(pdir / f"{layer}.pkl", "wb") as fh:
+                pickle.dump(obj, fh, protocol=protocol)
+    finally:
+        del sys.modules[mod.__name__]  # the loader must not need the authors' class
+    (pdir / "version.txt").write_text("1\n")
+    return folder / "ckpt-311.pt"
+
+
+def coords_from_sheets(sheets) -> dict:
+    return {n: np.asarray(s.positions)[:, ::-1].astype(np.float32) for n, s in sheets.items()}
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(attn_proj=True), dict(with_resid=True),
+                                dict(bias=True, attn_proj=True)])
+def test_topolm_checkpoint_matches_source_model(tmp_path, bpe_dir, kw):
+    model = tiny_gpt(seed=1, **kw)
+    sheets = build_sheets(model.config, 5)
+    ckpt = write_topolm(tmp_path, model, coords_from_sheets(sheets), protocol=2)
+    sm = load(ckpt, positions=tmp_path / "positions", tokenizer=bpe_dir)  # vocab/merges
+    assert sm.layer_names == model.layer_names
+    for layer, sheet in sheets.items():
+        assert sm.sheets[layer].shape == (4, 6)
+        # x = column, y = row
+        np.testing.assert_array_equal(sm.sheets[layer].positions, sheet.positions)
+    x, mask = batch(sm)
+    got = sm.activations(x, mask)
+    _, ref = model(x, return_activations=True, attention_mask=mask)
+    for layer in sheets:
+        torch.testing.assert_close(got[layer], ref[layer], rtol=0, atol=0)
+    assert sm.card["model_args"]["alpha"] == 2.5 and sm.card["iter_num"] == 311
+    cfg = sm.module.config
+    assert (cfg.attn_proj, cfg.with_resid, cfg.bias) == (kw.get("attn_proj", False),
+                                                         kw.get("with_resid", False),
+                                                         kw.get("bias", False))
+
+
+def test_topolm_with_resid_reports_the_residual_stream(tmp_path, bpe_dir):
+    model = tiny_gpt(seed=2, with_resid=True)
+    ckpt = write_topolm(tmp_path, model, coords_from_sheets(build_sheets(model.config, 0)))
+    sm = load(ckpt, positions=tmp_path / "positions", tokenizer=bpe_dir / "tokenizer.json")
+    x, _ = batch(sm)
+    acts = sm.activations(x)
+    # the residual stream after block 1's MLP add, then ln_f and the tied head: the logits
+    logits = sm.module.lm_head(sm.module.transformer.ln_f(acts["layer.1.mlp"]))
+    torch.testing.assert_close(logits, sm.module(x), rtol=1e-6, atol=1e-6)
+
+
+def test_topolm_shared_cells_are_counted(tmp_path, bpe_dir):
+    model = tiny_gpt()
+    coords = coords_from_sheets(build_sheets(model.config, 0))
+    xy = coords["layer.0.mlp"].copy()
+    xy[1:4] = xy[0]  # units 1-3 share unit 0's cell
+    coords["layer.0.mlp"] = xy
+    ckpt = write_topolm(tmp_path, model, coords)
+    sm = load(ckpt, positions=tmp_path / "positions", tokenizer=bpe_dir)
+    assert sm.sheets["layer.0.mlp"].n_shared == 3
+    assert sm.sheets["layer.0.attn"].n_shared == 0
+    assert sm.card["n_shared"]["layer.0.mlp"] == 3
+    sheet = sm.sheets["layer.0.mlp"]
+    values = np.arange(24.0)
+    m = sheet.to_map(values)
+    r, c = sheet.positions[0]
+    assert m[r, c] == pytest.approx(np.mean([0, 1, 2, 3]))
+    assert np.isnan(m).sum() == 3
+
+
+def test_topolm_default_positions_and_tokenizer_beside_checkpoint(tmp_path, bpe_dir):
+    model = tiny_gpt()
+    sheets = build_sheets(model.config, 4)
+    ckpt = write_topolm(tmp_path, model, coords_from_sheets(sheets), position_dir="pos-v2")
+    shutil.copy(bpe_dir / "vocab.json", tmp_path / "vocab.json")
+    shutil.copy(bpe_dir / "merges.txt", tmp_path / "merges.txt")
+    sm = load(ckpt)  # position_dir's last part, found beside the checkpoint
+    np.testing.assert_array_equal(sm.sheets["layer.1.attn"].positions,
+                                  sheets["layer.1.attn"].positions)
+    # the CSV interchange format works as positions too
+    write_positions_csv(tmp_path / "pos.csv", sheets)
+    sm2 = load(ckpt, positions=tmp_path / "pos.csv")
+    np.testing.assert_array_equal(sm2.sheets["layer.1.mlp"].positions,
+                                  sheets["layer.1.mlp"].positions)
+
+
+def test_positions_pickle_fields_all_protocols(tmp_path):
+    model = tiny_gpt()
+    coords = coords_from_sheets(build_sheets(model.config, 0))
+    for protocol in (0, 2, 5):
+        d = tmp_path / f"p{protocol}"
+        write_topolm(d, model, coords, protocol=protocol)
+        rec = read_layer_positions(d / "positions" / "layer.1.mlp.pkl")
+        assert rec.name == "layer.1.mlp"
+        np.testing.assert_array_equal(rec.coordinates, coords["layer.1.mlp"])
+        assert rec.neighborhood_indices.shape == (3, 24)
+        assert rec.neighborhood_indices.dtype == bool
+        assert rec.neighborhoods_per_batch == 5
+    assert "topolm_authors_code" not in sys.modules
+    sheets = read_positions_dir(tmp_path / "p5" / "positions", n_units=24)
+    assert list(sheets) == model.layer_names
+
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.target),))
+
+
+def test_positions_pickle_refuses_other_globals(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "layer.0.mlp.pkl"
+    bad.write_bytes(pickle.dumps({"coordinates": _Evil(marker)}))
+    with pytest.raises(ValueError, match=r"refused to unpickle the global pathlib.*Path"):
+        read_layer_positions(bad)
+    assert not marker.exists()
+    import os
+
+    bad.write_bytes(pickle.dumps(os.getcwd.__reduce__() if False else (os.system,)))
+    with pytest.raises(ValueError, match="refused to unpickle the global"):
+        read_layer_positions(bad)
+    bad.write_bytes(pickle.dumps({"coordinates": [[0, 0]]}))
+    with pytest.raises(ValueError, match="does not hold a LayerPositions object; got dict"):
+        read_layer_positions(bad)
+
+
+def test_positions_pickle_truncated(tmp_path):
+    model = tiny_gpt()
+    write_topolm(tmp_path, model, coords_from_sheets(build_sheets(model.config, 0)))
+    p = tmp_path / "positions" / "layer.0.attn.pkl"
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_layer_positions(p)
+
+
+def test_topolm_checkpoint_truncated(tmp_path, bpe_dir):
+    model = tiny_gpt()
+    ckpt = write_topolm(tmp_path, model, coords_from_sheets(build_sheets(model.config, 0)))
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load(ckpt, positions=tmp_path / "positions", tokenizer=bpe_dir)
+
+
+class _Custom:
+    pass
+
+
+def test_topolm_checkpoint_needing_more_than_weights_only_is_refused(tmp_path, bpe_dir):
+    p = tmp_path / "ckpt.pt"
+    torch.save({"model": {}, "model_args": {}, "extra": _Custom()}, p)
+    with pytest.raises(ValueError, match=r"refused: it needs more than torch.load\("
+                                         r"weights_only=True\)"):
+        load(p, positions=tmp_path, tokenizer=bpe_dir)
+    torch.save({"state_dict": {}}, p)
+    with pytest.raises(ValueError, match="not a TopoLM checkpoint.*'model'"):
+        load(p, positions=tmp_path, tokenizer=bpe_dir)
+
+
+def test_topolm_bad_checkpoints(tmp_path, bpe_dir):
+    model = tiny_gpt()
+    coords = coords_from_sheets(build_sheets(model.config, 0))
+    ckpt = write_topolm(tmp_path, model, coords)
+    pos = tmp_path / "positions"
+    raw = torch.load(ckpt, weights_only=True)
+    # missing and unexpected keys, listed
+    broken = dict(raw, model={k.replace("ln_f", "ln_final"): v for k, v in raw["model"].items()})
+    torch.save(broken, tmp_path / "keys.pt")
+    with pytest.raises(ValueError, match=r"Missing keys: \['transformer\.ln_f\.weight'\]; "
+                                         r"unexpected keys: \['transformer\.ln_final\.weight'\]"):
+        load(tmp_path / "keys.pt", positions=pos, tokenizer=bpe_dir)
+    # a sheet shape that does not match the width
+    with pytest.raises(ValueError, match=r"5 x 5 sheet does not match the width n_embed = 24"):
+        load(ckpt, positions=pos, tokenizer=bpe_dir, sheet_shape=(5, 5))
+    # model_args lacking fields
+    torch.save(dict(raw, model_args={"n_layer": 2, "n_embed": 24}), tmp_path / "args.pt")
+    with pytest.raises(ValueError, match=r"model_args lacks \['n_head', 'block_size', "
+                                         r"'vocab_size'\]"):
+        load(tmp_path / "args.pt", positions=pos, tokenizer=bpe_dir)
+    # positions of another model
+    other = tmp_path / "other"
+    write_topolm(other, tiny_gpt(sheet_shape=(4, 4)),
+                 coords_from_sheets(build_sheets(GPTConfig(n_layer=2, n_head=2,
+                                                           sheet_shape=(4, 4)), 0)))
+    with pytest.raises(ValueError, match="16 unit positions but the model's width is 24"):
+        load(ckpt, positions=other / "positions", tokenizer=bpe_dir)
+    # no positions, no tokenizer
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copy(ckpt, lonely / "ckpt.pt")
+    with pytest.raises(ValueError, match="No unit positions.*'/authors/cluster/positions', "
+                                         "not found"):
+        load(lonely / "ckpt.pt", tokenizer=bpe_dir)
+    with pytest.raises(ValueError, match="No tokenizer for"):
+        load(ckpt, positions=pos)
+    with pytest.raises(TypeError, match="sheet_spec do not apply to a TopoLM checkpoint"):
+        load(ckpt, positions=pos, sheet_spec={})
+
+
+# --------------------------------------------------------------------------- Hugging Face
+@pytest.fixture(scope="module")
+def hf_gpt2(tmp_path_factory, bpe_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("hf") / "gpt2-tiny"
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=320, n_positions=32, n_embd=16, n_layer=2,
+                                       n_head=2, bos_token_id=0, eos_token_id=0))
+    model.save_pretrained(d)
+    shutil.copy(bpe_dir / "tokenizer.json", d / "tokenizer.json")
+    return d, model.eval()
+
+
+@pytest.fixture(scope="module")
+def hf_llama(tmp_path_factory, bpe_dir):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("hf") / "llama-tiny"
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=320, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+        bos_token_id=0, eos_token_id=0))
+    model.save_pretrained(d)
+    return d, model.eval()
+
+
+GPT2_SPEC = {
+    "layers": {"block.0": {"module": "transformer.h.0", "shape": [4, 4]},
+               "layer.0.attn": {"module": "transformer.h.0.attn", "layout": "permuted",
+                                "seed": 3}},
+    "patterns": [{"name": "layer.{i}.mlp", "module": "transformer.h.{i}.mlp",
+                  "shape": [2, 8], "layout": "permuted", "seed": 7}],
+}
+
+
+def test_hf_gpt2_hooks_match_hidden_states(hf_gpt2):
+    folder, ref = hf_gpt2
+    sm = load(folder, sheet_spec=GPT2_SPEC)
+    assert sm.layer_names == ["block.0", "layer.0.attn", "layer.0.mlp", "layer.1.mlp"]
+    assert sm.context_length == 32 and sm.vocab_size == 320
+    x, mask = batch(sm)
+    acts = sm.activations(x, mask)
+    with torch.no_grad():
+        hs = ref(input_ids=x, attention_mask=mask.long(), output_hidden_states=True).hidden_states
+    torch.testing.assert_close(acts["block.0"], hs[1], rtol=0, atol=0)
+    # the residual decomposition of block 0: h1 = h0 + attn + mlp
+    torch.testing.assert_close(acts["layer.0.mlp"], hs[1] - hs[0] - acts["layer.0.attn"],
+                               rtol=1e-5, atol=1e-6)
+    assert all(a.shape == (2, x.shape[1], 16) for a in acts.values())
+    # layouts: identity; an explicit seed; a pattern's independent child seeds
+    np.testing.assert_array_equal(sm.sheets["block.0"].positions, CorticalSheet((4, 4)).positions)
+    np.testing.assert_array_equal(sm.sheets["layer.0.attn"].positions,
+                                  CorticalSheet((4, 4), layout="permuted", seed=3).positions)
+    kids = np.random.SeedSequence(7).spawn(2)
+    for i in range(2):
+        np.testing.assert_array_equal(
+            sm.sheets[f"layer.{i}.mlp"].positions,
+            CorticalSheet((2, 8), layout="permuted", seed=np.random.default_rng(kids[i])).positions)
+    assert not ref.transformer.h[0].mlp._forward_hooks  # hooks removed after each pass
+
+
+def test_hf_padding_does_not_change_real_tokens(hf_gpt2):
+    sm = load(hf_gpt2[0], sheet_spec=GPT2_SPEC)
+    x, mask = batch(sm)
+    both = sm.activations(x, mask)
+    n = int(mask[0].sum())
+    alone = sm.activations(x[:1, :n])
+    for layer in both:
+        torch.testing.assert_close(both[layer][0, :n], alone[layer][0], rtol=1e-5, atol=1e-6)
+
+
+def test_hf_llama_with_yaml_spec(hf_llama, bpe_dir, tmp_path):
+    folder, ref = hf_llama
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "patterns:\n"
+        "  - {name: 'layer.{i}.attn', module: 'model.layers.{i}.self_attn', layout: permuted}\n"
+        "  - {name: 'layer.{i}.mlp', module: 'model.layers.{i}.mlp'}\n"
+        "layers:\n"
+        "  block.0: {module: model.layers.0}\n")
+    sm = load(folder, sheet_spec=spec, tokenizer=bpe_dir / "tokenizer.json")
+    assert set(sm.layer_names) == {"layer.0.attn", "layer.1.attn", "layer.0.mlp",
+                                   "layer.1.mlp", "block.0"}
+    assert all(s.shape == (4, 4) for s in sm.sheets.values())  # TopoNets rule for 16
+    x, mask = batch(sm)
+    acts = sm.activations(x, mask)
+    with torch.no_grad():
+        hs = ref(input_ids=x, attention_mask=mask.long(), output_hidden_states=True).hidden_states
+    torch.testing.assert_close(acts["block.0"], hs[1], rtol=0, atol=0)
+    torch.testing.assert_close(acts["layer.0.mlp"], hs[1] - hs[0] - acts["layer.0.attn"],
+                               rtol=1e-5, atol=1e-6)
+    assert sm.bos_token_id == 0
+
+
+def test_hf_errors(hf_gpt2, tmp_path):
+    folder, _ = hf_gpt2
+    with pytest.raises(ValueError, match="pass sheet_spec="):
+        load(folder)
+    with pytest.raises(ValueError, match=r"16 units but its sheet shape \(3, 5\) holds 15.*"
+                                         r"\[4, 4\]"):
+        load(folder, sheet_spec={"layers": {"a": {"module": "transformer.h.0.mlp",
+                                                  "shape": [3, 5]}}})
+    with pytest.raises(ValueError, match="no module 'transformer.h.0.mpl'.*Did you mean "
+                                         "'transformer.h.0.mlp'"):
+        load(folder, sheet_spec={"layers": {"a": {"module": "transformer.h.0.mpl"}}})
+    with pytest.raises(ValueError, match=r"unknown fields \['shap'\].*Did you mean 'shape'"):
+        load(folder, sheet_spec={"layers": {"a": {"module": "transformer.h.0.mlp",
+                                                  "shap": [4, 4]}}})
+    with pytest.raises(ValueError, match=r"Unknown sheet spec fields \['layer'\]"):
+        load(folder, sheet_spec={"layer": {}})
+    with pytest.raises(ValueError, match="Allowed values are 'identity', 'permuted'"):
+        load(folder, sheet_spec={"layers": {"a": {"module": "transformer.h.0", "layout": "x"}}})
+    with pytest.raises(ValueError, match="pattern 'transformer.blocks.{i}' matches no module"):
+        load(folder, sheet_spec={"pattern": {"module": "transformer.blocks.{i}",
+                                             "name": "b.{i}"}})
+    with pytest.raises(ValueError, match="must contain '{i}'"):
+        load(folder, sheet_spec={"patterns": [{"module": "transformer.h.0"}]})
+    with pytest.raises(TypeError, match="sheet_spec must be a dict"):
+        load(folder, sheet_spec=["transformer.h.0"])
+    with pytest.raises(TypeError, match="positions do not apply to a Hugging Face folder"):
+        load(folder, sheet_spec=GPT2_SPEC, positions=tmp_path)
+
+
+def test_hf_truncated_weights_and_missing_tokenizer(hf_gpt2, tmp_path):
+    folder = copy_folder(hf_gpt2[0], tmp_path / "m")
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ValueError, match="No tokenizer for"):
+        load(folder, sheet_spec=GPT2_SPEC)
+    w = folder / "model.safetensors"
+    data = w.read_bytes()
+    w.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load(folder, sheet_spec=GPT2_SPEC)

@@ -1,0 +1,320 @@
+"""Hugging Face causal language models as :class:`~topobrain.models.SheetModel`.
+
+Any ``transformers`` causal LM saved in a folder (GPT-2, GPT-Neo, Llama-like, ...) can be
+analysed like a topographic model once a *sheet spec* says which modules' outputs are
+sheets and how their units are laid out. The outputs are read with forward hooks
+(registered for one forward pass, then removed); a module that returns a tuple gives its
+first element. Nothing is downloaded: the folder is opened with ``local_files_only``.
+
+A sheet spec is a dict, or a YAML or JSON file holding one::
+
+    layers:                              # explicit layers
+      layer.0.mlp: {module: transformer.h.0.mlp, shape: [8, 8], layout: identity}
+      layer.0.attn: {module: transformer.h.0.attn, layout: permuted, seed: 3}
+    patterns:                            # one entry per block: {i} = 0, 1, ...
+      - {name: "layer.{i}.mlp", module: "transformer.h.{i}.mlp", layout: permuted, seed: 0}
+
+Per layer: ``module`` (required), ``shape`` (default the TopoNets rule for the module's
+output width), ``layout`` (``"identity"``, as TopoNets, or ``"permuted"``, as TopoLM),
+``seed`` (of the permutation; a pattern's layers get independent child seeds of it),
+``positions`` (a ``layer,unit,x,y`` CSV, instead of ``layout``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._utils._validation import check_option, suggest
+from ..sheet import CorticalSheet, toponets_shape
+from .base import SheetModel
+
+__all__ = ["load_hf", "read_sheet_spec", "is_hf_folder"]
+
+_TOP_KEYS = ("layers", "patterns", "pattern")
+_LAYER_KEYS = ("module", "shape", "layout", "seed", "positions")
+_PATTERN_KEYS = ("name", *_LAYER_KEYS)
+
+
+def is_hf_folder(path) -> bool:
+    """True for a folder with a ``config.json`` that names a ``model_type``."""
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(cfg.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def read_sheet_spec(spec) -> dict:
+    """Read a sheet spec from a dict or a YAML/JSON file and check its keys.
+
+    Returns
+    -------
+    dict
+        ``{"layers": {...}, "patterns": [...]}``, a new object (the input is not changed).
+    """
+    if isinstance(spec, (str, os.PathLike)):
+        p = Path(spec)
+        if not p.is_file():
+            raise FileNotFoundError(f"Sheet spec file {p} does not exist.")
+        text = p.read_text(encoding="utf-8")
+        if p.suffix.lower() == ".json":
+            spec = json.loads(text)
+        else:
+            import yaml
+
+            spec = yaml.safe_load(text)
+    if not isinstance(spec, dict):
+        raise TypeError(
+            f"sheet_spec must be a dict or the path of a YAML/JSON file holding one; got "
+            f"{type(spec).__name__}. Example: {{'layers': {{'layer.0.mlp': {{'module': "
+            f"'transformer.h.0.mlp', 'shape': [8, 8]}}}}}}."
+        )
+    unknown = sorted(set(spec) - set(_TOP_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown sheet spec fields {unknown}; known: {list(_TOP_KEYS)}."
+                         f"{suggest(unknown[0], _TOP_KEYS)}")
+    layers = spec.get("layers") or {}
+    patterns = spec.get("patterns") or []
+    if "pattern" in spec:
+        patterns = [*patterns, spec["pattern"]]
+    if not isinstance(layers, dict):
+        raise TypeError("sheet_spec['layers'] must map layer names to {module: ...} entries.")
+    if isinstance(patterns, dict):
+        patterns = [patterns]
+    out_layers = {}
+    for name, entry in layers.items():
+        out_layers[str(name)] = _check_entry(entry, _LAYER_KEYS, f"layer {name!r}")
+    out_patterns = []
+    for k, entry in enumerate(patterns):
+        entry = _check_entry(entry, _PATTERN_KEYS, f"pattern {k}")
+        entry.setdefault("name", entry["module"])
+        if "{i}" not in entry["module"] or "{i}" not in entry["name"]:
+            raise ValueError(f"pattern {k}: 'module' and 'name' must contain '{{i}}' (the "
+                             f"block index); got {entry['module']!r} and {entry['name']!r}.")
+        out_patterns.append(entry)
+    if not out_layers and not out_patterns:
+        raise ValueError("The sheet spec names no layers: give 'layers' or 'patterns'.")
+    return {"layers": out_layers, "patterns": out_patterns}
+
+
+def _check_entry(entry, keys, where) -> dict:
+    if not isinstance(entry, dict):
+        raise TypeError(f"{where} must be a dict with at least 'module'; got "
+                        f"{type(entry).__name__}.")
+    unknown = sorted(set(entry) - set(keys))
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {unknown}; known: {list(keys)}."
+                         f"{suggest(unknown[0], keys)}")
+    if "module" not in entry:
+        raise ValueError(f"{where}: 'module' (the dotted name of a submodule) is required.")
+    entry = dict(entry)
+    if "layout" in entry:
+        check_option("layout", entry["layout"], ("identity", "permuted"))
+    if "shape" in entry and entry["shape"] is not None:
+        shape = entry["shape"]
+        if (not isinstance(shape, (list, tuple)) or len(shape) != 2
+                or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
+            raise ValueError(f"{where}: shape must be two positive integers [n_rows, n_cols];"
+                             f" got {shape!r}.")
+        entry["shape"] = (int(shape[0]), int(shape[1]))
+    return entry
+
+
+def _expand(spec: dict, module_names: set[str]) -> dict[str, dict]:
+    """Layer name -> entry, patterns expanded over consecutive block indices from 0."""
+    out = dict(spec["layers"])
+    for entry in spec["patterns"]:
+        n = 0
+        while entry["module"].format(i=n) in module_names:
+            n += 1
+        if n == 0:
+            raise ValueError(
+                f"The pattern {entry['module']!r} matches no module (tried "
+                f"{entry['module'].format(i=0)!r}).{suggest(entry['module'].format(i=0), module_names)}"
+            )
+        seeds = np.random.SeedSequence(entry.get("seed", 0)).spawn(n)
+        for i in range(n):
+            name = entry["name"].format(i=i)
+            if name in out:
+                raise ValueError(f"Layer {name!r} is named twice in the sheet spec.")
+            out[name] = {**{k: v for k, v in entry.items() if k != "name"},
+                         "module": entry["module"].format(i=i),
+                         "seed": np.random.default_rng(seeds[i])}
+    return out
+
+
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(f"module output of type {type(out).__name__} holds no tensor first.")
+
+
+def _run_hooked(model, modules: dict[str, torch.nn.Module], input_ids, attention_mask):
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for layer, mod in modules.items():
+        def hook(_m, _inp, out, layer=layer):
+            captured[layer] = _first_tensor(out)
+        handles.append(mod.register_forward_hook(hook))
+    try:
+        kwargs = {"input_ids": input_ids, "use_cache": False}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask.long()
+        model(**kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return captured
+
+
+def _hash(paths, extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
+            dtype: str = "float32") -> SheetModel:
+    """Open a Hugging Face causal LM folder with a sheet spec as a :class:`SheetModel`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A folder written by ``save_pretrained`` (``config.json`` and weights; safetensors
+        preferred). Opened offline; remote code is never run.
+    sheet_spec : dict or path-like
+        Which modules' outputs are sheets; see the module docstring and
+        :func:`read_sheet_spec`.
+    tokenizer : str, path-like or tokenizers.Tokenizer, optional
+        Default: the folder's ``tokenizer.json`` (or GPT-2 ``vocab.json`` and
+        ``merges.txt``).
+    name : str, optional
+        Display name (default the folder name).
+    dtype : {"float32", "float16", "bfloat16"}
+        Weights' dtype in memory.
+
+    Returns
+    -------
+    SheetModel
+        Sheet activations of shape (batch, time, n_units) per named layer.
+    """
+    try:
+        from transformers import AutoModelForCausalLM
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("Hugging Face models need transformers: pip install "
+                          "'topobrain[hf]'.") from exc
+    from .tokenizer import load_tokenizer
+
+    check_option("dtype", dtype, ("float32", "float16", "bfloat16"))
+    path = Path(path)
+    if not is_hf_folder(path):
+        raise ValueError(f"{path} is not a Hugging Face model folder (config.json with a "
+                         f"model_type).")
+    spec = read_sheet_spec(sheet_spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=False,
+            dtype=getattr(torch, dtype))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(
+            f"Could not open the Hugging Face model in {path}: the weights are missing, "
+            f"truncated or corrupt ({type(exc).__name__}: {str(exc).splitlines()[0]})."
+        ) from exc
+    except Exception as exc:  # safetensors raises its own SafetensorError
+        if type(exc).__name__ == "SafetensorError":
+            raise ValueError(f"{path}: the safetensors weights are truncated or corrupt "
+                             f"({exc}).") from exc
+        raise
+    model.eval()
+
+    named = dict(model.named_modules())
+    layers = _expand(spec, set(named))
+    modules = {}
+    for layer, entry in layers.items():
+        if entry["module"] not in named:
+            raise ValueError(
+                f"Layer {layer!r}: the model has no module {entry['module']!r}."
+                f"{suggest(entry['module'], [n for n in named if n])} List them with "
+                f"dict(model.named_modules())."
+            )
+        modules[layer] = named[entry["module"]]
+
+    # one probe token gives each module's output width
+    with torch.no_grad():
+        probe = _run_hooked(model, modules, torch.zeros(1, 1, dtype=torch.long), None)
+    sheets = {}
+    for layer, entry in layers.items():
+        out = probe[layer]
+        if out.dim() != 3:
+            raise ValueError(
+                f"Layer {layer!r} ({entry['module']}) outputs shape {tuple(out.shape)} for "
+                f"one token; a sheet layer must output (batch, time, n_units)."
+            )
+        width = out.shape[-1]
+        if "positions" in entry:
+            sheet = CorticalSheet.from_csv(entry["positions"], layer, shape=entry.get("shape"))
+        else:
+            shape = entry.get("shape") or toponets_shape(width)
+            if shape[0] * shape[1] != width:
+                raise ValueError(
+                    f"Layer {layer!r} ({entry['module']}) has {width} units but its sheet "
+                    f"shape {tuple(shape)} holds {shape[0] * shape[1]}. Use a shape with "
+                    f"n_rows * n_cols == {width}, e.g. {list(toponets_shape(width))}."
+                )
+            sheet = CorticalSheet(shape, layout=entry.get("layout", "identity"),
+                                  seed=entry.get("seed"), name=layer)
+        if sheet.n_units != width:
+            raise ValueError(f"Layer {layer!r} has {width} units but {sheet.n_units} "
+                             f"positions.")
+        sheets[layer] = sheet
+
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        tok_path = Path(tokenizer) if tokenizer is not None else path
+        try:
+            tok = load_tokenizer(tok_path)
+        except FileNotFoundError as exc:
+            raise ValueError(
+                f"No tokenizer for {path}: pass tokenizer= a tokenizer.json or a folder with "
+                f"one (or GPT-2's vocab.json and merges.txt). ({exc})"
+            ) from exc
+        tok_files = ([tok_path] if tok_path.is_file() else
+                     [tok_path / f for f in ("tokenizer.json", "vocab.json", "merges.txt")
+                      if (tok_path / f).exists()])
+    else:
+        tok, tok_files = tokenizer, []
+
+    cfg = model.config
+    context = next((int(v) for k in ("n_positions", "max_position_embeddings", "n_ctx")
+                    if isinstance(v := getattr(cfg, k, None), int)), 1024)
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id
+    weights = sorted([*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")])
+    spec_json = json.dumps({k: {kk: (vv if not isinstance(vv, np.random.Generator) else None)
+                                for kk, vv in v.items()} for k, v in layers.items()},
+                           sort_keys=True, default=str)
+    identity = _hash([path / "config.json", *weights, *tok_files],
+                     spec_json + json.dumps({k: s.positions.tolist() for k, s in sheets.items()}))
+
+    def run_layers(input_ids, attention_mask=None):
+        return _run_hooked(model, modules, input_ids, attention_mask)
+
+    return SheetModel(
+        name=name or path.name, module=model, tokenizer=tok, sheets=sheets,
+        context_length=context, vocab_size=int(cfg.vocab_size), identity=identity,
+        run_layers=run_layers, bos_token_id=cfg.bos_token_id,
+        pad_token_id=int(pad) if pad is not None else 0,
+        card={"source": "huggingface", "path": str(path), "model_type": cfg.model_type,
+              "sheet_spec": json.loads(spec_json)},
+    )
