@@ -1,0 +1,1447 @@
+"""Spatial statistics of maps: Moran's I, local Moran's I, Geary's C, distance profiles.
+
+Every function here takes values plus spatial weights, so it never cares whether a map is
+a 28 x 28 model sheet or a 32k-vertex cortical mesh:
+
+* a 2D map ``(n_rows, n_cols)`` (or a batch ``(n_maps, n_rows, n_cols)``) with NaN where no
+  unit sits: the weights default to queen contiguity on its grid (TopoLM's published
+  choice) and can be ``"rook"``;
+* a vector ``(n_cells,)`` (or a batch ``(n_maps, n_cells)``) with a ``(n_cells, n_cells)``
+  weights matrix (``scipy.sparse``, a dense array, or any object whose ``.sparse``
+  attribute is one, such as a libpysal ``W``).
+
+NaN cells are dropped with their weights: the binary adjacency (or the given weights) is
+restricted to the kept cells first, then cells left without any neighbour ("islands")
+are dropped with a warning that counts them, then the weights are transformed
+(row-standardised by default, ``transform="b"`` for binary, ``None`` to keep them as
+given). This equals esda run on libpysal weights built on the kept cells.
+
+A batch is computed at once: maps that share a NaN pattern share one weights matrix and
+one sparse product; other patterns are grouped and each group is computed the same way.
+
+Pseudo p-values
+---------------
+With ``B`` permutations and ``b_ge`` (``b_le``) of the permuted statistics at or above (at
+or below) the observed one, ``alternative`` selects:
+
+* ``"greater"``: ``(b_ge + 1) / (B + 1)``;
+* ``"less"``: ``(b_le + 1) / (B + 1)``;
+* ``"directed"``: ``(min(b_ge, b_le) + 1) / (B + 1)``, the one-sided p-value in the tail
+  the observed statistic happens to fall in. This is esda's ``p_sim`` (the tail is chosen
+  from the data, so under the null it is about half a two-sided p-value: use it to compare
+  with esda or published numbers, not to test);
+* ``"two-sided"`` (default): ``min(1, 2 * directed)``.
+
+The normal-approximation p-values follow the same rule: ``"two-sided"`` is
+``2 * sf(|z|)`` (esda ``Moran(two_tailed=True)``, its default), ``"directed"`` is
+``sf(|z|)`` (esda ``two_tailed=False``, and esda's ``Geary`` and local ``p_z_sim``).
+Statistics within a relative ``1e-12`` of the observed value count as ties, on both sides.
+
+Permutations are drawn in fixed blocks of 64, block ``k`` from the ``k``-th child of one
+``numpy.random.SeedSequence``, so the numbers do not depend on ``n_jobs``, chunking or the
+joblib backend; every map of a group sees the same cell permutations, so a map gets the
+same null alone as inside a batch. The global null is computed in single precision
+(a sparse product over all permutations of a block at once); any permuted statistic within
+the rounding bound of the observed one is recomputed in double precision, so counts and
+p-values are those of an all-double computation, and null values are accurate to about
+1e-6 relative.
+
+References
+----------
+.. [1] Moran, P. A. P. (1950). Notes on continuous stochastic phenomena. Biometrika,
+   37(1/2), 17-23.
+.. [2] Geary, R. C. (1954). The contiguity ratio and statistical mapping. The
+   Incorporated Statistician, 5(3), 115-145.
+.. [3] Cliff, A. D., & Ord, J. K. (1981). Spatial Processes: Models and Applications.
+   Pion. (Moments of I and C under normality and randomisation.)
+.. [4] Anselin, L. (1995). Local indicators of spatial association - LISA. Geographical
+   Analysis, 27(2), 93-115.
+.. [5] Sokal, R. R., Oden, N. L., & Thomson, B. A. (1998). Local spatial autocorrelation
+   in a biological model. Geographical Analysis, 30(4), 331-354.
+.. [6] Rathi, N., Mehrer, J., AlKhamissi, B., Binhuraib, T., Blauch, N. M., & Schrimpf, M.
+   (2025). TopoLM: brain-like spatio-functional organization in a topographic language
+   model. ICLR 2025.
+.. [7] Margalit, E., Lee, H., Finzi, D., DiCarlo, J. J., Grill-Spector, K., & Yamins,
+   D. L. K. (2024). A unifying framework for functional organization in early and higher
+   ventral visual cortex. Neuron, 112(14), 2435-2451 (TDANN).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import ndtr
+
+from ._utils._stats import moran_i_raw
+from ._utils._validation import check_finite, check_option, check_random_state
+from .sheet import CorticalSheet, grid_weights, transform_weights
+
+__all__ = [
+    "DistanceProfile",
+    "GearyResult",
+    "LocalMoranResult",
+    "MoranResult",
+    "distance_profile",
+    "gearys_c",
+    "local_morans_i",
+    "morans_i",
+]
+
+Alternative = Literal["two-sided", "greater", "less", "directed"]
+Transform = Literal["r", "b"]
+_ALTERNATIVES = ("two-sided", "greater", "less", "directed")
+_TRANSFORMS = ("r", "b", None)
+_GRID_KINDS = ("queen", "rook")
+
+# Permutations per seeded block. Changing it changes the numbers drawn for a given seed.
+_PERM_BLOCK = 64
+# Elements per working array in the null computations (memory and cache bound only; any
+# value gives identical numbers).
+_CHUNK_ELEMENTS = 1 << 17
+# Precision of the global null; candidates near the observed value are redone in float64.
+_NULL_DTYPE = np.float32
+# Relative tolerance within which a permuted statistic ties with the observed one.
+_TIE_RTOL = 1e-12
+
+
+# ---------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------
+def _fmt(x) -> str:
+    if x is None:
+        return "None"
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 0:
+        return f"{float(a):.4g}"
+    if a.size == 0 or np.all(np.isnan(a)):
+        return "nan"
+    return f"[{np.nanmin(a):.4g} .. {np.nanmax(a):.4g}]"
+
+
+def _frame_columns(result, names: dict[str, str], n_maps: int) -> dict[str, Any]:
+    cols: dict[str, Any] = {"map": np.arange(n_maps)}
+    for attr, col in names.items():
+        val = getattr(result, attr)
+        if val is None:
+            cols[col] = np.full(n_maps, np.nan)
+        else:
+            cols[col] = np.broadcast_to(np.asarray(val), (n_maps,)).copy()
+    return cols
+
+
+@dataclass(frozen=True, eq=False)
+class MoranResult:
+    """Global Moran's I of one map or a batch of maps, with its inference.
+
+    Scalars (0-d) for one map; arrays of shape ``(n_maps,)`` for a batch. Fields that
+    need permutations are ``None`` when ``n_permutations == 0``.
+
+    Attributes
+    ----------
+    I : float or ndarray of shape (n_maps,)
+        Moran's I. NaN for a constant map or one with fewer than 4 usable cells.
+    expected : float or ndarray
+        ``E[I] = -1 / (n - 1)`` under the null.
+    variance_norm, variance_rand : float or ndarray
+        Variance of I under normality and under randomisation (Cliff & Ord).
+    z_norm, z_rand : float or ndarray
+        ``(I - E[I]) / sqrt(variance)``.
+    p_norm, p_rand : float or ndarray
+        Normal-approximation p-values with the sidedness of ``params["alternative"]``.
+    null : ndarray of shape (n_permutations,) or (n_maps, n_permutations), or None
+        Moran's I of the permuted maps.
+    p_sim : float or ndarray, or None
+        Pseudo p-value (see the module docstring for each ``alternative``).
+    expected_sim, variance_sim : float or ndarray, or None
+        Mean and (population) variance of ``null``.
+    z_sim, p_z_sim : float or ndarray, or None
+        ``(I - expected_sim) / sqrt(variance_sim)`` and its normal p-value.
+    n_cells, n_islands : int or ndarray of int
+        Cells used, and cells dropped as islands (no neighbour after the NaN drop).
+    params : dict
+        ``alternative``, ``n_permutations``, ``seed``, ``transform``, ``weights``.
+    """
+
+    I: Any  # noqa: E741  (the statistic's published name)
+    expected: Any
+    variance_norm: Any
+    variance_rand: Any
+    z_norm: Any
+    z_rand: Any
+    p_norm: Any
+    p_rand: Any
+    null: np.ndarray | None
+    p_sim: Any
+    expected_sim: Any
+    variance_sim: Any
+    z_sim: Any
+    p_z_sim: Any
+    n_cells: Any
+    n_islands: Any
+    params: dict = field(default_factory=dict)
+
+    @property
+    def statistic(self):
+        """Alias of :attr:`I`."""
+        return self.I
+
+    @property
+    def n_maps(self) -> int | None:
+        """Number of maps of a batch, ``None`` for a single map."""
+        a = np.asarray(self.I)
+        return None if a.ndim == 0 else int(a.shape[0])
+
+    def __repr__(self) -> str:
+        lead = "" if self.n_maps is None else f"n_maps={self.n_maps}, "
+        sim = "" if self.p_sim is None else f", p_sim={_fmt(self.p_sim)}"
+        return (
+            f"MoranResult({lead}I={_fmt(self.I)}, expected={_fmt(self.expected)}, "
+            f"z_rand={_fmt(self.z_rand)}, p_rand={_fmt(self.p_rand)}{sim}, "
+            f"n_cells={_fmt(self.n_cells)}, alternative={self.params.get('alternative')!r}, "
+            f"n_permutations={self.params.get('n_permutations')})"
+        )
+
+    def to_frame(self):
+        """One row per map: ``moran_i``, moments, z, p-values, counts, parameters."""
+        import pandas as pd
+
+        n = self.n_maps or 1
+        names = {
+            "I": "moran_i", "expected": "expected_i", "variance_norm": "variance_norm",
+            "variance_rand": "variance_rand", "z_norm": "z_norm", "z_rand": "z_rand",
+            "p_norm": "p_norm", "p_rand": "p_rand", "p_sim": "p_sim",
+            "expected_sim": "expected_sim", "variance_sim": "variance_sim",
+            "z_sim": "z_sim", "p_z_sim": "p_z_sim", "n_cells": "n_cells",
+            "n_islands": "n_islands",
+        }
+        df = pd.DataFrame(_frame_columns(self, names, n))
+        df["alternative"] = self.params.get("alternative")
+        df["n_permutations"] = self.params.get("n_permutations")
+        return df
+
+
+@dataclass(frozen=True, eq=False)
+class GearyResult:
+    """Global Geary's C of one map or a batch of maps, with its inference.
+
+    ``C < 1`` means positive spatial autocorrelation, so for Geary ``alternative="less"``
+    is the test for smooth maps. Shapes and ``None`` rules as :class:`MoranResult`.
+
+    Attributes
+    ----------
+    C : float or ndarray of shape (n_maps,)
+        Geary's C.
+    expected : float or ndarray
+        ``E[C] = 1``.
+    variance_norm, variance_rand, z_norm, z_rand, p_norm, p_rand : float or ndarray
+        Moments under normality and randomisation, z-scores and normal p-values.
+    null, p_sim, expected_sim, variance_sim, z_sim, p_z_sim : ndarray or None
+        Permutation inference, as for :class:`MoranResult`.
+    n_cells, n_islands : int or ndarray of int
+    params : dict
+    """
+
+    C: Any
+    expected: Any
+    variance_norm: Any
+    variance_rand: Any
+    z_norm: Any
+    z_rand: Any
+    p_norm: Any
+    p_rand: Any
+    null: np.ndarray | None
+    p_sim: Any
+    expected_sim: Any
+    variance_sim: Any
+    z_sim: Any
+    p_z_sim: Any
+    n_cells: Any
+    n_islands: Any
+    params: dict = field(default_factory=dict)
+
+    @property
+    def statistic(self):
+        """Alias of :attr:`C`."""
+        return self.C
+
+    @property
+    def n_maps(self) -> int | None:
+        a = np.asarray(self.C)
+        return None if a.ndim == 0 else int(a.shape[0])
+
+    def __repr__(self) -> str:
+        lead = "" if self.n_maps is None else f"n_maps={self.n_maps}, "
+        sim = "" if self.p_sim is None else f", p_sim={_fmt(self.p_sim)}"
+        return (
+            f"GearyResult({lead}C={_fmt(self.C)}, z_rand={_fmt(self.z_rand)}, "
+            f"p_rand={_fmt(self.p_rand)}{sim}, n_cells={_fmt(self.n_cells)}, "
+            f"alternative={self.params.get('alternative')!r}, "
+            f"n_permutations={self.params.get('n_permutations')})"
+        )
+
+    def to_frame(self):
+        """One row per map: ``geary_c``, moments, z, p-values, counts, parameters."""
+        import pandas as pd
+
+        n = self.n_maps or 1
+        names = {
+            "C": "geary_c", "expected": "expected_c", "variance_norm": "variance_norm",
+            "variance_rand": "variance_rand", "z_norm": "z_norm", "z_rand": "z_rand",
+            "p_norm": "p_norm", "p_rand": "p_rand", "p_sim": "p_sim",
+            "expected_sim": "expected_sim", "variance_sim": "variance_sim",
+            "z_sim": "z_sim", "p_z_sim": "p_z_sim", "n_cells": "n_cells",
+            "n_islands": "n_islands",
+        }
+        df = pd.DataFrame(_frame_columns(self, names, n))
+        df["alternative"] = self.params.get("alternative")
+        df["n_permutations"] = self.params.get("n_permutations")
+        return df
+
+
+@dataclass(frozen=True, eq=False)
+class LocalMoranResult:
+    """Local Moran's I (LISA) of every cell, with conditional-permutation inference.
+
+    Per-cell arrays have the cells' shape of the input: ``(n_rows, n_cols)`` for a map,
+    ``(n_cells,)`` for a vector, with a leading ``n_maps`` axis for a batch. Dropped cells
+    (NaN or islands) hold NaN (and ``""`` in ``quadrant``).
+
+    Attributes
+    ----------
+    I : ndarray
+        ``I_i = (n - 1) z_i (W z)_i / sum(z**2)`` with centred ``z`` (esda's scaling).
+    quadrant : ndarray of str
+        ``"HH"``, ``"LH"``, ``"LL"`` or ``"HL"``: sign of ``z_i`` then of its spatial lag
+        (``H`` for > 0). esda's ``q`` codes 1, 2, 3, 4 in that order.
+    expected, variance : ndarray
+        Analytical moments under total randomisation (Sokal et al. 1998, A3-A4).
+    expected_cond, variance_cond : ndarray
+        Analytical moments under conditional randomisation (Sokal et al. 1998, A7-A8).
+    p_sim : ndarray or None
+        Conditional-permutation pseudo p-values (z_i fixed, the other values permuted).
+    expected_sim, variance_sim, z_sim, p_z_sim : ndarray or None
+        Moments of the conditional null, the z-score and its normal p-value.
+    null : ndarray of shape (..., n_permutations) or None
+        Permuted local statistics, kept only with ``keep_null=True``.
+    n_cells, n_islands : int or ndarray of int
+    params : dict
+    """
+
+    I: np.ndarray  # noqa: E741
+    quadrant: np.ndarray
+    expected: np.ndarray
+    variance: np.ndarray
+    expected_cond: np.ndarray
+    variance_cond: np.ndarray
+    p_sim: np.ndarray | None
+    expected_sim: np.ndarray | None
+    variance_sim: np.ndarray | None
+    z_sim: np.ndarray | None
+    p_z_sim: np.ndarray | None
+    null: np.ndarray | None
+    n_cells: Any
+    n_islands: Any
+    params: dict = field(default_factory=dict)
+
+    @property
+    def statistic(self):
+        """Alias of :attr:`I`."""
+        return self.I
+
+    def __repr__(self) -> str:
+        shape = tuple(np.shape(self.I))
+        counts = {q: int((self.quadrant == q).sum()) for q in ("HH", "LH", "LL", "HL")}
+        sig = ""
+        if self.p_sim is not None:
+            sig = f", n_p_sim<.05={int(np.nansum(self.p_sim < 0.05))}"
+        return (
+            f"LocalMoranResult(shape={shape}, I={_fmt(self.I)}, quadrants={counts}{sig}, "
+            f"alternative={self.params.get('alternative')!r}, "
+            f"n_permutations={self.params.get('n_permutations')})"
+        )
+
+    def _cell_axes(self) -> tuple[int, ...]:
+        return tuple(self.params.get("cell_shape", np.shape(self.I)))
+
+    def to_frame(self):
+        """One row per kept cell (x map): ``map``, ``cell``, ``row``/``col`` for maps,
+        ``local_i``, ``quadrant``, moments and p-values."""
+        import pandas as pd
+
+        cell_shape = self._cell_axes()
+        n_cells_total = int(np.prod(cell_shape))
+        arr = lambda a: None if a is None else np.asarray(a).reshape(-1, n_cells_total)  # noqa: E731
+        local = arr(self.I)
+        n_maps = local.shape[0]
+        cols = {
+            "map": np.repeat(np.arange(n_maps), n_cells_total),
+            "cell": np.tile(np.arange(n_cells_total), n_maps),
+        }
+        if len(cell_shape) == 2:
+            r, c = np.divmod(cols["cell"], cell_shape[1])
+            cols["row"], cols["col"] = r, c
+        for attr, col in [("I", "local_i"), ("quadrant", "quadrant"),
+                          ("expected", "expected_i"), ("variance", "variance_i"),
+                          ("expected_cond", "expected_cond"), ("variance_cond", "variance_cond"),
+                          ("p_sim", "p_sim"), ("expected_sim", "expected_sim"),
+                          ("variance_sim", "variance_sim"), ("z_sim", "z_sim"),
+                          ("p_z_sim", "p_z_sim")]:
+            val = arr(getattr(self, attr))
+            cols[col] = np.full(n_maps * n_cells_total, np.nan) if val is None else val.ravel()
+        df = pd.DataFrame(cols)
+        df = df[df["quadrant"] != ""].reset_index(drop=True)
+        df["alternative"] = self.params.get("alternative")
+        return df
+
+    def to_xarray(self):
+        """The per-cell fields as an ``xarray.Dataset`` with dims ``(map,) row, col`` (maps)
+        or ``(map,) cell`` (vectors)."""
+        import xarray as xr
+
+        cell_shape = self._cell_axes()
+        cell_dims = ("row", "col") if len(cell_shape) == 2 else ("cell",)
+        lead = np.shape(self.I)[: np.ndim(self.I) - len(cell_shape)]
+        dims = (("map",) if lead else ()) + cell_dims
+        data = {}
+        for attr in ("I", "quadrant", "expected", "variance", "expected_cond",
+                     "variance_cond", "p_sim", "expected_sim", "variance_sim", "z_sim",
+                     "p_z_sim"):
+            val = getattr(self, attr)
+            if val is not None:
+                data["local_i" if attr == "I" else attr] = (dims, np.asarray(val))
+        return xr.Dataset(data, attrs={k: str(v) for k, v in self.params.items()})
+
+
+@dataclass(frozen=True, eq=False)
+class DistanceProfile:
+    """Correlation of unit responses as a function of sheet distance.
+
+    Attributes
+    ----------
+    bin_edges : ndarray of shape (n_bins + 1,)
+        Distance bin edges, in sheet units (or the positions' units).
+    distance : ndarray of shape (n_bins,)
+        Mean distance of the pairs in each bin (NaN for an empty bin).
+    correlation : ndarray of shape (n_bins,)
+        Mean Pearson correlation (over items) of the unit pairs in each bin.
+    correlation_sem : ndarray of shape (n_bins,)
+        Its standard error (pairs treated as independent: a descriptive band only).
+    n_pairs : ndarray of int, shape (n_bins,)
+        Unit pairs with a finite correlation in each bin.
+    smoothness : float
+        TDANN smoothness ``(max(d) - d[0]) / max(d)`` of the dissimilarity curve
+        ``d = 1 - correlation`` (``d[0]``: the first non-empty bin). Near 1 when close
+        units respond alike and far ones do not; near 0 for a map without topography.
+    effective_dim : float
+        Participation ratio ``(sum lambda)**2 / sum(lambda**2)`` of the eigenvalues of the
+        units' covariance over items (all units, never subsampled).
+    n_units, n_items : int
+        Units used for the curve (after ``max_units``) and items.
+    params : dict
+    """
+
+    bin_edges: np.ndarray
+    distance: np.ndarray
+    correlation: np.ndarray
+    correlation_sem: np.ndarray
+    n_pairs: np.ndarray
+    smoothness: float
+    effective_dim: float
+    n_units: int
+    n_items: int
+    params: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"DistanceProfile(n_bins={self.distance.size}, smoothness={self.smoothness:.4g}, "
+            f"effective_dim={self.effective_dim:.4g}, n_units={self.n_units}, "
+            f"n_items={self.n_items})"
+        )
+
+    def to_frame(self):
+        """One row per distance bin."""
+        import pandas as pd
+
+        return pd.DataFrame({
+            "bin_lower": self.bin_edges[:-1], "bin_upper": self.bin_edges[1:],
+            "distance": self.distance, "correlation": self.correlation,
+            "correlation_sem": self.correlation_sem, "n_pairs": self.n_pairs,
+            "smoothness": self.smoothness, "effective_dim": self.effective_dim,
+        })
+
+
+# ---------------------------------------------------------------------------------------
+# input handling
+# ---------------------------------------------------------------------------------------
+def _stacklevel() -> int:
+    """Stack level of the first frame outside topobrain (warnings at the user's line)."""
+    import sys
+
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+@dataclass
+class _Input:
+    flat: np.ndarray            # (n_maps, n_cells) float64, a private copy
+    batch: bool
+    cell_shape: tuple           # (n_rows, n_cols) for grid maps, (n_cells,) for vectors
+    grid_kind: str | None       # "queen"/"rook" when the weights are the grid's
+    base: sp.csr_matrix | None  # given weights over all cells (None for grid weights)
+    weights_desc: str
+
+
+def _as_sparse_weights(weights) -> sp.csr_matrix:
+    if hasattr(weights, "sparse") and sp.issparse(getattr(weights, "sparse")):
+        weights = weights.sparse  # libpysal W / Graph, without importing libpysal
+    if sp.issparse(weights):
+        w = sp.csr_matrix(weights, dtype=np.float64, copy=True)
+    elif isinstance(weights, np.ndarray):
+        if weights.ndim != 2:
+            raise ValueError(
+                f"weights must be a square (n_cells, n_cells) matrix; got an array of shape "
+                f"{weights.shape}."
+            )
+        w = sp.csr_matrix(np.asarray(weights, dtype=np.float64))
+    else:
+        raise TypeError(
+            "weights must be None, 'queen', 'rook', a scipy.sparse matrix, a square numpy "
+            f"array or a libpysal W; got {type(weights).__name__}."
+        )
+    if w.shape[0] != w.shape[1]:
+        raise ValueError(f"weights must be square (n_cells, n_cells); got shape {w.shape}.")
+    if not np.all(np.isfinite(w.data)):
+        raise ValueError("weights hold NaN or inf entries; spatial weights must be finite.")
+    if np.any(w.data < 0):
+        raise ValueError(
+            f"weights hold {int((w.data < 0).sum())} negative entries; spatial weights must "
+            "be non-negative."
+        )
+    w.eliminate_zeros()
+    w.sort_indices()
+    return w
+
+
+def _prepare(values, weights) -> _Input:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"values must be a numeric array (a map, a vector or a batch of them); got "
+            f"{type(values).__name__} ({exc})."
+        ) from None
+    check_finite(arr, "values", allow_nan=True)
+    if weights is None or isinstance(weights, str):
+        kind = "queen" if weights is None else weights
+        check_option("weights", kind, _GRID_KINDS)
+        if arr.ndim not in (2, 3):
+            raise ValueError(
+                f"Without a weights matrix, values must be a 2D map (n_rows, n_cols) or a batch "
+                f"of maps (n_maps, n_rows, n_cols); got shape {arr.shape}. For a vector or a "
+                f"mesh, pass weights=<scipy.sparse matrix of shape (n_cells, n_cells)>."
+            )
+        batch = arr.ndim == 3
+        cell_shape = tuple(arr.shape[-2:])
+        flat = arr.reshape(-1, cell_shape[0] * cell_shape[1]).copy()
+        return _Input(flat, batch, cell_shape, kind, None, f"grid {kind}")
+    w = _as_sparse_weights(weights)
+    n = w.shape[0]
+    if arr.ndim in (1, 2) and arr.shape[-1] == n:
+        batch = arr.ndim == 2
+        cell_shape = (n,)
+    elif arr.ndim in (2, 3) and arr.shape[-2] * arr.shape[-1] == n:
+        batch = arr.ndim == 3
+        cell_shape = tuple(arr.shape[-2:])
+    else:
+        raise ValueError(
+            f"values must have one entry per weights row ({n}) on the last axis (a vector or "
+            f"a batch (n_maps, {n})), or be maps whose cells number {n}; got shape "
+            f"{arr.shape}."
+        )
+    flat = arr.reshape(-1, n).copy()
+    return _Input(flat, batch, cell_shape, None, w, f"matrix {n}x{n}")
+
+
+def _restrict(inp: _Input, keep: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix, int]:
+    """Binary adjacency (or given weights) on the kept cells, islands dropped iteratively.
+
+    Returns the kept cell indices, the untransformed weights and the number of islands.
+    """
+    if inp.grid_kind is not None:
+        w = grid_weights(inp.cell_shape, inp.grid_kind, transform="b",
+                         mask=keep.reshape(inp.cell_shape))
+    else:
+        idx0 = np.flatnonzero(keep)
+        w = inp.base[idx0][:, idx0]
+    idx = np.flatnonzero(keep)
+    w = sp.csr_matrix(w)
+    w.eliminate_zeros()
+    n_islands = 0
+    while True:
+        deg = np.diff(w.indptr)
+        island = deg == 0
+        if not island.any():
+            break
+        n_islands += int(island.sum())
+        ok = np.flatnonzero(~island)
+        idx, w = idx[ok], w[ok][:, ok]
+        w.eliminate_zeros()
+    return idx, sp.csr_matrix(w), n_islands
+
+
+def _transform(w: sp.csr_matrix, transform) -> sp.csr_matrix:
+    if transform is None:
+        out = w.copy()
+    else:
+        out = transform_weights(w, transform)
+    out.sort_indices()
+    return out
+
+
+def _groups(flat: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Maps grouped by NaN pattern: list of (map indices, keep mask)."""
+    keep = ~np.isnan(flat)
+    if keep.shape[0] == 1:
+        return [(np.array([0]), keep[0])]
+    packed = np.packbits(keep, axis=1)
+    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    return [(np.flatnonzero(inverse == g), keep[first[g]]) for g in range(first.size)]
+
+
+def _check_common(alternative, transform, n_permutations):
+    check_option("alternative", alternative, _ALTERNATIVES)
+    check_option("transform", transform, _TRANSFORMS)
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)):
+        raise TypeError(
+            f"n_permutations must be a non-negative int; got {type(n_permutations).__name__}."
+        )
+    if n_permutations < 0:
+        raise ValueError(f"n_permutations must be >= 0; got {n_permutations}.")
+    return int(n_permutations)
+
+
+def _seed_record(seed):
+    if seed is None or isinstance(seed, (int, np.integer)):
+        return None if seed is None else int(seed)
+    return type(seed).__name__
+
+
+def _root_entropy(seed) -> int:
+    """One integer of entropy for the SeedSequence that seeds every permutation block."""
+    rng = check_random_state(seed)
+    return int(rng.integers(0, 2**63 - 1))
+
+
+# ---------------------------------------------------------------------------------------
+# p-values
+# ---------------------------------------------------------------------------------------
+def _normal_p(z, alternative):
+    z = np.asarray(z, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        if alternative == "greater":
+            return ndtr(-z)
+        if alternative == "less":
+            return ndtr(z)
+        one = ndtr(-np.abs(z))
+        return one if alternative == "directed" else np.minimum(1.0, 2.0 * one)
+
+
+def _tie_tol(obs):
+    return _TIE_RTOL * np.maximum(np.abs(obs), 1e-300)
+
+
+def _perm_p_from_counts(ge, le, n_perm, alternative):
+    ge = np.asarray(ge, dtype=np.float64)
+    le = np.asarray(le, dtype=np.float64)
+    if alternative == "greater":
+        return (ge + 1.0) / (n_perm + 1.0)
+    if alternative == "less":
+        return (le + 1.0) / (n_perm + 1.0)
+    directed = (np.minimum(ge, le) + 1.0) / (n_perm + 1.0)
+    return directed if alternative == "directed" else np.minimum(1.0, 2.0 * directed)
+
+
+def _sim_summary(null, obs, alternative):
+    """p_sim, mean, variance, z and p_z of a (m, B) null against (m,) observed values."""
+    n_perm = null.shape[-1]
+    tol = _tie_tol(obs)[:, None]
+    ge = (null >= obs[:, None] - tol).sum(-1)
+    le = (null <= obs[:, None] + tol).sum(-1)
+    p_sim = _perm_p_from_counts(ge, le, n_perm, alternative)
+    mean = null.mean(-1)
+    var = null.var(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (obs - mean) / np.sqrt(var)
+    nan = np.isnan(obs)
+    p_sim = np.where(nan, np.nan, p_sim)
+    return p_sim, mean, var, z, _normal_p(z, alternative)
+
+
+# ---------------------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------------------
+def _weight_sums(w: sp.csr_matrix) -> tuple[float, float, float]:
+    """S0, S1, S2 of Cliff & Ord."""
+    s0 = float(w.sum())
+    sym = (w + w.T).tocsr()
+    s1 = 0.5 * float(sym.multiply(sym).sum())
+    rc = np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()
+    s2 = float((rc * rc).sum())
+    return s0, s1, s2
+
+
+def _geary_raw(z: np.ndarray, w: sp.csr_matrix) -> np.ndarray:
+    """Geary's C of many maps ``(n_maps, n_cells)`` over the same weights (no NaN)."""
+    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+    n = z.shape[-1]
+    zc = z - z.mean(-1, keepdims=True)
+    coo = w.tocoo()
+    d = zc[:, coo.row] - zc[:, coo.col]
+    num = (d * d) @ coo.data
+    den = 2.0 * float(w.sum()) * (zc * zc).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (n - 1) * num / den
+
+
+def _upper_form(w: sp.csr_matrix) -> sp.csr_matrix:
+    """U with ``x' U x == x' W x``: the upper triangle of ``W + W'`` plus W's diagonal."""
+    u = sp.triu(w + w.T, k=1) + sp.diags(w.diagonal())
+    u = sp.csr_matrix(u)
+    u.eliminate_zeros()
+    u.sort_indices()
+    return u
+
+
+def _column_sums(p: np.ndarray) -> np.ndarray:
+    """Column sums of ``p`` by a fixed binary tree of row additions, then in float64.
+
+    Each column's sum is the same whatever the other columns or their number (elementwise
+    adds only, no reduction kernel whose order changes with the shape), so the null does
+    not depend on the chunking; the rounding error is at most ``2 * ceil(log2(n))`` ulps of
+    the sum of absolute values.
+    """
+    while p.shape[0] > 1:
+        h = p.shape[0] // 2
+        top = p[:h] + p[h:2 * h]
+        if p.shape[0] % 2:
+            top[0] += p[2 * h]
+        p = top
+    return p[0].astype(np.float64)
+
+
+def _sum_depth(n: int) -> int:
+    return 2 * max(1, math.ceil(math.log2(max(n, 2))))
+
+
+@dataclass
+class _NullSpec:
+    """What the global permutation engine needs for one group of maps."""
+
+    xs: np.ndarray              # (m, n) float64 maps, centred, unit RMS
+    u: sp.csr_matrix            # upper form of the weights (float64)
+    g: np.ndarray | None        # (n,) row + column sums, for Geary
+    a: np.ndarray               # (m,) coefficient of q = x'Ux
+    c: np.ndarray               # (m,) coefficient of l = g'x^2
+    obs: np.ndarray             # (m,) observed statistic
+    tol: np.ndarray             # (m,) bound on the float32 error of a statistic
+    w: sp.csr_matrix            # transformed weights (exact recomputation)
+    kind: str                   # "moran" or "geary"
+
+
+def _exact_stat(spec: _NullSpec, x: np.ndarray) -> np.ndarray:
+    if spec.kind == "moran":
+        return moran_i_raw(x, spec.w)
+    return _geary_raw(x, spec.w)
+
+
+def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarray:
+    """Permuted statistics for the given permutation blocks: (m, sum of block lengths)."""
+    m, n = spec.xs.shape
+    dt = _NULL_DTYPE
+    xt = np.ascontiguousarray(spec.xs.T, dtype=dt)          # (n, m)
+    u32 = sp.csr_matrix(spec.u, dtype=dt)
+    g32 = None if spec.g is None else spec.g.astype(dt)[:, None]
+    cols_max = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    out = []
+    base = np.arange(n, dtype=np.intp)
+    for k in blocks:
+        start = k * _PERM_BLOCK
+        b_len = min(_PERM_BLOCK, n_perm - start)
+        rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k,)))
+        perm = rng.permuted(np.tile(base, (b_len, 1)), axis=1)  # (b_len, n)
+        stat = np.empty((m, b_len))
+        # chunks over (permutations x maps), each at most cols_max columns wide
+        m_step = min(m, cols_max)
+        p_step = max(1, cols_max // m_step)
+        for p0 in range(0, b_len, p_step):
+            pp = perm[p0:p0 + p_step]                             # (ps, n)
+            for m0 in range(0, m, m_step):
+                ms = min(m_step, m - m0)
+                x = xt[:, m0:m0 + ms][pp.T]                         # (n, ps, ms)
+                x = x.reshape(n, -1)
+                ux = u32 @ x
+                np.multiply(ux, x, out=ux)
+                q = _column_sums(ux)
+                val = spec.a[m0:m0 + ms][None, :] * q.reshape(-1, ms)
+                if g32 is not None:
+                    x2 = np.multiply(x, x)
+                    np.multiply(x2, g32, out=x2)
+                    val = val + spec.c[m0:m0 + ms][None, :] * _column_sums(x2).reshape(-1, ms)
+                stat[m0:m0 + ms, p0:p0 + pp.shape[0]] = val.T
+        # redo in float64 what float32 cannot place on the right side of the observed value
+        near = np.abs(stat - spec.obs[:, None]) <= spec.tol[:, None]
+        if near.any():
+            mi, pi = np.nonzero(near)
+            rows = spec.xs[mi[:, None], perm[pi]]                   # (k, n)
+            for j in np.unique(mi):
+                sel = mi == j
+                stat[j, pi[sel]] = _exact_stat(spec, rows[sel])
+        out.append(stat)
+    if not out:
+        return np.empty((m, 0))
+    return np.concatenate(out, axis=1)
+
+
+def _effective_n_jobs(n_jobs) -> int:
+    if n_jobs is not None and int(n_jobs) == 1:
+        return 1
+    from joblib.parallel import get_active_backend
+
+    backend, cfg_jobs = get_active_backend()
+    jobs = n_jobs if n_jobs is not None else cfg_jobs
+    if jobs is None:
+        return 1
+    jobs = int(jobs)
+    if jobs < 0:
+        jobs = max(1, (os.cpu_count() or 1) + 1 + jobs)
+    return max(1, jobs)
+
+
+def _run_null(spec: _NullSpec, n_perm: int, entropy: int, n_jobs) -> np.ndarray:
+    n_blocks = -(-n_perm // _PERM_BLOCK)
+    jobs = min(_effective_n_jobs(n_jobs), n_blocks)
+    if jobs <= 1:
+        return _null_blocks(spec, range(n_blocks), entropy, n_perm)
+    from joblib import Parallel, delayed
+
+    splits = [list(s) for s in np.array_split(np.arange(n_blocks), jobs) if len(s)]
+    parts = Parallel(n_jobs=jobs)(
+        delayed(_null_blocks)(spec, s, entropy, n_perm) for s in splits
+    )
+    return np.concatenate(parts, axis=1)
+
+
+# ---------------------------------------------------------------------------------------
+# global statistics
+# ---------------------------------------------------------------------------------------
+def _global(kind, values, weights, *, n_permutations, alternative, transform, seed, n_jobs):
+    n_perm = _check_common(alternative, transform, n_permutations)
+    inp = _prepare(values, weights)
+    n_maps = inp.flat.shape[0]
+    nan = np.full(n_maps, np.nan)
+    stat, expected = nan.copy(), nan.copy()
+    v_norm, v_rand = nan.copy(), nan.copy()
+    n_cells = np.zeros(n_maps, dtype=np.int64)
+    n_islands = np.zeros(n_maps, dtype=np.int64)
+    null = np.full((n_maps, n_perm), np.nan) if n_perm else None
+    entropy = _root_entropy(seed) if n_perm else 0
+    few, constant = [], []
+    for maps, keep in _groups(inp.flat):
+        idx, w_bin, isl = _restrict(inp, keep)
+        n_islands[maps] = isl
+        n = idx.size
+        n_cells[maps] = n
+        if n < 4:
+            few.extend(maps.tolist())
+            continue
+        w = _transform(w_bin, transform)
+        z = inp.flat[np.ix_(maps, idx)]
+        z = z - z.mean(-1, keepdims=True)
+        ss = (z * z).sum(-1)
+        ok = ss > 0
+        if not ok.all():
+            constant.extend(maps[~ok].tolist())
+        s0, s1, s2 = _weight_sums(w)
+        n2 = float(n) * n
+        s02 = s0 * s0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = ((z**4).sum(-1) / n) / (ss / n) ** 2
+        if kind == "moran":
+            obs = moran_i_raw(z, w)
+            ei = -1.0 / (n - 1)
+            vn = (n2 * s1 - n * s2 + 3 * s02) / ((n - 1) * (n + 1) * s02) - ei * ei
+            a_ = n * ((n2 - 3 * n + 3) * s1 - n * s2 + 3 * s02)
+            b_ = k * ((n2 - n) * s1 - 2 * n * s2 + 6 * s02)
+            vr = (a_ - b_) / ((n - 1) * (n - 2) * (n - 3) * s02) - ei * ei
+        else:
+            obs = _geary_raw(z, w)
+            ei = 1.0
+            a_ = (n - 1) * s1 * (n2 - 3 * n + 3 - (n - 1) * k)
+            b_ = 0.25 * ((n - 1) * s2 * (n2 + 3 * n - 6 - (n2 - n + 2) * k))
+            c_ = s02 * (n2 - 3 - (n - 1) ** 2 * k)
+            vr = (a_ - b_ + c_) / (n * (n - 2) * (n - 3) * s02)
+            vn = (1.0 / (2 * (n + 1) * s02)) * ((2 * s1 + s2) * (n - 1) - 4 * s02)
+        obs = np.where(ok, obs, np.nan)
+        stat[maps] = obs
+        expected[maps] = ei
+        v_norm[maps] = np.where(ok, vn, np.nan)
+        v_rand[maps] = np.where(ok, vr, np.nan)
+        if n_perm and ok.any():
+            good = maps[ok]
+            xs = z[ok] / np.sqrt(ss[ok] / n)[:, None]
+            u = _upper_form(w)
+            absu = abs(u)
+            rho = 0.5 * float(np.max(np.asarray(absu.sum(0)).ravel()
+                                     + np.asarray(absu.sum(1)).ravel()))
+            k_row = int(np.max(np.diff(u.indptr))) if u.nnz else 0
+            eps = float(np.finfo(_NULL_DTYPE).eps) / 2
+            gamma = 2.0 * (k_row + _sum_depth(n) + 8) * eps
+            m = good.size
+            if kind == "moran":
+                g = None
+                a = np.full(m, 1.0 / s0)
+                c = np.zeros(m)
+                tol = np.full(m, gamma * rho * n / s0)
+            else:
+                g = np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()
+                a = np.full(m, -(n - 1) / (s0 * n))
+                c = np.full(m, (n - 1) / (2 * s0 * n))
+                tol = np.full(m, (n - 1) / (2 * s0) * gamma * (np.abs(g).max() + 2 * rho))
+            spec = _NullSpec(xs=xs, u=u, g=g, a=a, c=c, obs=obs[ok], tol=tol, w=w, kind=kind)
+            null[good] = _run_null(spec, n_perm, entropy, n_jobs)
+    if few:
+        warnings.warn(
+            f"{len(few)} of {n_maps} maps have fewer than 4 usable cells (after dropping NaN "
+            f"cells and islands); their statistics are NaN.", UserWarning,
+            stacklevel=_stacklevel(),
+        )
+    if constant:
+        warnings.warn(
+            f"{len(constant)} of {n_maps} maps are constant over their cells; their "
+            f"statistics are NaN.", UserWarning, stacklevel=_stacklevel(),
+        )
+    if n_islands.sum():
+        n_with = int((n_islands > 0).sum())
+        warnings.warn(
+            f"Dropped {int(n_islands.sum())} island cells (no neighbour left after dropping "
+            f"NaN cells) in {n_with} of {n_maps} maps; see n_islands.", UserWarning,
+            stacklevel=_stacklevel(),
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_norm = (stat - expected) / np.sqrt(v_norm)
+        z_rand = (stat - expected) / np.sqrt(v_rand)
+    out = {
+        "stat": stat, "expected": expected, "variance_norm": v_norm, "variance_rand": v_rand,
+        "z_norm": z_norm, "z_rand": z_rand, "p_norm": _normal_p(z_norm, alternative),
+        "p_rand": _normal_p(z_rand, alternative), "null": null, "p_sim": None,
+        "expected_sim": None, "variance_sim": None, "z_sim": None, "p_z_sim": None,
+        "n_cells": n_cells, "n_islands": n_islands,
+    }
+    if n_perm:
+        p_sim, mean, var, zs, pz = _sim_summary(null, stat, alternative)
+        out.update(p_sim=p_sim, expected_sim=mean, variance_sim=var, z_sim=zs, p_z_sim=pz)
+    if not inp.batch:
+        out = {k: (None if v is None else (v[0] if k == "null" else v[0].item()))
+               for k, v in out.items()}
+    params = {"alternative": alternative, "n_permutations": n_perm, "seed": _seed_record(seed),
+              "transform": transform, "weights": inp.weights_desc}
+    return out, params
+
+
+def morans_i(
+    values,
+    weights=None,
+    *,
+    n_permutations: int = 0,
+    seed=None,
+    alternative: Alternative = "two-sided",
+    transform: Transform | None = "r",
+    n_jobs: int | None = None,
+) -> MoranResult:
+    """Global Moran's I of a map, a vector on a mesh, or a batch of either.
+
+    Parameters
+    ----------
+    values : ndarray
+        A map ``(n_rows, n_cols)`` or maps ``(n_maps, n_rows, n_cols)`` (NaN where no unit
+        sits), or with a weights matrix a vector ``(n_cells,)`` or ``(n_maps, n_cells)``.
+        Never modified.
+    weights : None, {"queen", "rook"}, scipy.sparse matrix, ndarray or libpysal W
+        ``None`` or ``"queen"``: the 8-neighbour grid of the map (as published for TopoLM);
+        ``"rook"``: the 4-neighbour grid; a matrix: weights between cells (row-major cells
+        for maps), e.g. a mesh adjacency.
+    n_permutations : int, default=0
+        Random permutations of the values over the kept cells (0: none).
+    seed : int, numpy.random.Generator or None
+        Seed of the permutations (converted once through ``np.random.default_rng``).
+    alternative : {"two-sided", "greater", "less", "directed"}, default="two-sided"
+        Sidedness of every p-value (see the module docstring; ``"directed"`` is esda's).
+    transform : {"r", "b"} or None, default="r"
+        Row-standardised (esda's default), binary, or the weights as given.
+    n_jobs : int or None
+        Jobs over permutation blocks through joblib (``None``: joblib's configuration,
+        one job by default). Results do not depend on it.
+
+    Returns
+    -------
+    MoranResult
+
+    Notes
+    -----
+    ``I = (n / S0) * z' W z / z' z`` with ``z`` the centred values of the ``n`` kept cells
+    and ``S0`` the sum of the weights; moments under normality and randomisation as in
+    Cliff & Ord (1981), identical to ``esda.Moran``.
+
+    References
+    ----------
+    Moran (1950); Cliff & Ord (1981); Rathi et al. (2025), TopoLM (queen contiguity,
+    row-standardised weights, on unthresholded t-maps).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> smooth = np.add.outer(np.arange(8.0), np.arange(8.0)) + rng.normal(0, 0.1, (8, 8))
+    >>> res = morans_i(smooth, n_permutations=99, seed=0)
+    >>> bool(res.I > 0.8), bool(res.p_sim < 0.05)
+    (True, True)
+    """
+    out, params = _global("moran", values, weights, n_permutations=n_permutations,
+                          alternative=alternative, transform=transform, seed=seed,
+                          n_jobs=n_jobs)
+    stat = out.pop("stat")
+    return MoranResult(I=stat, params=params, **out)
+
+
+def gearys_c(
+    values,
+    weights=None,
+    *,
+    n_permutations: int = 0,
+    seed=None,
+    alternative: Alternative = "two-sided",
+    transform: Transform | None = "r",
+    n_jobs: int | None = None,
+) -> GearyResult:
+    """Global Geary's C of a map, a vector on a mesh, or a batch of either.
+
+    ``C = (n - 1) * sum_ij w_ij (x_i - x_j)**2 / (2 * S0 * sum_i z_i**2)``; ``C < 1``
+    means positive autocorrelation (so ``alternative="less"`` tests for smooth maps).
+    Parameters, NaN handling, permutations and p-values as :func:`morans_i`; moments as
+    Cliff & Ord (1981), identical to ``esda.Geary``.
+
+    Returns
+    -------
+    GearyResult
+
+    References
+    ----------
+    Geary (1954); Cliff & Ord (1981).
+
+    Examples
+    --------
+    >>> smooth = np.add.outer(np.arange(8.0), np.arange(8.0))
+    >>> bool(gearys_c(smooth).C < 0.2)
+    True
+    """
+    out, params = _global("geary", values, weights, n_permutations=n_permutations,
+                          alternative=alternative, transform=transform, seed=seed,
+                          n_jobs=n_jobs)
+    stat = out.pop("stat")
+    return GearyResult(C=stat, params=params, **out)
+
+
+# ---------------------------------------------------------------------------------------
+# local Moran
+# ---------------------------------------------------------------------------------------
+def _draw_distinct(rng: np.random.Generator, rows: int, k: int, n: int) -> np.ndarray:
+    """``rows`` ordered draws of ``k`` distinct integers from ``range(n)``, uniformly."""
+    if k == 0:
+        return np.zeros((rows, 0), dtype=np.intp)
+    if 4 * k > n:
+        return rng.permuted(np.tile(np.arange(n, dtype=np.intp), (rows, 1)), axis=1)[:, :k]
+    ids = rng.integers(0, n, size=(rows, k), dtype=np.intp)
+    for j in range(1, k):
+        while True:
+            dup = (ids[:, j:j + 1] == ids[:, :j]).any(1)
+            n_dup = int(dup.sum())
+            if not n_dup:
+                break
+            ids[dup, j] = rng.integers(0, n, size=n_dup, dtype=np.intp)
+    return ids
+
+
+def _local_group(z, w, n_perm, entropy, alternative, keep_null):
+    """Local Moran for the maps ``z`` (m, n) of one group (centred, no NaN)."""
+    m, n = z.shape
+    ss = (z * z).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zs = z / np.sqrt(ss / n)[:, None]       # standardised (population sd), as esda
+    lag = (w @ zs.T).T
+    scaling = (n - 1) / n                         # (n - 1) / sum(zs**2)
+    local = scaling * zs * lag
+    quad = np.where(zs > 0, np.where(lag > 0, "HH", "HL"), np.where(lag > 0, "LH", "LL"))
+    # analytical moments (Sokal et al. 1998), zs standardised so m2 = 1
+    wi = np.asarray(w.sum(axis=1)).ravel()
+    wi2 = np.asarray(w.multiply(w).sum(axis=1)).ravel()
+    m2 = (zs * zs).sum(-1, keepdims=True) / n
+    m4 = (zs**4).sum(-1, keepdims=True) / n
+    b2 = m4 / m2**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_cond = -(zs**2 * wi) / ((n - 1) * m2)
+        v_cond = ((zs / m2) ** 2 * (n / (n - 2)) * (wi2 - wi**2 / (n - 1))
+                  * (m2 - zs**2 / (n - 1)))
+        e_tot = np.broadcast_to(-wi / (n - 1), (m, n)).copy()
+        v_tot = (wi2 * (n - b2) / (n - 1) + (wi**2 - wi2) * (2 * b2 - n) / ((n - 1) * (n - 2))
+                 - (wi / (n - 1)) ** 2)
+    res = {"I": local, "quadrant": quad, "expected": e_tot, "variance": v_tot,
+           "expected_cond": e_cond, "variance_cond": v_cond}
+    if not n_perm:
+        return res
+    # conditional permutation: z_i fixed, its k_i neighbour slots get distinct other values
+    self_w = w.diagonal()
+    off = sp.csr_matrix(w - sp.diags(self_w))
+    off.eliminate_zeros()
+    off.sort_indices()
+    card = np.diff(off.indptr)
+    k_max = int(card.max()) if n else 0
+    wpad = np.zeros((n, k_max))
+    pos = np.arange(off.nnz) - np.repeat(off.indptr[:-1], card)
+    wpad[np.repeat(np.arange(n), card), pos] = off.data
+    ge = np.zeros((m, n))
+    le = np.zeros((m, n))
+    s1 = np.zeros((m, n))
+    s2 = np.zeros((m, n))
+    null = np.empty((m, n, n_perm)) if keep_null else None
+    tol = _tie_tol(local)
+    sites = np.arange(n)
+    n_blocks = -(-n_perm // _PERM_BLOCK)
+    for blk in range(n_blocks):
+        start = blk * _PERM_BLOCK
+        b_len = min(_PERM_BLOCK, n_perm - start)
+        rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(blk,)))
+        ids = _draw_distinct(rng, b_len, k_max, n - 1)           # (b, k) from range(n - 1)
+        step = max(1, _CHUNK_ELEMENTS // max(1, b_len * max(k_max, 1)))
+        for s0_ in range(0, n, step):
+            s = sites[s0_:s0_ + step]
+            idx = ids[None, :, :] + (ids[None, :, :] >= s[:, None, None])   # skip site i
+            for j in range(m):
+                vals = zs[j][idx]                                  # (s, b, k)
+                lag_p = np.einsum("sbk,sk->sb", vals, wpad[s])
+                zi = zs[j, s][:, None]
+                stat = scaling * zi * (lag_p + self_w[s][:, None] * zi)
+                obs = local[j, s][:, None]
+                t = tol[j, s][:, None]
+                ge[j, s] += (stat >= obs - t).sum(1)
+                le[j, s] += (stat <= obs + t).sum(1)
+                s1[j, s] += stat.sum(1)
+                s2[j, s] += (stat * stat).sum(1)
+                if keep_null:
+                    null[j, s, start:start + b_len] = stat
+    mean = s1 / n_perm
+    var = np.maximum(s2 / n_perm - mean * mean, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zsim = (local - mean) / np.sqrt(var)
+    res.update(p_sim=_perm_p_from_counts(ge, le, n_perm, alternative), expected_sim=mean,
+               variance_sim=var, z_sim=zsim, p_z_sim=_normal_p(zsim, alternative), null=null)
+    return res
+
+
+def local_morans_i(
+    values,
+    weights=None,
+    *,
+    n_permutations: int = 999,
+    seed=None,
+    alternative: Alternative = "two-sided",
+    transform: Transform | None = "r",
+    keep_null: bool = False,
+) -> LocalMoranResult:
+    """Local Moran's I (LISA) of every cell, its quadrant and conditional p-values.
+
+    Parameters
+    ----------
+    values, weights, transform
+        As :func:`morans_i` (NaN cells dropped, islands dropped with a warning).
+    n_permutations : int, default=999
+        Conditional permutations: for cell ``i`` its own value stays and its ``k_i``
+        neighbour slots receive ``k_i`` distinct values drawn from the other cells. The
+        same draws serve every cell of a permutation (as esda does), so the per-cell
+        p-values are each valid but not independent.
+    seed : int, numpy.random.Generator or None
+    alternative : {"two-sided", "greater", "less", "directed"}, default="two-sided"
+        ``"directed"`` gives esda's ``p_sim`` and ``p_z_sim``.
+    keep_null : bool, default=False
+        Keep the permuted local statistics (``n_cells * n_permutations`` floats per map).
+
+    Returns
+    -------
+    LocalMoranResult
+
+    References
+    ----------
+    Anselin (1995); Sokal, Oden & Thomson (1998).
+
+    Examples
+    --------
+    >>> grid = np.zeros((6, 6)); grid[:3, :3] = 1.0
+    >>> res = local_morans_i(grid, n_permutations=99, seed=0)
+    >>> str(res.quadrant[0, 0]), str(res.quadrant[5, 5])
+    ('HH', 'LL')
+    """
+    n_perm = _check_common(alternative, transform, n_permutations)
+    if not isinstance(keep_null, (bool, np.bool_)):
+        raise TypeError(f"keep_null must be a bool; got {type(keep_null).__name__}.")
+    inp = _prepare(values, weights)
+    n_maps, n_total = inp.flat.shape
+    full = lambda: np.full((n_maps, n_total), np.nan)  # noqa: E731
+    res = {k: full() for k in ("I", "expected", "variance", "expected_cond", "variance_cond")}
+    res["quadrant"] = np.full((n_maps, n_total), "", dtype="<U2")
+    if n_perm:
+        for k in ("p_sim", "expected_sim", "variance_sim", "z_sim", "p_z_sim"):
+            res[k] = full()
+        res["null"] = np.full((n_maps, n_total, n_perm), np.nan) if keep_null else None
+    else:
+        for k in ("p_sim", "expected_sim", "variance_sim", "z_sim", "p_z_sim", "null"):
+            res[k] = None
+    n_cells = np.zeros(n_maps, dtype=np.int64)
+    n_islands = np.zeros(n_maps, dtype=np.int64)
+    entropy = _root_entropy(seed) if n_perm else 0
+    few, constant = 0, 0
+    for maps, keep in _groups(inp.flat):
+        idx, w_bin, isl = _restrict(inp, keep)
+        n_islands[maps] = isl
+        n_cells[maps] = idx.size
+        if idx.size < 4:
+            few += maps.size
+            continue
+        w = _transform(w_bin, transform)
+        z = inp.flat[np.ix_(maps, idx)]
+        z = z - z.mean(-1, keepdims=True)
+        ok = (z * z).sum(-1) > 0
+        constant += int((~ok).sum())
+        if not ok.any():
+            continue
+        good = maps[ok]
+        out = _local_group(z[ok], w, n_perm, entropy, alternative, keep_null)
+        for k, v in out.items():
+            if v is None:
+                continue
+            if k == "null":
+                res["null"][good[:, None], idx[None, :], :] = v
+            else:
+                res[k][np.ix_(good, idx)] = v
+    if few:
+        warnings.warn(f"{few} of {n_maps} maps have fewer than 4 usable cells; their local "
+                      "statistics are NaN.", UserWarning, stacklevel=_stacklevel())
+    if constant:
+        warnings.warn(f"{constant} of {n_maps} maps are constant over their cells; their "
+                      "local statistics are NaN.", UserWarning, stacklevel=_stacklevel())
+    if n_islands.sum():
+        warnings.warn(
+            f"Dropped {int(n_islands.sum())} island cells (no neighbour left after dropping "
+            f"NaN cells) in {int((n_islands > 0).sum())} of {n_maps} maps; see n_islands.",
+            UserWarning, stacklevel=_stacklevel(),
+        )
+    lead = (n_maps,) if inp.batch else ()
+    shaped = {}
+    for k, v in res.items():
+        if v is None:
+            shaped[k] = None
+        elif k == "null":
+            shaped[k] = v.reshape(*lead, *inp.cell_shape, n_perm)
+        else:
+            shaped[k] = v.reshape(*lead, *inp.cell_shape)
+    params = {"alternative": alternative, "n_permutations": n_perm, "seed": _seed_record(seed),
+              "transform": transform, "weights": inp.weights_desc,
+              "cell_shape": tuple(inp.cell_shape)}
+    nc = n_cells if inp.batch else int(n_cells[0])
+    ni = n_islands if inp.batch else int(n_islands[0])
+    return LocalMoranResult(n_cells=nc, n_islands=ni, params=params, **shaped)
+
+
+# ---------------------------------------------------------------------------------------
+# correlation vs distance, smoothness, effective dimensionality
+# ---------------------------------------------------------------------------------------
+def _participation_ratio(x: np.ndarray) -> float:
+    xc = x - x.mean(0)
+    gram = xc @ xc.T if xc.shape[0] <= xc.shape[1] else xc.T @ xc
+    lam = np.clip(np.linalg.eigvalsh(gram), 0.0, None)   # the PCA eigenvalues (x n - 1)
+    tot = lam.sum()
+    if tot <= 0:
+        return float("nan")
+    return float(tot * tot / (lam * lam).sum())
+
+
+def distance_profile(
+    responses,
+    sheet,
+    *,
+    bins="unit",
+    max_distance: float | None = None,
+    metric: Literal["euclidean", "linf"] = "euclidean",
+    max_units: int | None = None,
+    seed=None,
+) -> DistanceProfile:
+    """Correlation of unit responses against sheet distance, TDANN smoothness, and the
+    effective dimensionality of the responses.
+
+    Parameters
+    ----------
+    responses : ndarray of shape (n_items, n_units)
+        One row per item (stimulus), one column per unit.
+    sheet : CorticalSheet or ndarray of shape (n_units, n_dims)
+        Where each unit sits: a sheet (its ``(row, col)`` positions) or any coordinates
+        (e.g. mesh vertices in mm).
+    bins : "unit", int or array of float, default="unit"
+        ``"unit"``: bins of width 1 centred on 1, 2, 3, ... (edges 0.5, 1.5, ...), so the
+        first bin holds the grid's edge and corner neighbours; an int: that many equal bins
+        over ``(0, max_distance]``; an array: the bin edges (increasing). Distances in the
+        positions' units (sheet units for a sheet).
+    max_distance : float, optional
+        Pairs farther apart are left out (default: none).
+    metric : {"euclidean", "linf"}, default="euclidean"
+    max_units : int, optional
+        Use a random subset of this many units for the curve (seeded by ``seed``);
+        all pairs of 5,000 units take about 100 MB.
+    seed : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    DistanceProfile
+
+    Notes
+    -----
+    Pairs at distance 0 (units sharing a cell) and pairs involving a unit with constant
+    responses are left out. The smoothness follows TDANN (Margalit et al., 2024), which
+    applies ``(max(curve) - curve[0]) / max(curve)`` to a curve of pairwise tuning
+    *differences* against distance; here the difference is ``1 - r``.
+
+    Examples
+    --------
+    >>> sheet = CorticalSheet((6, 6))
+    >>> rng = np.random.default_rng(0)
+    >>> rows = sheet.positions[:, 0].astype(float)
+    >>> responses = np.outer(rng.normal(size=50), rows) + rng.normal(0, 1, (50, 36))
+    >>> prof = distance_profile(responses, sheet)
+    >>> bool(prof.correlation[0] > prof.correlation[-1])
+    True
+    """
+    from scipy.spatial.distance import pdist
+
+    check_option("metric", metric, ("euclidean", "linf"))
+    try:
+        x = np.asarray(responses, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"responses must be a numeric array (n_items, n_units); got "
+            f"{type(responses).__name__}."
+        ) from None
+    if x.ndim != 2:
+        raise ValueError(f"responses must be 2D (n_items, n_units); got shape {x.shape}.")
+    check_finite(x, "responses")
+    if isinstance(sheet, CorticalSheet):
+        pos = sheet.positions.astype(np.float64)
+    else:
+        try:
+            pos = np.asarray(sheet, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                "sheet must be a CorticalSheet or an array of unit positions "
+                f"(n_units, n_dims); got {type(sheet).__name__}."
+            ) from None
+        if pos.ndim != 2:
+            raise ValueError(
+                f"positions must be an array of shape (n_units, n_dims); got {pos.shape}."
+            )
+        check_finite(pos, "positions")
+    n_items, n_units = x.shape
+    if pos.shape[0] != n_units:
+        raise ValueError(
+            f"responses have {n_units} units (columns) but the sheet places {pos.shape[0]}. "
+            "Pass responses of shape (n_items, n_units) for this sheet."
+        )
+    if n_items < 3:
+        raise ValueError(f"responses need at least 3 items (rows) to correlate; got {n_items}.")
+    eff = _participation_ratio(x)
+    units = np.arange(n_units)
+    if max_units is not None:
+        if isinstance(max_units, bool) or not isinstance(max_units, (int, np.integer)):
+            raise TypeError(f"max_units must be an int or None; got {type(max_units).__name__}.")
+        if max_units < 2:
+            raise ValueError(f"max_units must be at least 2; got {max_units}.")
+        if n_units > max_units:
+            units = np.sort(check_random_state(seed).choice(n_units, max_units, replace=False))
+    xu = x[:, units]
+    xc = xu - xu.mean(0)
+    sd = np.sqrt((xc * xc).sum(0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xn = xc / sd
+    r_full = xn.T @ xn
+    iu = np.triu_indices(units.size, 1)
+    r = r_full[iu]
+    del r_full
+    d = pdist(pos[units], metric="euclidean" if metric == "euclidean" else "chebyshev")
+    keep = (d > 0) & np.isfinite(r)
+    if max_distance is not None:
+        max_distance = float(max_distance)
+        if not max_distance > 0:
+            raise ValueError(f"max_distance must be positive; got {max_distance}.")
+        keep &= d <= max_distance
+    d, r = d[keep], r[keep]
+    if d.size == 0:
+        raise ValueError("No unit pairs at a positive distance within max_distance.")
+    d_top = max_distance if max_distance is not None else float(d.max())
+    if isinstance(bins, str):
+        check_option("bins", bins, ("unit",))
+        n_bins = max(1, math.ceil(d_top - 0.5))
+        edges = 0.5 + np.arange(n_bins + 1, dtype=np.float64)
+    elif isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
+        if bins < 1:
+            raise ValueError(f"bins must be a positive int; got {bins}.")
+        edges = np.linspace(0.0, d_top, int(bins) + 1)
+    else:
+        edges = np.asarray(bins, dtype=np.float64)
+        if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError("bins must be 'unit', an int, or increasing bin edges (>= 2).")
+    nb = edges.size - 1
+    which = np.searchsorted(edges, d, side="right") - 1
+    which[d == edges[-1]] = nb - 1
+    inb = (which >= 0) & (which < nb)
+    which, d, r = which[inb], d[inb], r[inb]
+    cnt = np.bincount(which, minlength=nb).astype(np.float64)
+    s_r = np.bincount(which, weights=r, minlength=nb)
+    s_d = np.bincount(which, weights=d, minlength=nb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_r = s_r / cnt
+        dev = r - mean_r[which]
+        ss = np.bincount(which, weights=dev * dev, minlength=nb)
+        sem = np.sqrt(ss / (cnt - 1)) / np.sqrt(cnt)
+        mean_d = s_d / cnt
+    mean_r[cnt == 0] = np.nan
+    mean_d[cnt == 0] = np.nan
+    sem[cnt < 2] = np.nan
+    diss = 1.0 - mean_r
+    finite = np.flatnonzero(np.isfinite(diss))
+    smooth = float("nan")
+    if finite.size:
+        top = float(np.nanmax(diss))
+        if top > 0:
+            smooth = (top - float(diss[finite[0]])) / top
+    params = {"bins": bins if isinstance(bins, (str, int)) else "edges",
+              "max_distance": max_distance, "metric": metric, "max_units": max_units,
+              "seed": _seed_record(seed)}
+    return DistanceProfile(
+        bin_edges=edges, distance=mean_d, correlation=mean_r, correlation_sem=sem,
+        n_pairs=cnt.astype(np.int64), smoothness=smooth, effective_dim=eff,
+        n_units=int(units.size), n_items=int(n_items), params=params,
+    )
