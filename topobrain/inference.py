@@ -424,8 +424,8 @@ class _Responses:
 
     def select(self, rows: np.ndarray, weights_kind: str, smoothness: bool = False):
         """Rows of the used items; units constant over them left out. -> (y, layers)."""
-        y = self.y[rows]
-        keep = np.ptp(y, axis=0) > 0
+        y = self.y if np.array_equal(rows, np.arange(self.n_items)) else self.y[rows]
+        keep = (y != y[:1]).any(0)  # not constant over the items tested
         layers, cols, start = [], [], 0
         for name, shape, cells, s0 in zip(self.names, self.shapes, self.cells, self.starts):
             k = keep[s0:s0 + cells.size]
@@ -440,6 +440,8 @@ class _Responses:
             layers.append(_layer_from_cells(name, shape, np.arange(start, start + idx.size),
                                             cells[idx], weights_kind, smoothness))
             start += idx.size
+        if keep.all():
+            return y, layers
         return y[:, np.concatenate(cols)], layers
 
 
@@ -485,11 +487,15 @@ def _prepare_responses(responses) -> _Responses:
         )
     blocks, cells, starts, start = [], [], [], 0
     for j in range(n_layers):
-        blocks.append(arr[:, j][:, present[j]])  # row-major order of the present cells
+        if not present.all():
+            blocks.append(arr[:, j][:, present[j]])  # row-major order of the present cells
         cells.append(np.flatnonzero(present[j].ravel()))
         starts.append(start)
         start += cells[-1].size
-    return _Responses(np.concatenate(blocks, axis=1), list(range(n_layers)),
+    # never written to: a view of the caller's array is safe when every cell is present
+    y = (np.ascontiguousarray(arr).reshape(arr.shape[0], -1) if present.all()
+         else np.concatenate(blocks, axis=1))
+    return _Responses(y, list(range(n_layers)),
                       [shape] * n_layers, cells, starts)
 
 
@@ -567,14 +573,17 @@ class _Design:
     def _base(self) -> np.ndarray:
         return np.argsort(self.strata, kind="stable")
 
-    def statistic(self, y: np.ndarray, perm: np.ndarray):
-        """Unit statistic for each row of ``perm``: t (k, n_units) and df (k, n_units)."""
+    def statistic(self, y: np.ndarray, perm: np.ndarray, moments: tuple | None = None):
+        """Unit statistic for each row of ``perm``: t (k, n_units) and df (k, n_units).
+
+        ``moments`` (from :func:`_centred_moments`) saves recomputing them per block.
+        """
         if self.kind == "one_sample":
             t = self.sign * one_sample_t(y, perm)
             return t, np.full_like(t, y.shape[0] - 1.0)
         if self.kind == "glm":
             return _glm_t(y, perm, self)
-        return _two_sample_t_flat(y, perm == 0, self.kind == "student")
+        return _two_sample_t_flat(y, perm == 0, self.kind == "student", moments)
 
     def n_distinct(self) -> int:
         """Number of distinct label vectors (or sign vectors) the scheme can produce."""
@@ -591,7 +600,15 @@ class _Design:
         return total
 
 
-def _two_sample_t_flat(y: np.ndarray, group0: np.ndarray, equal_var: bool):
+def _centred_moments(y: np.ndarray) -> tuple:
+    """Centred responses, their squares and both column sums: shared by every block."""
+    yc = y - y.mean(0)
+    yc2 = yc * yc
+    return yc, yc2, yc.sum(0), yc2.sum(0)
+
+
+def _two_sample_t_flat(y: np.ndarray, group0: np.ndarray, equal_var: bool,
+                       moments: tuple | None = None):
     """Two-sample t (group 0 minus group 1) for many label vectors at once.
 
     The same statistic as ``_stats.two_sample_t`` (a test pins them together), but the
@@ -601,13 +618,11 @@ def _two_sample_t_flat(y: np.ndarray, group0: np.ndarray, equal_var: bool):
     """
     m0 = np.asarray(group0, dtype=np.float64)
     n = y.shape[0]
-    centre = y.mean(0)
-    yc = y - centre
+    yc, yc2, t1, t2 = _centred_moments(y) if moments is None else moments
     n0 = m0.sum(1, keepdims=True)
     n1 = n - n0
     s1 = m0 @ yc
-    s2 = m0 @ (yc * yc)
-    t1, t2 = yc.sum(0), (yc * yc).sum(0)
+    s2 = m0 @ yc2
     mean0, mean1 = s1 / n0, (t1 - s1) / n1
     with np.errstate(divide="ignore", invalid="ignore"):
         v0 = np.maximum((s2 - n0 * mean0 * mean0) / (n0 - 1), 0.0)
@@ -879,16 +894,17 @@ def _block_rng(root: tuple, block: int) -> np.random.Generator:
 
 def _run_blocks(y, design, layers, spec, root, blocks, n_permutations) -> np.ndarray:
     """Null statistics of the given blocks, shape (n_perm_in_blocks, n_layers)."""
+    moments = _centred_moments(y) if design.kind in ("welch", "student") else None
     out = []
     for b in blocks:
         k = min(BLOCK_SIZE, n_permutations - b * BLOCK_SIZE)
         perm = design.draw(_block_rng(root, int(b)), k)
-        out.append(_statistics(y, design, layers, spec, perm))
+        out.append(_statistics(y, design, layers, spec, perm, moments))
     return np.concatenate(out, axis=0)
 
 
-def _statistics(y, design, layers, spec, perm) -> np.ndarray:
-    t, df = design.statistic(y, perm)
+def _statistics(y, design, layers, spec, perm, moments=None) -> np.ndarray:
+    t, df = design.statistic(y, perm, moments)
     df = np.broadcast_to(df, t.shape)
     res = np.empty((t.shape[0], len(layers)))
     for j, layer in enumerate(layers):
@@ -1185,11 +1201,14 @@ def map_permutation_test(
 
 def _permute(y, design, layers, spec, root, n_permutations, n_jobs, chunk_size, verbose):
     """The null (n_permutations, n_layers), computed block by block through joblib."""
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed, effective_n_jobs
 
     n_blocks = -(-n_permutations // BLOCK_SIZE)
     if chunk_size is None:
-        per_task = max(1, -(-n_blocks // 16))
+        # a few tasks per worker: load balance and a progress bar, while each task
+        # amortises the centred moments over several blocks
+        n_tasks = 4 * max(1, effective_n_jobs(n_jobs))
+        per_task = max(1, -(-n_blocks // n_tasks))
     else:
         per_task = max(1, -(-chunk_size // BLOCK_SIZE))
     tasks = [list(range(b, min(b + per_task, n_blocks))) for b in range(0, n_blocks, per_task)]
