@@ -621,11 +621,12 @@ def default_cache_dir() -> Path:
 
 
 # =========================================================================== pooling
-def _pool_batch(acts, n_tok, offset, pooling):
+def _pool_batch(acts, n_tok, offset, pooling, memo):
     """Pool one layer's batch ``(b, t, u)`` over each item's own tokens -> float64 numpy.
 
     ``n_tok`` holds each row's real length (BOS included); pooling covers positions
     ``offset .. n_tok - 1`` so that neither padding nor a prepended BOS enters it.
+    ``memo`` keeps the batch's index tensors between layers.
     """
     import torch
 
@@ -638,13 +639,21 @@ def _pool_batch(acts, n_tok, offset, pooling):
         return out
     if pooling == "first":
         return acts[:, offset].to(torch.float64).cpu().numpy()
+    dev = acts.device
+    if (dev, "n") not in memo:
+        memo[dev, "n"] = torch.as_tensor(n_tok, device=dev)
+    n_dev = memo[dev, "n"]
     if pooling == "last":
-        idx = torch.as_tensor(n_tok - 1, device=acts.device)
-        return acts[torch.arange(b, device=acts.device), idx].to(torch.float64).cpu().numpy()
-    pos = torch.arange(t, device=acts.device)
-    n_dev = torch.as_tensor(n_tok, device=acts.device)
-    keep = (pos[None, :] >= offset) & (pos[None, :] < n_dev[:, None])
-    total = acts.masked_fill(~keep[:, :, None], 0.0).sum(dim=1, dtype=torch.float64)
+        return acts[torch.arange(b, device=dev), n_dev - 1].to(torch.float64).cpu().numpy()
+    if offset == 0 and bool(np.all(n_tok == t)):
+        total = acts.sum(dim=1, dtype=torch.float64)  # no padding, no BOS: nothing to mask
+    else:
+        if (dev, "drop") not in memo:
+            pos = torch.arange(t, device=dev)
+            keep = (pos[None, :] >= offset) & (pos[None, :] < n_dev[:, None])
+            memo[dev, "drop"] = ~keep[:, :, None]
+        # masked_fill, not a product with the mask: padding may hold NaN or inf
+        total = acts.masked_fill(memo[dev, "drop"], 0.0).sum(dim=1, dtype=torch.float64)
     if pooling == "sum":
         return total.cpu().numpy()
     return (total / (n_dev - offset).to(torch.float64)[:, None]).cpu().numpy()
@@ -945,6 +954,7 @@ def _run_batches(model, batches, token_lists, lengths, offset, bos_id, pad_id, l
                     m = np.arange(width)[None, :] < n_tok[:, None]
                     mask = torch.from_numpy(m).to(dev)
                 out = model.activations(input_ids, mask, layer_names)
+                memo = {}
                 for layer in layer_names:
                     a = out[layer]
                     if tuple(a.shape) != (batch.size, width, n_units[layer]):
@@ -954,7 +964,7 @@ def _run_batches(model, batches, token_lists, lengths, offset, bos_id, pad_id, l
                             f"{(batch.size, width, n_units[layer])}. The sheet does not "
                             f"match the layer's width."
                         )
-                    pooled = _pool_batch(a, n_tok, offset, pooling)
+                    pooled = _pool_batch(a, n_tok, offset, pooling, memo)
                     if callable(pooling):
                         for r, vec in enumerate(pooled):
                             if vec.shape != (n_units[layer],):
