@@ -356,6 +356,29 @@ def test_local_two_sided_is_twice_directed_and_planted_cluster(rng):
     assert (d.p_sim[1:3, 1:3] < 0.01).all()
 
 
+def test_local_statistics_sum_to_the_global_statistic(rng):
+    m = with_holes(rng, smooth_map(rng, (9, 9)), "rook", frac=0.05)
+    with pytest.warns(UserWarning, match="island"):
+        glob = morans_i(m, "rook")
+    with pytest.warns(UserWarning, match="island"):
+        loc = local_morans_i(m, "rook", n_permutations=0)
+    n = glob.n_cells
+    # sum_i I_i = (n - 1) z'Wz / z'z and I = (n / S0) z'Wz / z'z, S0 = n (row-standardised)
+    np.testing.assert_allclose(np.nansum(loc.I), (n - 1) * glob.I, rtol=1e-10)
+    assert loc.n_cells == n and loc.n_islands == glob.n_islands == 1
+
+
+def test_transform_none_keeps_the_given_weights(rng):
+    m = smooth_map(rng, (7, 7))
+    w = grid_weights((7, 7), "queen", transform="b")
+    close(morans_i(m.ravel(), w, transform=None).I, morans_i(m, transform="b").I)
+    k = grid_weights((7, 7), "kernel", transform="b", bandwidth=1.0)
+    y = m.ravel()
+    yc = y - y.mean()
+    expected = (49 / k.sum()) * (yc @ (k @ yc)) / (yc @ yc)
+    close(morans_i(y, k, transform=None).I, expected)
+
+
 # -- the batched fast path --------------------------------------------------------------
 def test_batch_uses_one_product_per_nan_pattern(rng, monkeypatch):
     calls = []

@@ -787,7 +787,7 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
             pp = perm[p0:p0 + p_step]                             # (ps, n)
             for m0 in range(0, m, m_step):
                 ms = min(m_step, m - m0)
-                x = xt[:, m0:m0 + ms][pp.T]                         # (n, ps, ms)
+                x = np.take(xt[:, m0:m0 + ms], pp.T, axis=0)       # (n, ps, ms)
                 x = x.reshape(n, -1)
                 ux = u32 @ x
                 np.multiply(ux, x, out=ux)
