@@ -278,6 +278,15 @@ def test_fast_two_group_path_equals_kernels_and_scipy(rng, stat, equal_var):
         else:
             ref = st.ttest_ind(a, b, equal_var=equal_var, axis=0).statistic
         np.testing.assert_allclose(fast[k], ref, rtol=1e-10)
+    # the shared kernels give the same numbers
+    from topobrain._utils._stats import one_way_f, two_sample_t
+
+    lab = np.zeros((len(orders), 21), bool)
+    lab[np.arange(len(orders))[:, None], orders] = g0
+    kmasks = np.stack([lab, ~lab], axis=1).astype(float)
+    kernel = (one_way_f(used, kmasks)[0] if stat == "f"
+              else two_sample_t(used, kmasks, equal_var=equal_var)[0])
+    np.testing.assert_allclose(fast, kernel, rtol=1e-10)
     obs = engine.observed()
     if stat == "f":
         ref = st.f_oneway(y[masks[0]], y[masks[1]], axis=0).statistic
@@ -408,8 +417,9 @@ def test_family_of_layers_equals_mne(rng):
             n_permutations=n_perm, rng=np.random.default_rng(5), out_type="mask")
         np.testing.assert_allclose(per.null_distribution[layer], np.abs(h0_l[1:]), rtol=1e-9)
         sel = per.clusters.layer_index == layer
+        ids, ps = per.clusters.cluster_id[sel], per.clusters.p_fwe[sel]
         ours_l = {frozenset(np.flatnonzero(per.clusters.labels[layer] == c).tolist()): p
-                  for c, p in zip(per.clusters.cluster_id[sel], per.clusters.p_fwe[sel], strict=False)}
+                  for c, p in zip(ids, ps, strict=True)}
         exp_l = _cluster_dict(cl, pv_l)
         assert ours_l.keys() == exp_l.keys()
         for key in ours_l:
@@ -527,9 +537,9 @@ def test_random_permutations_within_monte_carlo_error_of_mne(rng):
     assert ours.keys() == expected.keys()
     assert any(0.01 < p < 0.9 for p in pv)  # some p-values carry Monte Carlo error
     for key in ours:
-        p = expected[key]
+        p = (expected[key] + ours[key]) / 2  # two independent estimates of the same p
         sd = np.sqrt(2 * max(p * (1 - p), 1 / n_perm) / n_perm)
-        assert abs(ours[key] - p) < 4.5 * sd
+        assert abs(ours[key] - expected[key]) < 4.5 * sd
 
 
 def test_planted_effect_found_and_noise_calibrated():
@@ -559,6 +569,19 @@ def test_planted_effect_found_and_noise_calibrated():
 
 
 # ---------------------------------------------------------- properties and determinism
+
+
+def test_progress_bar_and_log_at_info(rng, caplog, capsys):
+    x = rng.standard_normal((6, 4, 4))
+    with caplog.at_level("INFO", logger="topobrain"):
+        permutation_cluster_test(x, threshold=1.0, n_permutations=150, seed=0)
+        assert "cluster test: one-sample" in caplog.text
+        assert "150/150" in capsys.readouterr().err
+        caplog.clear()
+        permutation_cluster_test(x, threshold=1.0, n_permutations=150, seed=0, verbose=0)
+        assert caplog.text == "" and capsys.readouterr().err == ""
+    permutation_cluster_test(x, threshold=1.0, n_permutations=150, seed=0)
+    assert capsys.readouterr().err == ""  # the logger's default level (WARNING) is quiet
 
 
 def test_same_seed_same_result_for_any_n_jobs(rng):
@@ -698,6 +721,9 @@ def test_permutation_test_errors(rng):
     partial = x.copy()
     partial[0, 1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN for some items but not others in 1 units"):
+        permutation_cluster_test(partial, g)
+    partial[:, 1, 1] = np.inf
+    with pytest.raises(ValueError, match="data holds 8 infinite values"):
         permutation_cluster_test(partial, g)
     with pytest.raises(ValueError, match="every cell is NaN"):
         permutation_cluster_test(np.full((8, 3, 3), np.nan))
