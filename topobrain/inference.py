@@ -573,8 +573,10 @@ class _Design:
     def _base(self) -> np.ndarray:
         return np.argsort(self.strata, kind="stable")
 
-    def statistic(self, y: np.ndarray, perm: np.ndarray, moments: tuple | None = None):
-        """Unit statistic for each row of ``perm``: t (k, n_units) and df (k, n_units).
+    def statistic(self, y: np.ndarray, perm: np.ndarray, moments: tuple | None = None,
+                  need_df: bool = True):
+        """Unit statistic for each row of ``perm``: t (k, n_units) and df (k, n_units),
+        df None when not needed (two-sample only).
 
         ``moments`` (from :func:`_centred_moments`) saves recomputing them per block.
         """
@@ -583,7 +585,7 @@ class _Design:
             return t, np.full_like(t, y.shape[0] - 1.0)
         if self.kind == "glm":
             return _glm_t(y, perm, self)
-        return _two_sample_t_flat(y, perm == 0, self.kind == "student", moments)
+        return _two_sample_t_flat(y, perm == 0, self.kind == "student", moments, need_df)
 
     def n_distinct(self) -> int:
         """Number of distinct label vectors (or sign vectors) the scheme can produce."""
@@ -608,35 +610,59 @@ def _centred_moments(y: np.ndarray) -> tuple:
 
 
 def _two_sample_t_flat(y: np.ndarray, group0: np.ndarray, equal_var: bool,
-                       moments: tuple | None = None):
+                       moments: tuple | None = None, need_df: bool = True):
     """Two-sample t (group 0 minus group 1) for many label vectors at once.
 
     The same statistic as ``_stats.two_sample_t`` (a test pins them together), but the
     group sums come from one flat ``(k, n_items) @ (n_items, n_units)`` product and the
-    second group's sums are the totals minus the first's: ~30x faster than the batched
-    ``(k, 2, n_items) @ ...`` product on 2 cores for localizer-sized data.
+    second group's sums are the totals minus the first's (~30x faster than the batched
+    ``(k, 2, n_items) @ ...`` product on 2 cores for localizer-sized data); the
+    elementwise work is done in place, and the Welch degrees of freedom only when
+    asked for (``df`` is None otherwise).
     """
     m0 = np.asarray(group0, dtype=np.float64)
     n = y.shape[0]
     yc, yc2, t1, t2 = _centred_moments(y) if moments is None else moments
     n0 = m0.sum(1, keepdims=True)
     n1 = n - n0
-    s1 = m0 @ yc
-    s2 = m0 @ yc2
-    mean0, mean1 = s1 / n0, (t1 - s1) / n1
+    s1 = m0 @ yc  # becomes mean0
+    s2 = m0 @ yc2  # becomes v0
     with np.errstate(divide="ignore", invalid="ignore"):
-        v0 = np.maximum((s2 - n0 * mean0 * mean0) / (n0 - 1), 0.0)
-        v1 = np.maximum(((t2 - s2) - n1 * mean1 * mean1) / (n1 - 1), 0.0)
+        mean1 = np.subtract(t1, s1)
+        mean1 /= n1
+        v1 = np.subtract(t2, s2)
+        s1 /= n0
+        mean0 = s1
+        tmp = mean0 * mean0
+        tmp *= n0
+        s2 -= tmp
+        s2 /= n0 - 1
+        v0 = np.maximum(s2, 0.0, out=s2)
+        np.multiply(mean1, mean1, out=tmp)
+        tmp *= n1
+        v1 -= tmp
+        v1 /= n1 - 1
+        np.maximum(v1, 0.0, out=v1)
+        df = None
         if equal_var:
-            df = np.broadcast_to(n0 + n1 - 2.0, v0.shape)
-            sp2 = ((n0 - 1) * v0 + (n1 - 1) * v1) / df
-            se = np.sqrt(sp2 * (1.0 / n0 + 1.0 / n1))
+            if need_df:
+                df = np.broadcast_to(n0 + n1 - 2.0, v0.shape)
+            v0 *= (n0 - 1) / (n0 + n1 - 2.0)
+            v1 *= (n1 - 1) / (n0 + n1 - 2.0)
+            v0 += v1
+            v0 *= 1.0 / n0 + 1.0 / n1
+            se = np.sqrt(v0, out=v0)
         else:
-            a, b = v0 / n0, v1 / n1
-            se = np.sqrt(a + b)
-            df = (a + b) ** 2 / (a * a / (n0 - 1) + b * b / (n1 - 1))
-        t = (mean0 - mean1) / se
-    return np.where(se > 0, t, np.nan), np.asarray(df)
+            v0 /= n0
+            v1 /= n1
+            if need_df:
+                df = (v0 + v1) ** 2 / (v0 * v0 / (n0 - 1) + v1 * v1 / (n1 - 1))
+            v0 += v1
+            se = np.sqrt(v0, out=v0)
+        mean0 -= mean1
+        t = np.divide(mean0, se, out=mean0)
+    t[~(se > 0)] = np.nan
+    return t, (None if df is None else np.asarray(df))
 
 
 def _glm_t(y: np.ndarray, codes: np.ndarray, design: _Design):
@@ -892,9 +918,9 @@ def _block_rng(root: tuple, block: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(*key, block)))
 
 
-def _run_blocks(y, design, layers, spec, root, blocks, n_permutations) -> np.ndarray:
+def _run_blocks(y, design, layers, spec, root, blocks, n_permutations,
+                moments=None) -> np.ndarray:
     """Null statistics of the given blocks, shape (n_perm_in_blocks, n_layers)."""
-    moments = _centred_moments(y) if design.kind in ("welch", "student") else None
     out = []
     for b in blocks:
         k = min(BLOCK_SIZE, n_permutations - b * BLOCK_SIZE)
@@ -904,11 +930,14 @@ def _run_blocks(y, design, layers, spec, root, blocks, n_permutations) -> np.nda
 
 
 def _statistics(y, design, layers, spec, perm, moments=None) -> np.ndarray:
-    t, df = design.statistic(y, perm, moments)
-    df = np.broadcast_to(df, t.shape)
+    need_df = spec.name == "fraction_selective" and spec.threshold is None
+    t, df = design.statistic(y, perm, moments, need_df)
+    if need_df:
+        df = np.broadcast_to(df, t.shape)
     res = np.empty((t.shape[0], len(layers)))
     for j, layer in enumerate(layers):
-        res[:, j] = spec.evaluate(layer, t[:, layer.columns], df[:, layer.columns])
+        res[:, j] = spec.evaluate(layer, t[:, layer.columns],
+                                  None if df is None else df[:, layer.columns])
     return res
 
 
@@ -1157,9 +1186,10 @@ def map_permutation_test(
             f"attainable p is about {1 / n_distinct:.3g}. Use more items (or fewer, larger "
             "groups).", UserWarning, stacklevel=2)
 
-    observed = _statistics(y, design, layers, spec, design.identity())[0]
+    moments = _centred_moments(y) if design.kind in ("welch", "student") else None
+    observed = _statistics(y, design, layers, spec, design.identity(), moments)[0]
     null = _permute(y, design, layers, spec, root, n_permutations, n_jobs, chunk_size,
-                    verbose)
+                    verbose, moments)
     observed_mean = float(np.mean(observed))
     null_mean_layers = null.mean(1)
     p = _pvalue(observed, null, alternative)
@@ -1199,14 +1229,14 @@ def map_permutation_test(
     )
 
 
-def _permute(y, design, layers, spec, root, n_permutations, n_jobs, chunk_size, verbose):
+def _permute(y, design, layers, spec, root, n_permutations, n_jobs, chunk_size, verbose,
+             moments=None):
     """The null (n_permutations, n_layers), computed block by block through joblib."""
     from joblib import Parallel, delayed, effective_n_jobs
 
     n_blocks = -(-n_permutations // BLOCK_SIZE)
     if chunk_size is None:
-        # a few tasks per worker: load balance and a progress bar, while each task
-        # amortises the centred moments over several blocks
+        # a few tasks per worker: load balance and a progress bar
         n_tasks = 4 * max(1, effective_n_jobs(n_jobs))
         per_task = max(1, -(-n_blocks // n_tasks))
     else:
@@ -1216,7 +1246,7 @@ def _permute(y, design, layers, spec, root, n_permutations, n_jobs, chunk_size, 
                 n_permutations, len(tasks), per_task)
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
     results = parallel(
-        delayed(_run_blocks)(y, design, layers, spec, root, task, n_permutations)
+        delayed(_run_blocks)(y, design, layers, spec, root, task, n_permutations, moments)
         for task in tasks
     )
     if verbose and len(tasks) > 1:
