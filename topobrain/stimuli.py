@@ -1,0 +1,889 @@
+"""Stimulus sets: a validated tidy table of items, loaders, bundled sets and contrasts.
+
+A :class:`StimulusSet` holds one row per item with the columns ``item_id``, ``condition``
+and ``text``, plus any extra columns (``run``, ``category``, ``zipf`` ...). It is read from
+and written to TSV (events-table style) or CSV, loaded from the Fedorenko lab's langloc
+layout, or found by name among the sets the project bundles (``"langloc"``, ``"swjn"``,
+``"noun-verb"``, ``"noun-verb-phrases"``). Contrasts over its conditions are strings
+(``"S - N"``, ``"verb - noun"``, ``"0.5*J + 0.5*W - N"``) parsed by
+:func:`topobrain.contrast.parse_contrast`, re-exported here.
+
+Examples
+--------
+>>> from topobrain.stimuli import load_stimuli
+>>> stim = load_stimuli("langloc")
+>>> stim.conditions
+['S', 'N']
+>>> stim.contrast("S - N").weights
+{'S': 1.0, 'N': -1.0}
+>>> concrete = load_stimuli("noun-verb").where(category="concrete")
+>>> sorted(set(concrete.to_frame()["category"]))
+['concrete']
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._utils._io import atomic_write_text
+from ._utils._validation import suggest
+from .contrast import Contrast, parse_contrast
+
+__all__ = [
+    "StimulusSet",
+    "Contrast",
+    "parse_contrast",
+    "load_stimuli",
+    "read_table",
+    "read_langloc",
+    "available_stimuli",
+    "bundled_path",
+    "REQUIRED_COLUMNS",
+    "FUNCTION_WORDS",
+    "nonword_lists",
+    "jabberwocky",
+    "word_lists",
+]
+
+#: The columns every stimulus table has, in this order.
+REQUIRED_COLUMNS = ("item_id", "condition", "text")
+
+_LANGLOC_GLOB = "langloc_fmri_run*_stim_set*.csv"
+_LANGLOC_NAME = re.compile(r"langloc_fmri_run(\d+)_stim_set(\d+)\.csv$")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _rows(index: Iterable[int], limit: int = 5) -> str:
+    """Human (1-based, header = line 1 so data row i is line i + 2) row list."""
+    idx = [int(i) for i in index]
+    shown = ", ".join(str(i + 1) for i in idx[:limit])
+    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
+    return f"row{'s' if len(idx) > 1 else ''} {shown}{more}"
+
+
+class StimulusSet:
+    """A validated, read-only table of stimulus items.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or mapping of str to sequence
+        One row per item with the columns ``condition`` and ``text`` (strings) and,
+        optionally, ``item_id`` (unique; ``"1"``, ``"2"`` ... when absent) and any extra
+        columns. The caller's table is copied, never modified.
+    name : str, optional
+        A short name for reports (the bundled set's name, the file's stem).
+
+    Raises
+    ------
+    TypeError
+        If ``table`` is not a DataFrame or a mapping of columns.
+    ValueError
+        If a required column is missing, a text is empty, an id is repeated, text or
+        condition holds stray whitespace, or a condition has fewer than 2 items. Each
+        message names the rows or column and the fix.
+
+    Notes
+    -----
+    Rows are numbered from 1 in the messages, in the order of the table (for a file
+    with a header line, data row *i* is on line *i* + 1).
+
+    Examples
+    --------
+    >>> s = StimulusSet({"condition": ["S", "S", "N", "N"],
+    ...                  "text": ["a cat sat", "dogs ran", "blor fep", "nif tarp"]})
+    >>> s.conditions, s.counts
+    (['S', 'N'], {'S': 2, 'N': 2})
+    >>> s.contrast("S - N").vector(s.conditions)
+    array([ 1., -1.])
+    """
+
+    __slots__ = ("_table", "_name", "_identity")
+
+    def __init__(self, table, name: str | None = None):
+        if isinstance(table, StimulusSet):
+            name = table.name if name is None else name
+            table = table._table
+        if isinstance(table, Mapping):
+            table = pd.DataFrame(dict(table))
+        if not isinstance(table, pd.DataFrame):
+            raise TypeError(
+                f"A StimulusSet is built from a pandas DataFrame (or a dict of columns); got "
+                f"{type(table).__name__}. Use load_stimuli(path) to read a file."
+            )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string or None; got {type(name).__name__}.")
+        object.__setattr__(self, "_table", _validate_table(table))
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_identity", None)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(
+            "A StimulusSet is read-only; build a new one from set.to_frame() instead."
+        )
+
+    # ---------------------------------------------------------------- accessors
+    @property
+    def name(self) -> str | None:
+        """The set's name (bundled name or file stem), or None."""
+        return self._name
+
+    @property
+    def columns(self) -> list[str]:
+        """All column names: ``item_id``, ``condition``, ``text``, then the extras."""
+        return list(self._table.columns)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a new DataFrame (a copy: editing it leaves the set unchanged)."""
+        return self._table.copy()
+
+    @property
+    def item_ids(self) -> list[str]:
+        """Item identifiers, one per item, in table order."""
+        return self._table["item_id"].tolist()
+
+    @property
+    def texts(self) -> list[str]:
+        """Item texts, one per item, in table order."""
+        return self._table["text"].tolist()
+
+    @property
+    def labels(self) -> np.ndarray:
+        """ndarray of shape (n_items,), dtype object: the condition of each item."""
+        return self._table["condition"].to_numpy(dtype=object, copy=True)
+
+    @property
+    def conditions(self) -> list[str]:
+        """The distinct conditions in order of first appearance."""
+        return list(dict.fromkeys(self._table["condition"]))
+
+    @property
+    def counts(self) -> dict:
+        """Number of items per condition, in :attr:`conditions` order."""
+        vc = self._table["condition"].value_counts()
+        return {c: int(vc[c]) for c in self.conditions}
+
+    def column(self, name: str) -> np.ndarray:
+        """A copy of one column as an ndarray of shape (n_items,)."""
+        self._check_column(name)
+        return self._table[name].to_numpy(copy=True)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{c}: {n}" for c, n in self.counts.items())
+        extra = [c for c in self._table.columns if c not in REQUIRED_COLUMNS]
+        extras = f", extra columns {extra}" if extra else ""
+        return (f"<StimulusSet {self._name or 'unnamed'!s}: {len(self)} items ({counts})"
+                f"{extras}>")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, StimulusSet):
+            return NotImplemented
+        return self.identity == other.identity
+
+    def __hash__(self) -> int:
+        return hash(self.identity)
+
+    @property
+    def identity(self) -> str:
+        """A stable sha256 hex digest of the table's content (column names, values, order).
+
+        The name does not enter it, so the same items loaded from a TSV, a CSV or a
+        bundled name share one identity: a safe cache key for activations.
+        """
+        if self._identity is None:
+            h = hashlib.sha256(b"topobrain.StimulusSet.v1\x1e")
+            for col in self._table.columns:
+                h.update(str(col).encode("utf-8") + b"\x1f")
+                for value in self._table[col].tolist():
+                    h.update(_canonical(value).encode("utf-8") + b"\x1f")
+                h.update(b"\x1e")
+            object.__setattr__(self, "_identity", h.hexdigest())
+        return self._identity
+
+    # ---------------------------------------------------------------- selection
+    def subset(self, conditions, *, name: str | None = None) -> StimulusSet:
+        """The items of some conditions, in the original row order.
+
+        Parameters
+        ----------
+        conditions : str or list of str
+            Condition names to keep (each must exist).
+        name : str, optional
+            Name of the new set (default: this set's name).
+        """
+        if isinstance(conditions, str):
+            conditions = [conditions]
+        conditions = list(conditions)
+        if not conditions:
+            raise ValueError(f"subset() needs at least one condition; the conditions are "
+                             f"{self.conditions}.")
+        for c in conditions:
+            if c not in self.conditions:
+                raise ValueError(
+                    f"Unknown condition {c!r}; the conditions are {self.conditions}."
+                    f"{suggest(c, self.conditions)}"
+                )
+        keep = self._table["condition"].isin(conditions)
+        return StimulusSet(self._table.loc[keep].reset_index(drop=True),
+                           name=self._name if name is None else name)
+
+    def where(self, *, name: str | None = None, **columns) -> StimulusSet:
+        """The items whose columns equal given values (a list of values means any of them).
+
+        Examples
+        --------
+        ``stim.where(category="concrete")`` keeps the concrete nouns and verbs of the
+        ``noun-verb`` set; ``stim.where(run=[1, 2])`` keeps two runs.
+        """
+        if not columns:
+            raise ValueError("where() needs at least one column=value filter, e.g. "
+                             "where(category='concrete').")
+        keep = np.ones(len(self), dtype=bool)
+        for col, value in columns.items():
+            self._check_column(col)
+            values = list(value) if isinstance(value, (list, tuple, set, frozenset)) \
+                else [value]
+            keep &= self._table[col].isin(values).to_numpy()
+        if not keep.any():
+            raise ValueError(f"No item matches where({_kw(columns)}); the values of "
+                             f"{list(columns)[0]!r} are "
+                             f"{sorted(map(str, set(self._table[list(columns)[0]])))[:20]}.")
+        return StimulusSet(self._table.loc[keep].reset_index(drop=True),
+                           name=self._name if name is None else name)
+
+    def contrast(self, expression) -> Contrast:
+        """Parse a contrast over this set's conditions (``"S - N"``, ``"verb - noun"``).
+
+        Unknown condition names raise a ValueError that suggests the closest ones.
+        """
+        return parse_contrast(expression, self.conditions)
+
+    # ---------------------------------------------------------------- writing
+    def to_tsv(self, path) -> Path:
+        """Write the table as a tab-separated UTF-8 file (no index, no BOM)."""
+        for col in self._table.columns:
+            values = self._table[col]
+            if values.dtype == object or pd.api.types.is_string_dtype(values):
+                bad = np.flatnonzero(values.astype(str).str.contains(r"[\t\n\r]").to_numpy())
+                if bad.size:
+                    raise ValueError(f"Column {col!r} holds tabs or line breaks at "
+                                     f"{_rows(bad)}, which a TSV cannot hold; replace them "
+                                     f"or write a CSV with to_csv().")
+        return atomic_write_text(path, self._table.to_csv(sep="\t", index=False,
+                                                          lineterminator="\n",
+                                                          quoting=csv.QUOTE_NONE))
+
+    def to_csv(self, path) -> Path:
+        """Write the table as a comma-separated UTF-8 file (no index, no BOM)."""
+        return atomic_write_text(path, self._table.to_csv(index=False, lineterminator="\n"))
+
+    def _check_column(self, name) -> None:
+        if name not in self._table.columns:
+            raise ValueError(f"No column {name!r}; the columns are {self.columns}."
+                             f"{suggest(name, self.columns)}")
+
+
+def _kw(d: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in d.items())
+
+
+def _canonical(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "\x00NA"
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value)
+
+
+def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Check a candidate stimulus table and return a clean copy (core columns first)."""
+    cols = [str(c) for c in table.columns]
+    if len(set(cols)) != len(cols):
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        raise ValueError(f"The table has repeated column names {dup}; rename them so that "
+                         f"each column appears once.")
+    table = table.copy()
+    table.columns = cols
+    for col in ("condition", "text"):
+        if col not in table.columns:
+            others = [c for c in cols if c not in REQUIRED_COLUMNS]
+            hint = suggest(col, others)
+            raise ValueError(
+                f"The stimulus table has no {col!r} column; its columns are {cols}.{hint} "
+                f"Rename yours with columns={{'<your column>': {col!r}}} "
+                f"(e.g. load_stimuli(path, columns={{'cond': 'condition', "
+                f"'sentence': 'text'}}))."
+            )
+    n = len(table)
+    if n == 0:
+        raise ValueError("The stimulus table has no rows; add one row per item.")
+    if "item_id" not in table.columns:
+        width = len(str(n))
+        table.insert(0, "item_id", [f"{i + 1:0{width}d}" for i in range(n)])
+    table = table.reset_index(drop=True)
+
+    for col in REQUIRED_COLUMNS:
+        values = table[col]
+        missing = values.isna().to_numpy()
+        if missing.any():
+            raise ValueError(
+                f"Column {col!r} is empty at {_rows(np.flatnonzero(missing))}; every item "
+                f"needs a {col}. Fill those cells or drop those rows."
+            )
+        bad_type = [i for i, v in enumerate(values) if not isinstance(v, (str, np.str_))]
+        if bad_type and col == "text":
+            raise ValueError(
+                f"Column 'text' must hold strings; {_rows(bad_type)} hold "
+                f"{type(values.iloc[bad_type[0]]).__name__} values. Convert them with "
+                f"df['text'].astype(str) if that is what you meant."
+            )
+        table[col] = [str(v) if isinstance(v, (str, np.str_)) else _canonical(v)
+                      for v in values]
+        strings = table[col]
+        empty = np.flatnonzero(strings.str.strip().eq("").to_numpy())
+        if empty.size:
+            raise ValueError(
+                f"Column {col!r} is empty (or only whitespace) at {_rows(empty)}; every item "
+                f"needs a {col}. Fill those cells or drop those rows."
+            )
+        stray = np.flatnonzero((strings.ne(strings.str.strip())
+                                | strings.str.contains(r"\s\s|[\t\n\r\f\v]", regex=True)
+                                ).to_numpy())
+        if stray.size:
+            first = stray[0]
+            raise ValueError(
+                f"Column {col!r} has stray whitespace (leading, trailing, doubled, tabs or "
+                f"line breaks) at {_rows(stray)}, e.g. {strings.iloc[first]!r}. Clean it with "
+                f"' '.join(text.split()), or load with clean=True."
+            )
+
+    ids = table["item_id"]
+    dup_mask = ids.duplicated(keep=False).to_numpy()
+    if dup_mask.any():
+        dups = list(dict.fromkeys(ids[dup_mask]))
+        raise ValueError(
+            f"Column 'item_id' repeats {len(dups)} id(s), e.g. {dups[0]!r} at "
+            f"{_rows(np.flatnonzero(ids.eq(dups[0]).to_numpy()))}. Each item needs a unique "
+            f"id: renumber them, or drop the item_id column to number items 1..n."
+        )
+
+    counts = table["condition"].value_counts()
+    small = [c for c in dict.fromkeys(table["condition"]) if counts[c] < 2]
+    if small:
+        raise ValueError(
+            f"Condition(s) {small} have fewer than 2 items ({_rows(np.flatnonzero(table['condition'].isin(small).to_numpy()))}); "  # noqa: E501
+            f"a contrast needs at least 2 items per condition. Add items, merge the "
+            f"condition into another, or drop it."
+        )
+    extra = [c for c in table.columns if c not in REQUIRED_COLUMNS]
+    return table[list(REQUIRED_COLUMNS) + extra]
+
+
+def _clean_table(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
+    for col in table.columns:
+        if table[col].dtype == object or pd.api.types.is_string_dtype(table[col]):
+            table[col] = [" ".join(v.split()) if isinstance(v, str) else v
+                          for v in table[col]]
+    return table
+
+
+# -------------------------------------------------------------------- file reading
+def _read_text(path: Path, encoding: str) -> str:
+    """Read a text file as UTF-8, refusing a BOM and undecodable bytes with a fix."""
+    data = path.read_bytes()
+    if data.startswith(_UTF8_BOM) and encoding.lower().replace("_", "-") == "utf-8":
+        raise ValueError(
+            f"{path} starts with a UTF-8 byte-order mark (BOM, as Excel writes), which would "
+            f"end up in the first column's name. Re-save the file as UTF-8 without BOM, or "
+            f"pass encoding='utf-8-sig'."
+        )
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) and "16" not in encoding:
+        raise ValueError(
+            f"{path} is UTF-16 (it starts with a UTF-16 byte-order mark). Re-save it as "
+            f"UTF-8, or pass encoding='utf-16'."
+        )
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path} is not valid {encoding}: byte {data[exc.start:exc.start + 1]!r} at "
+            f"offset {exc.start} (line {line}) cannot be decoded. Re-save the file as UTF-8, "
+            f"or pass its encoding (e.g. encoding='latin-1' or 'cp1252')."
+        ) from None
+    except LookupError:
+        raise ValueError(f"Unknown encoding {encoding!r}; use e.g. 'utf-8', 'utf-8-sig' "
+                         f"or 'latin-1'.") from None
+
+
+def _guess_sep(path: Path, sep: str | None) -> str:
+    if sep is not None:
+        if not isinstance(sep, str) or not sep:
+            raise TypeError(f"sep must be a non-empty string such as '\\t' or ','; got "
+                            f"{sep!r}.")
+        return sep
+    suffix = path.suffix.lower()
+    if suffix in (".tsv", ".tab", ".txt"):
+        return "\t"
+    if suffix == ".csv":
+        return ","
+    raise ValueError(f"Cannot tell the separator of {path.name!r} from its suffix; name it "
+                     f".tsv or .csv, or pass sep='\\t' or sep=','.")
+
+
+def _numeric_extras(table: pd.DataFrame) -> pd.DataFrame:
+    """Turn extra columns that are all numbers (or blank) into numbers."""
+    for col in table.columns:
+        if col in REQUIRED_COLUMNS:
+            continue
+        values = table[col].replace("", np.nan)
+        try:
+            converted = pd.to_numeric(values)
+        except (ValueError, TypeError):
+            table[col] = values
+            continue
+        table[col] = converted
+    return table
+
+
+def read_table(path, *, columns: Mapping[str, str] | None = None, sep: str | None = None,
+               encoding: str = "utf-8", clean: bool = False,
+               name: str | None = None) -> StimulusSet:
+    """Read a TSV or CSV stimulus table (the generic loader).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.tsv`` (tab-separated, events-table style) or ``.csv`` file with a header.
+    columns : dict of str to str, optional
+        Renames the file's columns, e.g. ``{"sentence": "text", "cond": "condition"}``.
+        Every key must be a column of the file.
+    sep : str, optional
+        The separator; by default ``"\\t"`` for ``.tsv``/``.txt`` and ``","`` for ``.csv``.
+    encoding : str, default="utf-8"
+        The file's encoding. A byte-order mark is refused unless ``"utf-8-sig"``.
+    clean : bool, default=False
+        Strip leading/trailing and collapse repeated whitespace in text columns instead of
+        raising.
+    name : str, optional
+        The set's name (default: the file's stem).
+
+    Returns
+    -------
+    StimulusSet
+        All cells are read as text (so words such as ``"nan"`` or ``"null"`` stay words);
+        extra columns that hold only numbers become numeric.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No stimulus file at {path}.")
+    sep = _guess_sep(path, sep)
+    text = _read_text(path, encoding)
+    try:
+        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                            na_values=[], quoting=csv.QUOTE_MINIMAL if sep == ","
+                            else csv.QUOTE_NONE)
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path} is not a well-formed table ({exc}). Check that every "
+                         f"line has the same number of {sep!r}-separated fields.") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty; a stimulus table needs a header and one row "
+                         f"per item.") from None
+    if columns is not None:
+        table = _rename(table, columns, path)
+    table = _numeric_extras(table)
+    if clean:
+        table = _clean_table(table)
+    try:
+        return StimulusSet(table, name=path.stem if name is None else name)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _rename(table: pd.DataFrame, columns, path) -> pd.DataFrame:
+    if not isinstance(columns, Mapping):
+        raise TypeError(f"columns must be a dict mapping the file's column names to "
+                        f"'item_id', 'condition', 'text' or other names; got "
+                        f"{type(columns).__name__}.")
+    have = [str(c) for c in table.columns]
+    for key in columns:
+        if key not in have:
+            raise ValueError(f"columns= names {key!r}, which is not a column of {path}; its "
+                             f"columns are {have}.{suggest(key, have)}")
+    return table.rename(columns=dict(columns))
+
+
+def read_langloc(folder, *, name: str | None = None) -> StimulusSet:
+    """Read the Fedorenko lab's language-localizer materials from their folder.
+
+    The folder holds ``langloc_fmri_run{R}_stim_set{K}.csv`` files, each with a header,
+    an item-number column, word columns in upper case (12 in the published materials)
+    and a last column with the condition (``S`` sentence, ``N`` non-word list). Words are
+    lower-cased and joined with single spaces, as published analyses do.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The folder with the CSV files (the materials as downloaded; nothing is copied).
+    name : str, optional
+        The set's name (default: the folder's name).
+
+    Returns
+    -------
+    StimulusSet
+        Conditions ``S`` and ``N``; extra columns ``run``, ``stim_set``, ``item`` (the
+        number within its file and condition) and ``n_words``. Ids are
+        ``run{R}_set{K}_{condition}{item:02d}`` (``run1_set1_S01``).
+
+    References
+    ----------
+    Fedorenko, E., Hsieh, P.-J., Nieto-Castañón, A., Whitfield-Gabrieli, S., & Kanwisher,
+    N. (2010). New method for fMRI investigations of language: defining ROIs functionally
+    in individual subjects. Journal of Neurophysiology, 104, 1177-1194.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No langloc folder at {folder}.")
+    files = []
+    for p in folder.glob(_LANGLOC_GLOB):
+        m = _LANGLOC_NAME.search(p.name)
+        if m:
+            files.append((int(m.group(1)), int(m.group(2)), p))
+    if not files:
+        raise ValueError(
+            f"{folder} holds no langloc files ({_LANGLOC_GLOB}); point to the folder with "
+            f"langloc_fmri_run1_stim_set1.csv etc., or use load_stimuli(file.csv) for a "
+            f"single table."
+        )
+    frames = []
+    for run, stim_set, p in sorted(files):
+        text = _read_text(p, "utf-8-sig" if p.read_bytes()[:3] == _UTF8_BOM else "utf-8")
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[])
+        if raw.shape[1] < 4:
+            raise ValueError(f"{p.name}: expected an item column, word columns and a "
+                             f"condition column; got {raw.shape[1]} columns.")
+        words = raw.iloc[:, 1:-1].apply(lambda s: s.str.strip())
+        empty = np.flatnonzero(words.eq("").any(axis=1).to_numpy())
+        if empty.size:
+            raise ValueError(f"{p.name}: {_rows(empty)} have an empty word cell; every "
+                             f"langloc item has one word in each of the "
+                             f"{words.shape[1]} word columns. Fix the file.")
+        cond = raw.iloc[:, -1].str.strip().str.upper()
+        bad = np.flatnonzero(~cond.isin(["S", "N"]).to_numpy())
+        if bad.size:
+            raise ValueError(f"{p.name}: the last column must be the condition 'S' or 'N'; "
+                             f"{_rows(bad)} hold {cond.iloc[bad[0]]!r}.")
+        item = raw.iloc[:, 0].str.strip()
+        frames.append(pd.DataFrame({
+            "item_id": [f"run{run}_set{stim_set}_{c}{int(i):02d}" if i.isdigit()
+                        else f"run{run}_set{stim_set}_{c}{i}"
+                        for c, i in zip(cond, item, strict=True)],
+            "condition": cond.to_numpy(),
+            "text": [" ".join(w.lower() for w in row) for row in words.itertuples(False)],
+            "run": run, "stim_set": stim_set,
+            "item": pd.to_numeric(item, errors="coerce"),
+            "n_words": words.shape[1],
+        }))
+    table = pd.concat(frames, ignore_index=True)
+    return StimulusSet(table, name=folder.name if name is None else name)
+
+
+# -------------------------------------------------------------------- bundled sets
+def _bundled_root():
+    return resources.files("topobrain") / "data" / "stimuli"
+
+
+def available_stimuli() -> list[str]:
+    """Names of the stimulus sets bundled with topobrain (sorted)."""
+    root = _bundled_root()
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir()
+                  if d.is_dir() and (d / f"{d.name}.tsv").is_file())
+
+
+def bundled_path(name: str) -> Path:
+    """The folder of a bundled set (its ``<name>.tsv`` and ``README.md``)."""
+    names = available_stimuli()
+    if name not in names:
+        raise ValueError(f"No bundled stimulus set {name!r}; available: {names}."
+                         f"{suggest(name, names)}")
+    return Path(str(_bundled_root() / name))
+
+
+def load_stimuli(name_or_path, *, columns: Mapping[str, str] | None = None,
+                 sep: str | None = None, encoding: str = "utf-8",
+                 clean: bool = False) -> StimulusSet:
+    """Load a stimulus set by bundled name, from a TSV/CSV file, or from a langloc folder.
+
+    Parameters
+    ----------
+    name_or_path : str, path-like or StimulusSet
+        A bundled name (see :func:`available_stimuli`: ``"langloc"``, ``"swjn"``,
+        ``"noun-verb"``, ``"noun-verb-phrases"``), a ``.tsv``/``.csv`` file, a folder in the
+        Fedorenko langloc layout, or a folder holding ``<folder name>.tsv``. A
+        StimulusSet is returned as is.
+    columns, sep, encoding, clean
+        Passed to :func:`read_table` for files.
+
+    Returns
+    -------
+    StimulusSet
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (listing the bundled sets, with a "did you mean").
+    FileNotFoundError
+        For a path that does not exist.
+    """
+    if isinstance(name_or_path, StimulusSet):
+        return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"load_stimuli takes a bundled name, a path or a StimulusSet; got "
+                        f"{type(name_or_path).__name__}.")
+    names = available_stimuli()
+    if isinstance(name_or_path, str) and name_or_path in names:
+        folder = bundled_path(name_or_path)
+        return read_table(folder / f"{name_or_path}.tsv", name=name_or_path)
+    path = Path(name_or_path)
+    if path.is_dir():
+        if any(_LANGLOC_NAME.search(p.name) for p in path.glob(_LANGLOC_GLOB)):
+            return read_langloc(path)
+        own = path / f"{path.name}.tsv"
+        if own.is_file():
+            return read_table(own, columns=columns, sep=sep, encoding=encoding, clean=clean)
+        raise ValueError(f"{path} is a folder without langloc files ({_LANGLOC_GLOB}) or a "
+                         f"{path.name}.tsv; pass the table file itself.")
+    if path.is_file():
+        return read_table(path, columns=columns, sep=sep, encoding=encoding, clean=clean)
+    text = str(name_or_path)
+    if path.suffix or "/" in text or "\\" in text:
+        raise FileNotFoundError(f"No stimulus file or folder at {path}.")
+    raise ValueError(f"Unknown stimulus set {text!r}: not a bundled name nor an existing "
+                     f"path. Bundled sets: {names}.{suggest(text, names)}")
+
+
+# -------------------------------------------------------------------- derived sets
+#: Closed-class English words that Jabberwocky items keep (articles, pronouns,
+#: prepositions, conjunctions, auxiliaries and modals, wh-words, quantifiers, particles
+#: and a few function adverbs). Everything else counts as a content word.
+FUNCTION_WORDS = frozenset("""
+a an the this that these those my your his her its our their whose which what who whom
+i me you he him she it we us they them myself yourself himself herself itself ourselves
+themselves someone somebody anyone anybody everyone everybody nobody nothing something
+anything everything
+of in on at by for with from to into onto upon over under about above below between among
+through during before after since until till against along across behind beyond near
+without within around off out up down than as like
+and or but nor so yet because although though while when whenever where wherever if unless
+once whether why how then there here now also too very still just only even ever never not
+no again else
+be am is are was were been being have has had having do does did done will would shall
+should can could may might must
+all any both each every either neither few many much more most some several such other
+another own same enough less least
+""".split())
+
+_SUFFIXES = ("ing", "ed", "ly", "s")
+
+
+def _split_suffix(word: str) -> tuple[str, str]:
+    """(stem, inflectional suffix) with the stem at least 3 letters long."""
+    for suf in _SUFFIXES:
+        if word.endswith(suf) and len(word) - len(suf) >= 3:
+            if suf == "s" and word.endswith(("ss", "us", "is")):
+                continue
+            return word[: -len(suf)], suf
+    return word, ""
+
+
+def _target_lengths(lengths, rng, *, min_length: int) -> list[int]:
+    """Raise short lengths to ``min_length``, then shorten the longest words so the total
+    number of letters is unchanged where possible; return them in shuffled order."""
+    out = [max(int(L), min_length) for L in lengths]
+    surplus = sum(out) - sum(int(L) for L in lengths)
+    while surplus > 0:
+        i = int(np.argmax(out))
+        if out[i] <= min_length + 1:
+            break
+        out[i] -= 1
+        surplus -= 1
+    rng.shuffle(out)
+    return out
+
+
+def _as_texts(stimuli, condition) -> tuple[list[str], list[str]]:
+    if isinstance(stimuli, StimulusSet):
+        chosen = stimuli.subset(condition) if condition is not None else stimuli
+        return chosen.item_ids, chosen.texts
+    if isinstance(stimuli, str):
+        raise TypeError("Pass a StimulusSet or a list of texts, not a single string.")
+    texts = [str(t) for t in stimuli]
+    return [f"{i + 1}" for i in range(len(texts))], texts
+
+
+def nonword_lists(stimuli, *, condition: str | None = None, label: str = "N", seed=None,
+                  id_prefix: str = "N") -> StimulusSet:
+    """Lists of pseudowords matched, item by item, to the word lengths of some texts.
+
+    For each source item, one list with as many pseudowords as the item has words and
+    the same word lengths in shuffled order. Words of 1-2 letters become 3-letter
+    pseudowords (every pronounceable 1-2 letter string is a real word) and the longest
+    pseudowords are shortened to keep the item's total number of letters. Pseudowords
+    longer than 3 letters are never repeated within the set; 3-letter ones (a pool of
+    about 50) are reused evenly across lists, never within one.
+
+    Parameters
+    ----------
+    stimuli : StimulusSet or list of str
+        The source items (typically sentences).
+    condition : str, optional
+        Use only this condition of a StimulusSet.
+    label : str, default="N"
+        Condition of the new items.
+    seed : int or numpy.random.Generator, optional
+        Seeds the lengths' order and the pseudowords.
+    id_prefix : str, default="N"
+        New ids are ``{id_prefix}{k:03d}``.
+
+    Returns
+    -------
+    StimulusSet
+        Columns ``item_id``, ``condition``, ``text``, ``source_item`` (the matched item).
+    """
+    from ._utils._validation import check_random_state
+    from .pseudowords import MIN_LENGTH, PseudowordGenerator
+
+    rng = check_random_state(seed)
+    ids, texts = _as_texts(stimuli, condition)
+    gen = PseudowordGenerator(rng)
+    rows = []
+    width = max(3, len(str(len(texts))))
+    for k, (src, text) in enumerate(zip(ids, texts, strict=True)):
+        lengths = _target_lengths([len(w) for w in text.split()], rng, min_length=MIN_LENGTH)
+        words: list[str] = []
+        for L in lengths:
+            words.append(gen.one(L, unique=L > MIN_LENGTH, avoid=words))
+        rows.append({"item_id": f"{id_prefix}{k + 1:0{width}d}", "condition": label,
+                     "text": " ".join(words), "source_item": src})
+    return StimulusSet(pd.DataFrame(rows), name=f"{label}-lists")
+
+
+def jabberwocky(stimuli, *, condition: str | None = None, label: str = "J", seed=None,
+                id_prefix: str = "J", function_words=FUNCTION_WORDS) -> StimulusSet:
+    """Replace each content word with a pseudoword, keeping the function words.
+
+    The inflectional endings ``-ing``, ``-ed``, ``-ly`` and ``-s`` are kept on a
+    pseudo-stem of the stem's length (``bakes`` -> ``glorns``), so that the syntax stays
+    visible; a replacement is never a real word.
+
+    Parameters
+    ----------
+    stimuli : StimulusSet or list of str
+        Source sentences (lower case, space-separated words).
+    condition, label, seed, id_prefix
+        As in :func:`nonword_lists`.
+    function_words : set of str, default=FUNCTION_WORDS
+        Words kept as they are.
+
+    Returns
+    -------
+    StimulusSet
+        Columns ``item_id``, ``condition``, ``text``, ``source_item``, ``n_replaced``.
+    """
+    from ._utils._validation import check_random_state
+    from .pseudowords import MIN_LENGTH, PseudowordGenerator
+
+    rng = check_random_state(seed)
+    ids, texts = _as_texts(stimuli, condition)
+    gen = PseudowordGenerator(rng)
+    keep = frozenset(w.lower() for w in function_words)
+    rows = []
+    width = max(3, len(str(len(texts))))
+    for k, (src, text) in enumerate(zip(ids, texts, strict=True)):
+        out, n = [], 0
+        for word in text.split():
+            if word.lower() in keep or not word.isalpha():
+                out.append(word)
+                continue
+            stem, suffix = _split_suffix(word.lower())
+            target = max(len(stem), MIN_LENGTH)
+            for _ in range(1000):
+                new = gen.one(target, unique=target > MIN_LENGTH, avoid=out) + suffix
+                if gen.accepts(new):
+                    break
+            else:  # pragma: no cover - 1000 rejections in a row do not happen in practice
+                raise RuntimeError(f"No pseudoword replacement found for {word!r}.")
+            out.append(new)
+            n += 1
+        rows.append({"item_id": f"{id_prefix}{k + 1:0{width}d}", "condition": label,
+                     "text": " ".join(out), "source_item": src, "n_replaced": n})
+    return StimulusSet(pd.DataFrame(rows), name=f"{label}-jabberwocky")
+
+
+def word_lists(stimuli, *, condition: str | None = None, label: str = "W", seed=None,
+               id_prefix: str = "W") -> StimulusSet:
+    """Scramble the words of sentences across items into word lists.
+
+    Every word token of the source items is used exactly once, and each list takes its
+    words from as many different source items as it has words (list *i*, slot *k*
+    draws from item ``(i + k * step) mod n``, with a shuffled choice of word within
+    each item and a shuffled order within each list), so no list keeps two words of
+    one sentence. The lists therefore have the same words (and word frequencies) as the
+    sentences but no syntax or compositional meaning.
+
+    Parameters
+    ----------
+    stimuli : StimulusSet or list of str
+        Source sentences, all with the same number of words.
+    condition, label, seed, id_prefix
+        As in :func:`nonword_lists`.
+
+    Returns
+    -------
+    StimulusSet
+        Columns ``item_id``, ``condition``, ``text``, ``source_items`` (the items the
+        words came from, ``;``-separated).
+    """
+    from ._utils._validation import check_random_state
+
+    rng = check_random_state(seed)
+    ids, texts = _as_texts(stimuli, condition)
+    words = [t.split() for t in texts]
+    n_items, n_words = len(words), len(words[0]) if words else 0
+    if any(len(w) != n_words for w in words):
+        raise ValueError("word_lists() needs items with the same number of words; got "
+                         f"{sorted({len(w) for w in words})}. Select items of one length.")
+    if n_items < n_words:
+        raise ValueError(f"word_lists() needs at least as many items ({n_items}) as words "
+                         f"per item ({n_words}) so that each list draws from distinct items.")
+    step = max(1, n_items // n_words)
+    for w in words:
+        rng.shuffle(w)
+    rows = []
+    width = max(3, len(str(n_items)))
+    for i in range(n_items):
+        picks = [((i + k * step) % n_items, k) for k in range(n_words)]
+        order = rng.permutation(n_words)
+        chosen = [picks[j] for j in order]
+        rows.append({"item_id": f"{id_prefix}{i + 1:0{width}d}", "condition": label,
+                     "text": " ".join(words[s][k] for s, k in chosen),
+                     "source_items": ";".join(ids[s] for s, _ in chosen)})
+    return StimulusSet(pd.DataFrame(rows), name=f"{label}-lists")
