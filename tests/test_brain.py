@@ -274,7 +274,7 @@ def test_surface_cluster_areas(fsavg5, rng):
     labels = np.asarray(cl.table.labels).ravel()
     frame = cl.to_frame()
     assert cl.n_clusters > 3 and len(frame) == cl.n_clusters
-    for cid, area in zip(frame["cluster_id"], frame["area_mm2"]):
+    for cid, area in zip(frame["cluster_id"], frame["area_mm2"], strict=False):
         assert area == pytest.approx(areas[labels == cid].sum(), rel=1e-12)
     # clusters are the connected components of the suprathreshold vertices (scipy)
     for sign in (1, -1):

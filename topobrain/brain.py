@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -149,7 +148,8 @@ class Mesh:
         return vertex_areas(self.coordinates, self.faces)
 
     def __repr__(self) -> str:
-        hemi = "" if self.hemisphere is None else f", hemispheres={sorted(set(map(str, self.hemisphere)))}"
+        hemi = ("" if self.hemisphere is None
+                else f", hemispheres={sorted(set(map(str, self.hemisphere)))}")
         return (f"Mesh({self.name or 'unnamed'!s}: {self.n_vertices} vertices, "
                 f"{self.n_faces} faces, sphere={'yes' if self.sphere is not None else 'no'}{hemi})")
 
@@ -359,9 +359,10 @@ def load_mesh(
         parts = [_template_hemi(name, h, surface) for h in hemis]
         offsets = np.cumsum([0] + [p[0].shape[0] for p in parts])
         coords = np.concatenate([p[0] for p in parts])
-        faces = np.concatenate([p[1] + o for p, o in zip(parts, offsets[:-1])])
+        faces = np.concatenate([p[1] + o for p, o in zip(parts, offsets[:-1], strict=False)])
         sph = np.concatenate([p[2] for p in parts])
-        labels = np.concatenate([np.full(p[0].shape[0], h) for p, h in zip(parts, hemis)])
+        labels = np.concatenate([np.full(p[0].shape[0], h)
+                                 for p, h in zip(parts, hemis, strict=True)])
         return Mesh(coords, faces, sphere=sph, hemisphere=labels,
                     name=f"{name} {hemi} {surface}")
     path = Path(mesh)
@@ -980,7 +981,9 @@ def load_map(
     suffix = _suffix(path)
     label = name if name is not None else path.name
     if suffix == ".surf.gii":
-        raise ValueError(f"{path.name} is a mesh, not a map: pass it as mesh= and the data as path.")
+        raise ValueError(
+            f"{path.name} is a mesh, not a map: pass it as mesh= and the data as path."
+        )
     if suffix == ".dscalar.nii" or (suffix in (".nii", ".nii.gz") and
                                     isinstance(nib.load(str(path)), nib.Cifti2Image)):
         img = nib.load(str(path))
@@ -1085,15 +1088,15 @@ def map_p_values(brain_map, *, df: float | None = None) -> np.ndarray:
     >>> map_p_values(np.array([0.0, 1.959963984540054])).round(4)
     array([1.  , 0.05])
     """
-    from scipy import stats
+    from scipy import special
 
     v = brain_map.values if isinstance(brain_map, BrainMap) else np.asarray(brain_map, float)
     if df is None:
-        return 2.0 * stats.norm.sf(np.abs(v))
+        return 2.0 * special.ndtr(-np.abs(v))
     df = float(df)
     if not df > 0:
         raise ValueError(f"df must be positive; got {df}.")
-    return 2.0 * stats.t.sf(np.abs(v), df)
+    return 2.0 * special.stdtr(df, -np.abs(v))
 
 
 def map_morans_i(

@@ -462,10 +462,20 @@ def spatial_null_test(
 
 
 def _rank(a: np.ndarray) -> np.ndarray:
-    """Average ranks along the last axis (ties share their mean rank)."""
-    from scipy.stats import rankdata
-
-    return rankdata(a, axis=-1)
+    """Average ranks (1-based) along the last axis; ties share their mean rank."""
+    a = np.asarray(a, dtype=np.float64)
+    flat = a.reshape(-1, a.shape[-1])
+    out = np.empty_like(flat)
+    for k, row in enumerate(flat):
+        order = np.argsort(row, kind="stable")
+        srt = row[order]
+        first = np.r_[True, srt[1:] != srt[:-1]]
+        grp = np.cumsum(first) - 1
+        starts = np.flatnonzero(first)
+        ends = np.r_[starts[1:], srt.size]
+        mean_rank = (starts + ends + 1) / 2.0
+        out[k, order] = mean_rank[grp]
+    return out.reshape(a.shape)
 
 
 def map_correlation(

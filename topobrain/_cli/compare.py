@@ -1,0 +1,82 @@
+"""``topobrain compare``: model maps against a brain map, side by side."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+
+def _sha256(path) -> str | None:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run(args) -> int:
+    from .. import __version__
+    from .._utils._io import atomic_write_text
+    from ..compare import compare
+
+    res = compare(
+        args.model_results, args.brain, args.mesh,
+        control_results=args.control_results, contrast=args.contrast, out=args.out,
+        include_published=not args.no_published, df=args.df, alpha=args.alpha,
+        tail=args.tail, n_permutations=args.n_permutations, seed=args.seed,
+        hemi=args.hemi, mask=args.mask, variable=args.variable,
+    )
+    inputs = {"brain": args.brain,
+              "model_layers": str(Path(args.model_results) / "layers.csv")}
+    if args.control_results:
+        inputs["control_layers"] = str(Path(args.control_results) / "layers.csv")
+    provenance = {
+        "command": "compare", "version": __version__,
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("func",)},
+        "inputs": {k: {"path": v, "sha256": _sha256(v)} for k, v in inputs.items()},
+        "files": list(res.files),
+    }
+    prov = atomic_write_text(Path(args.out) / "provenance.json",
+                             json.dumps(provenance, indent=2, default=str))
+    print(res.summary().to_string(float_format=lambda v: f"{v:.4g}"))
+    for f in (*res.files, str(prov)):
+        print(f"wrote {f}", file=sys.stderr)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="compare model maps with a brain map (Moran's I, clusters, ...)",
+        description="Run the brain map through the statistics of the model maps and write "
+        "a side-by-side table (comparison.csv) and figure (figures/comparison.png).")
+    p.add_argument("--model-results", required=True, metavar="DIR",
+                   help="folder written by `topobrain localize`")
+    p.add_argument("--control-results", default=None, metavar="DIR",
+                   help="the non-topographic control's localize folder")
+    p.add_argument("--brain", required=True, metavar="FILE",
+                   help="brain t/z map: NIfTI, GIfTI, CIFTI .dscalar.nii, .npy, .csv, .nc")
+    p.add_argument("--mesh", default=None, metavar="MESH",
+                   help="surface mesh: fsaverage5, fs_LR_32k or a surface file")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--contrast", default=None, help="which contrast of the results")
+    p.add_argument("--hemi", default=None, choices=("left", "right", "both"),
+                   help="hemisphere(s) of a template mesh (inferred by default)")
+    p.add_argument("--mask", default=None, metavar="FILE", help="volume or surface mask")
+    p.add_argument("--variable", default=None,
+                   help="variable/column holding the map (netCDF, HDF5, npz, CSV)")
+    p.add_argument("--df", type=float, default=None,
+                   help="degrees of freedom of a brain t map (default: z map)")
+    p.add_argument("--alpha", type=float, default=0.05, help="FDR level (default 0.05)")
+    p.add_argument("--tail", type=int, default=0, choices=(0, 1, -1),
+                   help="selective brain locations: 0 either sign, 1 positive, -1 negative")
+    p.add_argument("--n-permutations", type=int, default=0,
+                   help="permutations for the brain Moran's I p-value")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-published", action="store_true",
+                   help="leave out the published TopoLM reference rows")
+    p.set_defaults(func=run)
