@@ -275,6 +275,20 @@ def test_plain_lists_tables_and_model_paths(tiny_model, rng, tmp_path):
         np.testing.assert_allclose(by_path[layer], plain[layer], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.skipif(not HAS_STIMULI, reason="topobrain.stimuli is not part of this build")
+def test_stimulus_file_path_goes_through_load_stimuli(tiny_model, rng, tmp_path):
+    stim = make_stimuli(rng, 6)
+    path = tmp_path / "items.tsv"
+    pd.DataFrame({"item_id": list(stim.item_ids), "condition": list(stim.labels),
+                  "text": list(stim.texts)}).to_csv(path, sep="\t", index=False)
+    by_path = extract(tiny_model, str(path), cache=False, verbose=0)
+    direct = extract(tiny_model, stim, cache=False, verbose=0)
+    assert list(by_path.item_ids) == list(stim.item_ids)
+    assert list(by_path.labels) == list(stim.labels)
+    for layer in direct.layers:
+        np.testing.assert_array_equal(by_path[layer], direct[layer])
+
+
 # --------------------------------------------------------------------------- truncation
 def test_long_items_are_truncated_with_a_counting_warning(tiny_model, rng):
     long_text = " ".join(rng.choice(WORDS, size=80))
@@ -506,47 +520,30 @@ def test_gpu_matches_cpu(tiny_model, rng):
 
 
 # --------------------------------------------------------------------------- other models
-def test_hugging_face_model_through_forward_hooks(rng):
-    """A SheetModel built on forward hooks of a tiny random GPT-2 (the HF adapter's way)."""
+def test_hugging_face_folder_through_the_loader(tiny_model, rng, tmp_path):
+    """A tiny random GPT-2 saved as a Hugging Face folder, opened by topobrain.models.load
+    with a sheet spec (forward hooks on the named modules), padded and masked in batches."""
     transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from topobrain.models import SheetModel
+    from topobrain.models import load
 
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=12, n_layer=2,
-                                  n_head=2)
-    gpt2 = transformers.GPT2Model(cfg).eval()
-    vocab = {w: i for i, w in enumerate(["<pad>"] + list(dict.fromkeys(WORDS)))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    names = {"h.0.mlp": gpt2.h[0].mlp, "h.1.attn": gpt2.h[1].attn}
-
-    def run_layers(input_ids, attention_mask=None):
-        store = {}
-        hooks = [m.register_forward_hook(
-            lambda mod, inp, out, n=n: store.__setitem__(n, out[0] if isinstance(out, tuple)
-                                                         else out))
-            for n, m in names.items()]
-        try:
-            gpt2(input_ids=input_ids,
-                 attention_mask=None if attention_mask is None else attention_mask.long())
-        finally:
-            for h in hooks:
-                h.remove()
-        return store
-
-    sheets = {n: CorticalSheet((3, 4), layout="permuted", seed=k, name=n)
-              for k, n in enumerate(names)}
-    model = SheetModel(name="gpt2-tiny", module=gpt2, tokenizer=tok, sheets=sheets,
-                       context_length=16, vocab_size=64, identity="gpt2-tiny-test",
-                       run_layers=run_layers, bos_token_id=None, pad_token_id=0)
-    texts = make_texts(rng, 7, lo=1, hi=10)
-    acts = extract(model, texts, batch_size=4, cache=False, verbose=0)
-    ref = reference(model, texts)
-    for layer in names:
-        assert acts[layer].shape == (7, 12)
-        np.testing.assert_allclose(acts[layer], ref[layer], rtol=1e-5, atol=1e-6)
+    cfg = transformers.GPT2Config(vocab_size=tiny_model.vocab_size, n_positions=32, n_embd=12,
+                                  n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path / "gpt2")
+    (tmp_path / "gpt2" / "tokenizer.json").write_text(tiny_model.tokenizer.to_str())
+    spec = {"layers": {"h.1.attn": {"module": "transformer.h.1.attn", "shape": [3, 4],
+                                    "layout": "permuted", "seed": 1}},
+            "patterns": [{"name": "h.{i}.mlp", "module": "transformer.h.{i}.mlp",
+                          "shape": [4, 3], "layout": "permuted", "seed": 2}]}
+    model = load(tmp_path / "gpt2", sheet_spec=spec)
+    texts = make_texts(rng, 7)
+    for pooling in ("mean", "last"):
+        acts = extract(model, texts, pooling=pooling, batch_size=4, cache=False, verbose=0)
+        ref = reference(model, texts, pooling)
+        assert set(acts.layers) == {"h.1.attn", "h.0.mlp", "h.1.mlp"}
+        for layer in acts.layers:
+            assert acts[layer].shape == (7, 12)
+            np.testing.assert_allclose(acts[layer], ref[layer], rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- Activations
