@@ -10,7 +10,6 @@ import sys
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -129,6 +128,18 @@ def test_morans_i_equals_spatial_module_with_and_without_islands(rng):
             np.testing.assert_allclose(got, ref, rtol=1e-10)
 
 
+def test_distance_band_weights_equal_esda(rng):
+    maps = smooth_items(rng, 40, (6, 6), 1.0)
+    res = map_permutation_test(maps, LABELS, "S - N", weights="distance_band",
+                               n_permutations=5, seed=0, verbose=0)
+    t = welch_t(maps.reshape(40, -1), LABELS, "S - N").t
+    coords = np.argwhere(np.ones((6, 6)))
+    w = libpysal.weights.DistanceBand(coords, threshold=1.5, binary=True, silence_warnings=True)
+    w.transform = "r"
+    np.testing.assert_allclose(res.observed[0], esda.Moran(t, w, permutations=0).I,
+                               rtol=1e-10)
+
+
 def test_smoothness_equals_brute_force_variogram(rng):
     maps = smooth_items(rng, 40, (6, 7), 1.0)
     maps[:, 2, 3] = np.nan
@@ -167,6 +178,9 @@ def test_gearys_c_observed_and_null_against_esda(rng):
     w = lat_w((7, 7))
     np.testing.assert_allclose(res.observed[0], esda.Geary(t_obs, w, permutations=0).C,
                                rtol=1e-9)
+    from topobrain.spatial import gearys_c
+
+    np.testing.assert_allclose(res.observed[0], gearys_c(t_obs.reshape(7, 7)).C, rtol=1e-12)
     t = stats.ttest_ind(y[perms[3] == 0], y[perms[3] == 1], equal_var=False).statistic
     np.testing.assert_allclose(res.null[3, 0], esda.Geary(t, w, permutations=0).C, rtol=1e-9)
 

@@ -427,7 +427,8 @@ class _Responses:
         y = self.y if np.array_equal(rows, np.arange(self.n_items)) else self.y[rows]
         keep = (y != y[:1]).any(0)  # not constant over the items tested
         layers, cols, start = [], [], 0
-        for name, shape, cells, s0 in zip(self.names, self.shapes, self.cells, self.starts):
+        for name, shape, cells, s0 in zip(self.names, self.shapes, self.cells, self.starts,
+                                          strict=True):
             k = keep[s0:s0 + cells.size]
             if k.sum() < 3:
                 raise ValueError(
@@ -1055,15 +1056,17 @@ def map_permutation_test(
     statistic : str or callable, default="morans_i"
         ``"morans_i"`` (global Moran's I, weights row-standardised, as esda and TopoLM),
         ``"gearys_c"``, ``"n_clusters"``, ``"max_cluster_size"`` (cells),
-        ``"max_cluster_mass"`` (sum of t over the cluster's cells) at ``threshold``,
+        ``"max_cluster_mass"`` (largest |sum of t| over a cluster's cells) at
+        ``threshold``,
         ``"smoothness"`` (the TDANN smoothness ``(max(d) - d[0]) / max(d)`` of the map's
         dissimilarity-vs-distance curve, ``d`` the mean squared difference of t between
         cells in unit-width distance bins; :func:`topobrain.spatial.distance_profile`
         applies the same formula to the units' response correlations, which a label
-        permutation leaves unchanged), ``"fraction_selective"`` (fraction of the layer's units that are
-        selective for the positive side: BH-FDR at ``alpha`` over the layer on one-sided
-        p, or ``t > threshold`` when a threshold is given), or a callable taking one map
-        ``(n_rows, n_cols)`` (NaN where no unit sits) and returning a float.
+        permutation leaves unchanged), ``"fraction_selective"`` (fraction of the layer's
+        units that are selective for the positive side: BH-FDR at ``alpha`` over the
+        layer on one-sided p, or ``t > threshold`` when a threshold is given), or a
+        callable taking one map ``(n_rows, n_cols)`` (NaN where no unit sits) and
+        returning a float.
     n_permutations : int, default=1000
         Number of label permutations (or sign flips), drawn at random with replacement
         from all of them (the identity may be drawn).
@@ -1528,8 +1531,9 @@ def map_reliability(
     shared = (np.isfinite(lead) & np.isfinite(other)).sum(1)
     if (shared < 3).any():
         raise ValueError(
-            f"The maps share fewer than 3 finite locations (layer {layers[int(np.argmin(shared))]!r}"
-            f": {int(shared.min())}); a correlation needs at least 3."
+            f"The maps share fewer than 3 finite locations (layer "
+            f"{layers[int(np.argmin(shared))]!r}: {int(shared.min())}); a correlation needs "
+            "at least 3."
         )
     rel = _spearman_brown(r) if spearman_brown else r
     params = {"method": "maps", "n_splits": 1, "correlation": correlation,
