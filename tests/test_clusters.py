@@ -441,6 +441,16 @@ def test_mesh_one_sample_equals_mne(rng):
         assert ours[key] == pytest.approx(expected[key], rel=1e-12)
     np.testing.assert_allclose(res.null_distribution, np.abs(h0[1:]), rtol=1e-9)
     assert "peak_vertex" in res.to_frame()
+    # TFCE on the mesh
+    t_tfce, _, pv_t, h0_t = mne.stats.permutation_cluster_1samp_test(
+        x, threshold={"start": 0, "step": 0.2}, adjacency=sp.coo_array(adj),
+        n_permutations=100, rng=np.random.default_rng(2))
+    tf = permutation_cluster_test(x, cluster_stat="tfce", adjacency=adj, permutations=signs)
+    np.testing.assert_allclose(tf.tfce_map[0], t_tfce, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tf.p_fwe_map[0], pv_t, rtol=1e-12)
+    np.testing.assert_allclose(tf.null_distribution, np.abs(h0_t[1:]), rtol=1e-12)
+    assert list(tf.to_frame().columns) == ["layer", "vertex", "stat", "tfce", "p_fwe"]
+    assert tf.to_xarray()["tfce"].dims == ("layer", "vertex")
 
 
 # --------------------------------------------------------------------------- TFCE
@@ -588,7 +598,10 @@ def test_same_seed_same_result_for_any_n_jobs(rng):
     x = _smooth_noise(rng, (10, 2, 6, 6)) + 0.3
     kw = dict(threshold=1.5, n_permutations=250, seed=123)
     one = permutation_cluster_test(x, n_jobs=1, **kw)
-    two = permutation_cluster_test(x, n_jobs=2, **kw)
+    from joblib import parallel_config
+
+    with parallel_config(backend="threading"):  # the split differs; processes cost seconds
+        two = permutation_cluster_test(x, n_jobs=2, **kw)
     again = permutation_cluster_test(x, seed=np.random.default_rng(9), threshold=1.5,
                                      n_permutations=250)
     np.testing.assert_array_equal(one.null_distribution, two.null_distribution)
