@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -481,8 +482,6 @@ class DistanceProfile:
 # ---------------------------------------------------------------------------------------
 def _stacklevel() -> int:
     """Stack level of the first frame outside topobrain (warnings at the user's line)."""
-    import sys
-
     pkg = os.path.dirname(os.path.abspath(__file__))
     frame, level = sys._getframe(1), 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
@@ -728,19 +727,37 @@ def _column_sums(p: np.ndarray) -> np.ndarray:
     Each column's sum is the same whatever the other columns or their number (elementwise
     adds only, no reduction kernel whose order changes with the shape), so the null does
     not depend on the chunking; the rounding error is at most ``2 * ceil(log2(n))`` ulps of
-    the sum of absolute values.
+    the sum of absolute values. Overwrites ``p`` (a scratch array).
     """
-    while p.shape[0] > 1:
-        h = p.shape[0] // 2
-        top = p[:h] + p[h:2 * h]
-        if p.shape[0] % 2:
-            top[0] += p[2 * h]
-        p = top
+    p = p.copy() if not p.flags.writeable else p
+    rows = p.shape[0]
+    while rows > 1:              # in place: p[:h] += p[h:2h] (disjoint halves), odd row into p[0]
+        h = rows // 2
+        np.add(p[:h], p[h:2 * h], out=p[:h])
+        if rows % 2:
+            p[0] += p[2 * h]
+        rows = h
     return p[0].astype(np.float64)
 
 
 def _sum_depth(n: int) -> int:
     return 2 * max(1, math.ceil(math.log2(max(n, 2))))
+
+
+try:  # scipy's own kernel behind ``csr @ dense``, called without its per-call dispatch
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - a future scipy may move it
+    _csr_matvecs = None
+
+
+def _spmm(u: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
+    """``u @ x`` for a CSR ``u`` and a C-contiguous 2D ``x`` of the same dtype."""
+    if _csr_matvecs is None:
+        return u @ x
+    out = np.zeros((u.shape[0], x.shape[1]), dtype=x.dtype)
+    _csr_matvecs(u.shape[0], u.shape[1], x.shape[1], u.indptr, u.indices, u.data,
+                 x.ravel(), out.ravel())
+    return out
 
 
 @dataclass
@@ -789,7 +806,7 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
                 ms = min(m_step, m - m0)
                 x = np.take(xt[:, m0:m0 + ms], pp.T, axis=0)       # (n, ps, ms)
                 x = x.reshape(n, -1)
-                ux = u32 @ x
+                ux = _spmm(u32, x)
                 np.multiply(ux, x, out=ux)
                 q = _column_sums(ux)
                 val = spec.a[m0:m0 + ms][None, :] * q.reshape(-1, ms)
@@ -815,6 +832,8 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
 def _effective_n_jobs(n_jobs) -> int:
     if n_jobs is not None and int(n_jobs) == 1:
         return 1
+    if n_jobs is None and "joblib" not in sys.modules:
+        return 1  # no joblib.parallel_config can be active: do not pay joblib's import
     from joblib.parallel import get_active_backend
 
     backend, cfg_jobs = get_active_backend()
