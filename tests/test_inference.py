@@ -296,9 +296,23 @@ def test_covariates_give_the_glm_t(rng):
         .contrast("S - N").t, rtol=1e-8)
     np.testing.assert_allclose(res.observed[0], esda.Moran(t, lat_w((5, 5)),
                                                            permutations=0).I, rtol=1e-8)
-    # the permuted labels only move among the contrast's items
-    design, codes = replay_permutations({"n_permutations": 6, "seed": 0}, maps, LABELS)
-    assert codes.shape == (6, 40)
+    # the null: the same GLM after permuting the labels among the contrast's items only
+    labels3 = LABELS.copy()
+    labels3[::8] = "J"
+    res3 = map_permutation_test(maps, labels3, "S - N", covariates={"length": cov},
+                                n_permutations=6, seed=0, verbose=0)
+    data = inference._prepare_responses(maps)
+    design = inference._build_design(labels3, "S - N", 40, None, {"length": cov}, False)
+    codes = design.draw(inference._block_rng(inference._root_seed(0), 0), 6)
+    names = np.asarray(design.names)
+    for i in (0, 5):
+        perm_labels = names[codes[i]]
+        assert (perm_labels[labels3 == "J"] == "J").all()
+        t = fit_glm(y, design_matrix(list(perm_labels), covariates={"length": cov})) \
+            .contrast("S - N").t
+        np.testing.assert_allclose(res3.null[i, 0], esda.Moran(t, lat_w((5, 5)),
+                                                               permutations=0).I, rtol=1e-8)
+    assert data.n_items == 40
 
 
 # ------------------------------------------------------------------ exchangeability
@@ -598,6 +612,26 @@ def test_random_splits_reliable_signal_and_null(rng):
     frame = res.to_frame()
     assert list(frame.columns[:4]) == ["layer", "r_half", "r_half_sd", "reliability"]
     assert "reliability" in repr(res)
+
+
+def test_split_half_one_sample_and_glm_against_direct(rng):
+    maps = rng.standard_normal((40, 5, 5))
+    maps[:20] += rng.standard_normal((5, 5))
+    y = maps.reshape(40, -1)
+    one = split_half_reliability(maps, LABELS, "S", method="odd_even")
+    a, b = np.arange(0, 20, 2), np.arange(1, 20, 2)
+    r = stats.pearsonr(stats.ttest_1samp(y[a], 0).statistic,
+                       stats.ttest_1samp(y[b], 0).statistic).statistic
+    np.testing.assert_allclose(one.r[0], r, rtol=1e-9)
+    cov = rng.standard_normal(40)
+    glm_res = split_half_reliability(maps, LABELS, "S - N", method="odd_even",
+                                     covariates={"c": cov})
+    assert glm_res.params["unit_statistic"] == "ols_t"
+    halves = [np.r_[np.arange(0, 20, 2), np.arange(20, 40, 2)],
+              np.r_[np.arange(1, 20, 2), np.arange(21, 40, 2)]]
+    t = [fit_glm(y[h], design_matrix(list(LABELS[h]), covariates={"c": cov[h]}))
+         .contrast("S - N").t for h in halves]
+    np.testing.assert_allclose(glm_res.r[0], stats.pearsonr(*t).statistic, rtol=1e-9)
 
 
 def test_split_half_with_groups_keeps_groups_whole(rng):
