@@ -886,7 +886,8 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
         w = _transform(w_bin, transform)
         z = inp.flat[np.ix_(maps, idx)]
         z = z - z.mean(-1, keepdims=True)
-        ss = (z * z).sum(-1)
+        z2 = z * z
+        ss = z2.sum(-1)
         ok = ss > 0
         if not ok.all():
             constant.extend(maps[~ok].tolist())
@@ -894,7 +895,7 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
         n2 = float(n) * n
         s02 = s0 * s0
         with np.errstate(divide="ignore", invalid="ignore"):
-            k = ((z**4).sum(-1) / n) / (ss / n) ** 2
+            k = ((z2 * z2).sum(-1) / n) / (ss / n) ** 2
         if kind == "moran":
             obs = moran_i_raw(z, w)
             ei = -1.0 / (n - 1)
@@ -1113,7 +1114,8 @@ def _local_group(z, w, n_perm, entropy, alternative, keep_null):
     wi = np.asarray(w.sum(axis=1)).ravel()
     wi2 = np.asarray(w.multiply(w).sum(axis=1)).ravel()
     m2 = (zs * zs).sum(-1, keepdims=True) / n
-    m4 = (zs**4).sum(-1, keepdims=True) / n
+    zs2 = zs * zs
+    m4 = (zs2 * zs2).sum(-1, keepdims=True) / n
     b2 = m4 / m2**2
     with np.errstate(divide="ignore", invalid="ignore"):
         e_cond = -(zs**2 * wi) / ((n - 1) * m2)
