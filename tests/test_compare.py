@@ -31,7 +31,7 @@ CLUSTERS_ALL = ("contrast", "layer", "cluster_id", "sign", "size", "mass", "peak
 
 def write_results(folder, rng, *, model="topolm-tiny", contrasts=("verb - noun",),
                   layers=("layer.0.attn", "layer.0.mlp", "layer.1.attn"), n_rows=6, n_cols=6,
-                  drop=()):
+                  drop=(), p_fwe=0.04):
     """A small results folder in the layout of `topobrain localize`."""
     folder.mkdir(parents=True, exist_ok=True)
     n = n_rows * n_cols
@@ -46,7 +46,7 @@ def write_results(folder, rng, *, model="topolm-tiny", contrasts=("verb - noun",
                               min(1, p[u] * 2), bool(sel[u])))
             sizes = rng.integers(1, 8, size=3)
             for k, s in enumerate(sizes, 1):
-                clus.append((c, layer, k, 1, int(s), float(s * 3), 4.0, 1, 1, 1.5, 1.5, 0.04))
+                clus.append((c, layer, k, 1, int(s), float(s * 3), 4.0, 1, 1, 1.5, 1.5, p_fwe))
             lay.append((c, layer, n, n_rows, n_cols, rng.uniform(0.1, 0.9), 0.01, 0.1, 0.02,
                         3.0, 0.01, 100 * sel.mean(), len(sizes), int(sizes.max()),
                         rng.uniform(0, 1), rng.uniform(1, 4)))
@@ -113,6 +113,37 @@ def test_compare_table(tmp_path, rng, brain_map):
     wide = res.summary()
     assert list(wide.columns) == ["model", "control", "brain"]
     assert "topolm-tiny vs brain" in repr(res)
+
+
+def test_localize_folder_with_model_column(tmp_path, rng, brain_map):
+    """localize writes model and control into one folder, told apart by a model column."""
+    a = write_results(tmp_path / "a", rng)
+    b = write_results(tmp_path / "b", rng)
+    both = tmp_path / "both"
+    both.mkdir()
+    for f in ("layers.csv", "clusters.csv", "units.csv"):
+        ta = pd.read_csv(a / f)
+        tb = pd.read_csv(b / f)
+        ta.insert(0, "model", "topo-tiny")
+        tb.insert(0, "model", "control-tiny")
+        pd.concat([ta, tb]).to_csv(both / f, index=False)
+    # clusters without FWE p-values: all of them count
+    cl = pd.read_csv(both / "clusters.csv")
+    cl["p_fwe"] = np.nan
+    cl.to_csv(both / "clusters.csv", index=False)
+    res = compare(both, brain_map, include_published=False)
+    assert (res.model_name, res.control_name) == ("topo-tiny", "control-tiny")
+    t = res.table
+    m = t[(t["source"] == "model") & (t["layer"] != "mean")]
+    c = t[(t["source"] == "control") & (t["layer"] != "mean")]
+    np.testing.assert_allclose(m["morans_i"], pd.read_csv(a / "layers.csv")["morans_i"])
+    np.testing.assert_allclose(c["morans_i"], pd.read_csv(b / "layers.csv")["morans_i"])
+    sizes = pd.read_csv(b / "clusters.csv").groupby("layer", sort=False)["size"].median()
+    np.testing.assert_allclose(c["median_cluster_fraction"], sizes.to_numpy() / 36)
+    # non-significant clusters are left out of the medians, as localize leaves them out
+    write_results(tmp_path / "ns", rng, p_fwe=0.5)
+    t2 = compare(tmp_path / "ns", brain_map, include_published=False).table
+    assert t2.loc[t2["source"] == "model", "median_cluster_fraction"].isna().all()
 
 
 def test_compare_writes_files(tmp_path, rng, brain_map):

@@ -1254,8 +1254,9 @@ class SimilarityDecay:
         ``mean((x_i - m)(x_j - m)) / var(x)`` over the pairs of each bin.
     n_pairs : ndarray of int, shape (n_bins,)
     decay_distance : float
-        Distance (mm) at which the correlation first falls below ``1/e`` of its value in
-        the first bin, linearly interpolated; NaN if it never does within the range.
+        Distance (mm) at which the correlation first falls to half its value in the
+        first (nearest) bin, linearly interpolated; NaN if it never does within the range.
+        The rule of the localizer's ``decay_distance`` (there in sheet units).
     params : dict
     """
 
@@ -1270,13 +1271,13 @@ class SimilarityDecay:
                              "n_pairs": self.n_pairs, "decay_distance_mm": self.decay_distance})
 
 
-def _decay_point(d: np.ndarray, c: np.ndarray, level: float = 1.0 / np.e) -> float:
+def _decay_point(d: np.ndarray, c: np.ndarray, level: float = 0.5) -> float:
     ok = np.isfinite(d) & np.isfinite(c)
     d, c = d[ok], c[ok]
     if c.size < 2 or not c[0] > 0:
         return float("nan")
     target = level * c[0]
-    below = np.flatnonzero(c < target)
+    below = np.flatnonzero(c <= target)
     if below.size == 0:
         return float("nan")
     k = int(below[0])
@@ -1300,7 +1301,7 @@ def similarity_decay(
     The correlogram of the map: for pairs of finite locations binned by straight-line
     distance (mm; within one hemisphere for surfaces), the mean product of their centred
     values over the map's variance (1 at distance 0 for a perfectly smooth map, 0 for
-    white noise), and the e-folding distance of that curve.
+    white noise), and the distance at which that curve halves.
 
     Parameters
     ----------
@@ -1363,7 +1364,7 @@ def similarity_decay(
     return SimilarityDecay(_readonly(dist), _readonly(corr), _readonly(counts),
                            _decay_point(dist, corr),
                            params={"max_distance_mm": max_distance, "n_bins": int(n_bins),
-                                   "n_anchors": int(anchors.size), "level": "1/e"})
+                                   "n_anchors": int(anchors.size), "level": 0.5})
 
 
 @dataclass(frozen=True, eq=False)
@@ -1391,7 +1392,7 @@ class BrainSummary:
     largest_cluster_fraction, median_cluster_fraction : float
         Cluster sizes over ``total_size``.
     decay_distance : float
-        e-folding distance of the map's correlogram, mm (:func:`similarity_decay`).
+        Distance at which the map's correlogram halves, mm (:func:`similarity_decay`).
     size_unit : {"mm2", "mm3"}
     params : dict
     """
@@ -1432,7 +1433,7 @@ def summarize_map(
     *,
     df: float | None = None,
     alpha: float = 0.05,
-    tail: int = 0,
+    tail: int = 1,
     n_permutations: int = 0,
     seed=None,
     connectivity: Connectivity = 6,
@@ -1454,9 +1455,10 @@ def summarize_map(
         Degrees of freedom of a t map; z map when None.
     alpha : float, default=0.05
         FDR level.
-    tail : {0, 1, -1}, default=0
-        Which selective locations count and cluster: either sign (0), positive (1) or
-        negative (-1) values.
+    tail : {1, 0, -1}, default=1
+        Which selective locations count and cluster: positive values (1, the
+        localizer's rule: ``p_FDR < alpha`` and ``t > 0``), either sign (0) or negative
+        values (-1).
     n_permutations : int, default=0
         Permutations for the p-value of the unthresholded Moran's I.
     seed : None, int or numpy.random.Generator

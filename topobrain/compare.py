@@ -59,13 +59,29 @@ _TABLE_COLUMNS = ("source", "name", "contrast", "layer") + METRICS + (
 
 @dataclass(frozen=True, eq=False)
 class ModelResults:
-    """The tables of one ``topobrain localize`` folder (see :func:`read_model_results`)."""
+    """The tables of one ``topobrain localize`` folder (see :func:`read_model_results`).
+
+    ``models`` lists the values of the tables' ``model`` column in order of appearance
+    (``localize`` writes the model first, then its control); a single entry (the
+    name) when the tables have no such column.
+    """
 
     path: Path
     name: str
     layers: pd.DataFrame
     clusters: pd.DataFrame | None
     settings: dict = field(default_factory=dict)
+    models: tuple = ()
+
+    def select(self, model: str) -> ModelResults:
+        """The rows of one model of a folder holding several."""
+        if "model" not in self.layers.columns:
+            return self
+        lay = self.layers[self.layers["model"].astype(str) == model]
+        cl = self.clusters
+        if cl is not None and "model" in cl.columns:
+            cl = cl[cl["model"].astype(str) == model]
+        return ModelResults(self.path, model, lay, cl, self.settings, (model,))
 
 
 def _require(df: pd.DataFrame, columns, file: Path) -> None:
@@ -121,11 +137,16 @@ def read_model_results(path) -> ModelResults:
         with open(run_path, encoding="utf-8") as fh:
             loaded = yaml.safe_load(fh)
         settings = loaded if isinstance(loaded, dict) else {}
-    model = settings.get("model")
-    if isinstance(model, dict):
-        model = model.get("name") or model.get("path")
-    name = str(model) if model else folder.name
-    return ModelResults(folder, name, layers, clusters, settings)
+    if "model" in layers.columns:
+        models = tuple(dict.fromkeys(layers["model"].astype(str)))
+        name = models[0]
+    else:
+        model = settings.get("model")
+        if isinstance(model, dict):
+            model = model.get("name") or model.get("path")
+        name = str(model) if model else folder.name
+        models = (name,)
+    return ModelResults(folder, name, layers, clusters, settings, models)
 
 
 def _pick_contrast(results: ModelResults, contrast: str | None) -> str:
@@ -156,6 +177,8 @@ def _model_rows(results: ModelResults, contrast: str, source: str) -> list[dict]
         if results.clusters is not None:
             cl = results.clusters[(results.clusters["contrast"].astype(str) == contrast) &
                                   (results.clusters["layer"].astype(str) == str(r["layer"]))]
+            if "p_fwe" in cl.columns and np.isfinite(cl["p_fwe"].to_numpy(float)).any():
+                cl = cl[cl["p_fwe"] < 0.05]  # the clusters that localize counts
             if len(cl):
                 med = float(np.median(cl["size"].to_numpy(float))) / n_units
         rows.append({
@@ -189,8 +212,10 @@ class ComparisonResult:
         ``contrast``, ``layer`` (a layer name, "mean" over layers, or "map" for the brain),
         ``morans_i``, ``percent_selective``, ``n_clusters``,
         ``largest_cluster_fraction`` and ``median_cluster_fraction`` (cluster size over
-        the sheet's units or the analysed cortex area/volume), ``decay_distance`` (in
-        ``distance_unit``: sheet units for models, mm for the brain), ``published``
+        the sheet's units or the analysed cortex area/volume; model medians over the
+        clusters of ``clusters.csv`` with ``p_fwe < 0.05`` when it has p-values),
+        ``decay_distance`` (in ``distance_unit``: sheet units for models, mm for the
+        brain), ``published``
         (True for reference numbers from the literature) and ``note``.
     brain_summary : topobrain.brain.BrainSummary
     model_name, control_name : str or None
@@ -238,7 +263,7 @@ def compare(
     include_published: bool = True,
     df: float | None = None,
     alpha: float = 0.05,
-    tail: int = 0,
+    tail: int = 1,
     n_permutations: int = 0,
     seed=None,
     hemi: str | None = None,
@@ -251,13 +276,15 @@ def compare(
     ----------
     model_results : path-like
         A ``topobrain localize`` folder (``layers.csv``, optionally ``clusters.csv`` and
-        ``run.yaml``).
+        ``run.yaml``). When its tables hold a ``model`` column with two models (localize
+        run with a control), the first is the model and the second the control.
     brain : path-like or topobrain.brain.BrainMap
         The brain t (or z) map; read with :func:`topobrain.brain.load_map`.
     mesh : str, path-like or Mesh, optional
         The brain map's mesh (surfaces): ``"fsaverage5"``, ``"fs_LR_32k"``, a surface file.
     control_results : path-like, optional
-        The non-topographic control's folder, for rows ``source="control"``.
+        The non-topographic control's folder, for rows ``source="control"`` (overrides
+        a control found in ``model_results``).
     contrast : str, optional
         Which contrast of the results (required when they hold several).
     out : path-like, optional
@@ -268,8 +295,9 @@ def compare(
         Degrees of freedom of the brain t map (z map when None).
     alpha : float, default=0.05
         FDR level for the brain's selective locations.
-    tail : {0, 1, -1}, default=0
-        Brain locations that count as selective: either sign, positive or negative.
+    tail : {1, 0, -1}, default=1
+        Brain locations that count as selective: positive (the localizer's rule,
+        ``p_FDR < alpha`` and ``t > 0``), either sign, or negative.
     n_permutations : int, default=0
         Permutations for the brain Moran's I p-value.
     seed : None, int or numpy.random.Generator
@@ -283,10 +311,22 @@ def compare(
     from .brain import BrainMap, load_map, summarize_map
 
     model = read_model_results(model_results)
-    contrast = _pick_contrast(model, contrast)
     control = None
+    if len(model.models) > 1:
+        # a localize folder with a control holds both: the model first, then the control
+        if len(model.models) > 2:
+            raise ValueError(
+                f"{model.path / 'layers.csv'} holds the models {list(model.models)}; "
+                "compare takes one model and one control per folder."
+            )
+        if control_results is None:
+            control = model.select(model.models[1])
+        model = model.select(model.models[0])
+    contrast = _pick_contrast(model, contrast)
     if control_results is not None:
         control = read_model_results(control_results)
+        control = control.select(control.models[0])
+    if control is not None:
         _pick_contrast(control, contrast)
     if isinstance(brain, BrainMap):
         bm = brain

@@ -72,8 +72,9 @@ def add_parser(sub) -> None:
     p.add_argument("--df", type=float, default=None,
                    help="degrees of freedom of a brain t map (default: z map)")
     p.add_argument("--alpha", type=float, default=0.05, help="FDR level (default 0.05)")
-    p.add_argument("--tail", type=int, default=0, choices=(0, 1, -1),
-                   help="selective brain locations: 0 either sign, 1 positive, -1 negative")
+    p.add_argument("--tail", type=int, default=1, choices=(1, 0, -1),
+                   help="selective brain locations: 1 positive (as the localizer), "
+                   "0 either sign, -1 negative")
     p.add_argument("--n-permutations", type=int, default=0,
                    help="permutations for the brain Moran's I p-value")
     p.add_argument("--seed", type=int, default=None)
