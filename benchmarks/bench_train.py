@@ -35,7 +35,7 @@ def loop_correlation_loss(acts, positions, sheet_shape, *, radius=5, n_neighbour
     cr = torch.randint(0, n_rows, (n_neighbourhoods,), generator=generator)
     cc = torch.randint(0, n_cols, (n_neighbourhoods,), generator=generator)
     total, used = x.new_zeros(()), 0
-    for r, c in zip(cr.tolist(), cc.tolist()):
+    for r, c in zip(cr.tolist(), cc.tolist(), strict=True):
         d = torch.maximum((positions[:, 0] - r).abs(), (positions[:, 1] - c).abs())
         sel = torch.nonzero(d <= radius).squeeze(1)
         if sel.numel() < 3:
@@ -132,7 +132,7 @@ def main(argv=None):
         return float(total.detach()), grads
 
     (vb, gb), (vl, gl) = run(correlation_loss, 1), run(loop_correlation_loss, 1)
-    gdiff = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(gb, gl))
+    gdiff = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(gb, gl, strict=True))
     times = {"batched": [], "loop": []}
     for rep in range(5):
         for name, fn in (("batched", correlation_loss), ("loop", loop_correlation_loss)):

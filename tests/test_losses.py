@@ -16,15 +16,34 @@ from topobrain.models.losses import correlation_loss, neighbourhood_loss, topolo
 from topobrain.sheet import CorticalSheet, toponets_shape
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is fastest and cannot oversubscribe a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # --------------------------------------------------------------------------- references
-def ref_neighbourhood(acts: np.ndarray, pos: np.ndarray, distance: str = "inverse") -> float:
-    """0.5 * (1 - corr(r, d)) over unit pairs, in float64 with numpy only."""
+def ref_neighbourhood(acts: np.ndarray, pos: np.ndarray, distance: str = "inverse",
+                      eps: float = 1e-8) -> float:
+    """0.5 * (1 - corr(r, d)) over unit pairs, in float64 with numpy only.
+
+    ``eps`` is the implementation's stabiliser, added to each norm in the two Pearson
+    correlations (0 gives the textbook formula; it matters only when a denominator is
+    tiny, e.g. a 2 x 2 neighbourhood with two distinct distances).
+    """
     k = acts.shape[1]
-    r = np.corrcoef(acts.T)
+    xc = acts - acts.mean(0)
+    xn = xc / (np.linalg.norm(xc, axis=0) + eps)
+    r = xn.T @ xn
     dist = np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1).astype(np.float64))
     d = 1.0 / (dist + 1.0) if distance == "inverse" else -dist
     iu = np.triu_indices(k, 1)
-    return 0.5 * (1.0 - np.corrcoef(r[iu], d[iu])[0, 1])
+    rv, dv = r[iu] - r[iu].mean(), d[iu] - d[iu].mean()
+    corr = (rv * dv).sum() / (np.linalg.norm(rv) * np.linalg.norm(dv) + eps)
+    return 0.5 * (1.0 - corr)
 
 
 def ref_correlation(acts, pos, shape, radius, n_neighbourhoods, inclusive, distance, seed):
@@ -34,7 +53,7 @@ def ref_correlation(acts, pos, shape, radius, n_neighbourhoods, inclusive, dista
     cols = torch.randint(0, shape[1], (n_neighbourhoods,), generator=g).numpy()
     x = acts.reshape(-1, acts.shape[-1])
     losses = []
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=True):
         dl = np.maximum(np.abs(pos[:, 0] - r), np.abs(pos[:, 1] - c))
         sel = np.flatnonzero(dl <= radius if inclusive else dl < radius)
         if sel.size < 3:
@@ -89,7 +108,14 @@ def test_neighbourhood_loss_matches_float64_reference(rng):
         ours = neighbourhood_loss(torch.from_numpy(acts), torch.from_numpy(pos), distance)
         assert ours.dtype == torch.float64
         np.testing.assert_allclose(float(ours), ref_neighbourhood(acts, pos, distance),
-                                   rtol=1e-7)
+                                   rtol=1e-10)
+        # and the textbook formula (np.corrcoef, no stabilisers) to 1e-7
+        k = acts.shape[1]
+        iu = np.triu_indices(k, 1)
+        dist = np.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1))
+        d = 1.0 / (dist + 1.0) if distance == "inverse" else -dist
+        textbook = 0.5 * (1 - np.corrcoef(np.corrcoef(acts.T)[iu], d[iu])[0, 1])
+        np.testing.assert_allclose(float(ours), textbook, rtol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +133,7 @@ def test_correlation_loss_matches_float64_reference(rng, shape, radius, n_nb, in
                             radius=radius, n_neighbourhoods=n_nb, inclusive=inclusive,
                             distance=distance, generator=torch.Generator().manual_seed(7))
     ref = ref_correlation(acts, pos, shape, radius, n_nb, inclusive, distance, 7)
-    np.testing.assert_allclose(float(ours), ref, rtol=1e-7)
+    np.testing.assert_allclose(float(ours), ref, rtol=1e-9)
 
 
 @settings(max_examples=25, deadline=None)
@@ -123,9 +149,7 @@ def test_correlation_loss_reference_property(n_rows, n_cols, radius, n_nb, inclu
                             generator=torch.Generator().manual_seed(seed))
     ref = ref_correlation(acts, pos, (n_rows, n_cols), radius, n_nb, inclusive, "inverse",
                           seed)
-    # rtol 1e-6: the 1e-8 stabilisers in the denominators matter on tiny sheets (a 2 x 2
-    # neighbourhood has only two distinct distances, so corr's denominator is small)
-    np.testing.assert_allclose(float(ours), ref, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(float(ours), ref, rtol=1e-9, atol=1e-12)
     assert 0.0 <= float(ours) <= 1.0
 
 

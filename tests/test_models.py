@@ -27,6 +27,16 @@ from topobrain.models.topolm_format import read_layer_positions, read_positions_
 from topobrain.models.train import build_sheets
 from topobrain.sheet import CorticalSheet
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is fastest and cannot oversubscribe a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TEXT = [
     "The quick brown fox jumps over the lazy dog near the river bank.",
     "A small model reads sentences and predicts the next word in each one.",

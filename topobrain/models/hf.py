@@ -136,9 +136,10 @@ def _expand(spec: dict, module_names: set[str]) -> dict[str, dict]:
         while entry["module"].format(i=n) in module_names:
             n += 1
         if n == 0:
+            first = entry["module"].format(i=0)
             raise ValueError(
-                f"The pattern {entry['module']!r} matches no module (tried "
-                f"{entry['module'].format(i=0)!r}).{suggest(entry['module'].format(i=0), module_names)}"
+                f"The pattern {entry['module']!r} matches no module (tried {first!r})."
+                f"{suggest(first, module_names)}"
             )
         seeds = np.random.SeedSequence(entry.get("seed", 0)).spawn(n)
         for i in range(n):

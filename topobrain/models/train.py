@@ -152,6 +152,10 @@ def prepare_corpus(corpus, prepared, *, vocab_size=4096, tokenizer=None, val_fra
         eot = tok.get_vocab_size() - 1
     rng = np.random.default_rng(seed)
     is_val = rng.random(len(files)) < val_fraction
+    if len(files) > 1 and val_fraction > 0 and not is_val.any():
+        is_val[rng.integers(len(files))] = True  # few documents: still one to validate on
+    if is_val.all() and len(files) > 1:
+        is_val[rng.integers(len(files))] = False
     dtype = np.uint16 if tok.get_vocab_size() < 2**16 else np.uint32
     texts = [f.read_text(encoding="utf-8") for f in files]
     encoded = tok.encode_batch(texts)
@@ -295,6 +299,13 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
     val_data = np.memmap(prepared / "val.bin", dtype=meta["dtype"], mode="r")
 
     gcfg = GPTConfig.from_dict({**cfg.model, "vocab_size": meta["vocab_size"]})
+    for split, arr in (("train", train_data), ("validation", val_data)):
+        if arr.size < gcfg.block_size + 2:
+            raise ValueError(
+                f"The {split} split of {prepared} has {arr.size} tokens, fewer than one "
+                f"context of {gcfg.block_size} + 2: add documents to {cfg.corpus} or change "
+                f"val_fraction ({cfg.val_fraction})."
+            )
     torch.manual_seed(cfg.seed)
     model = TopoGPT(gcfg).to(device)
     sheets = build_sheets(gcfg, cfg.layout_seed)
@@ -313,8 +324,21 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
         state = _load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]
-        gen.set_state(state["torch_rng"])
+        rng_state, gen_state = state["rng"], state["torch_rng"]
+        if isinstance(rng_state, list):  # one state per process (data parallel)
+            if len(rng_state) != world:
+                raise ValueError(
+                    f"{ckpt_path} was written by {len(rng_state)} processes; resume it with "
+                    f"the same number (torchrun --nproc_per_node {len(rng_state)}) or "
+                    f"delete it to restart from step 0."
+                )
+            rng_state, gen_state = rng_state[rank], gen_state[rank]
+        rng.bit_generator.state = rng_state
+        gen.set_state(gen_state)
+        if "torch_global_rng" in state:  # dropout draws from torch's global generator
+            torch.set_rng_state(state["torch_global_rng"])
+            if device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
         step, history = state["step"], state["history"]
         if rank == 0:
             logger.info("resuming %s from step %d", cfg.name, step)
@@ -369,9 +393,16 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
             history["val_step"].append(step)
             history["val_loss"].append(v)
             logger.info("%s step %d val %.4f", cfg.name, step, v)
-        if rank == 0 and (step % cfg.checkpoint_interval == 0 or step == cfg.max_steps):
-            history["seconds"] = seconds0 + time.perf_counter() - t0
-            _save_checkpoint(ckpt_path, model, opt, rng, gen, step, history, cfg)
+        if step % cfg.checkpoint_interval == 0 or step == cfg.max_steps:
+            rng_states, gen_states = rng, gen
+            if world > 1:  # every process's data order and centres, so that all resume
+                rng_states, gen_states = [None] * world, [None] * world
+                torch.distributed.all_gather_object(rng_states, rng.bit_generator.state)
+                torch.distributed.all_gather_object(gen_states, gen.get_state())
+            if rank == 0:
+                history["seconds"] = seconds0 + time.perf_counter() - t0
+                _save_checkpoint(ckpt_path, model, opt, rng_states, gen_states, step,
+                                 history, cfg)
     bar.close()
     if world > 1:
         torch.distributed.barrier()
@@ -408,8 +439,12 @@ def _save_checkpoint(path, model, opt, rng, gen, step, history, cfg):
     import io
 
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-             "rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "step": step,
+             "rng": rng if isinstance(rng, list) else rng.bit_generator.state,
+             "torch_rng": gen if isinstance(gen, list) else gen.get_state(),
+             "torch_global_rng": torch.get_rng_state(), "step": step,
              "history": history, "config": dataclasses.asdict(cfg)}
+    if torch.cuda.is_available() and next(model.parameters()).is_cuda:
+        state["cuda_rng"] = torch.cuda.get_rng_state(next(model.parameters()).device)
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())

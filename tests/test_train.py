@@ -1,0 +1,301 @@
+"""Training: corpus preparation, the loop, exact resume, the CLI, torchrun with gloo.
+
+A tiny config on a tiny corpus written to tmp_path (2 blocks, 4 x 4 sheet, context 16,
+a few steps); nothing depends on data/ or runs/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from topobrain.cli import main
+from topobrain.models import load
+from topobrain.models import train as train_mod
+from topobrain.models.tokenizer import EOT, load_tokenizer
+from topobrain.models.train import TrainConfig, load_config, prepare_corpus, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is fastest and cannot oversubscribe a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+WORDS = ("the a cortex map model reads writes word sentence language brain region unit "
+         "sheet verb noun walks sees finds small large quiet green river stone house and "
+         "of to in with near over under").split()
+
+
+def write_corpus(folder: Path, n_docs=10, n_words=80, seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n_docs):
+        sentences = []
+        for _ in range(n_words // 8):
+            words = rng.choice(WORDS, size=8)
+            sentences.append(" ".join(words).capitalize() + ".")
+        (folder / f"doc{k:02d}.txt").write_text(" ".join(sentences), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "txt")
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus, tmp_path_factory):
+    """A prepared corpus shared by the runs below (prepare_corpus skips a second call)."""
+    return prepare_corpus(corpus, tmp_path_factory.mktemp("prep") / "prepared",
+                          vocab_size=300, val_fraction=0.3, seed=0)
+
+
+def tiny_config(tmp_path, corpus, prepared, **over) -> dict:
+    cfg = {
+        "name": "tiny", "out": str(tmp_path / "run"), "corpus": str(corpus),
+        "prepared": str(prepared), "vocab_size": 300, "val_fraction": 0.3, "seed": 0,
+        "model": {"n_layer": 2, "n_head": 2, "sheet_shape": [4, 4], "block_size": 16},
+        "spatial": {"kind": "correlation", "alpha": 2.5, "radius": 1, "n_neighbourhoods": 3},
+        "batch_size": 4, "max_steps": 6, "warmup_steps": 2, "eval_interval": 3,
+        "eval_batches": 2, "checkpoint_interval": 3, "verbose": 0, "save_dtype": "float32",
+        "threads": 1,
+    }
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            cfg[k] = {**cfg[k], **v}
+        else:
+            cfg[k] = v
+    return cfg
+
+
+def weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def history(folder: Path) -> dict:
+    h = json.loads((Path(folder) / "card.json").read_text())["history"]
+    h.pop("seconds")
+    return h
+
+
+# --------------------------------------------------------------------------- corpus
+def test_prepare_corpus_round_trip(corpus, prepared):
+    meta = json.loads((prepared / "meta.json").read_text())
+    tok = load_tokenizer(prepared / "tokenizer.json")
+    assert meta["vocab_size"] == tok.get_vocab_size() <= 300
+    assert meta["eot_id"] == tok.token_to_id(EOT)
+    assert meta["n_documents"]["train"] + meta["n_documents"]["val"] == 10
+    assert meta["n_documents"]["val"] >= 1
+    ids = {s: np.memmap(prepared / f"{s}.bin", dtype=meta["dtype"], mode="r")
+           for s in ("train", "val")}
+    for s, arr in ids.items():
+        assert arr.size == meta["n_tokens"][s]
+    docs = {p.read_text(encoding="utf-8") for p in sorted(corpus.glob("*.txt"))}
+    decoded = []
+    for arr in ids.values():
+        cuts = np.flatnonzero(np.asarray(arr) == meta["eot_id"])
+        start = 0
+        for c in cuts:
+            decoded.append(tok.decode(np.asarray(arr[start:c]).tolist()))
+            start = c + 1
+    assert set(decoded) == docs
+    # a second call with the same corpus and options does not rewrite anything
+    before = (prepared / "train.bin").stat().st_mtime_ns
+    prepare_corpus(corpus, prepared, vocab_size=300, val_fraction=0.3, seed=0)
+    assert (prepared / "train.bin").stat().st_mtime_ns == before
+
+
+def test_prepare_corpus_with_gpt2_vocab_and_merges(corpus, prepared, tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+
+    tok = ByteLevelBPETokenizer(add_prefix_space=False)
+    tok.train([str(p) for p in corpus.glob("*.txt")], vocab_size=280, min_frequency=1,
+              special_tokens=[EOT], show_progress=False)
+    gpt2 = tmp_path / "gpt2"
+    gpt2.mkdir()
+    tok.save_model(str(gpt2))  # vocab.json + merges.txt, the GPT-2 file pair
+    out = prepare_corpus(corpus, tmp_path / "prep", tokenizer=gpt2, val_fraction=0.3)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["vocab_size"] == tok.get_vocab_size()
+    train_ids = np.memmap(out / "train.bin", dtype=meta["dtype"], mode="r")
+    first = next(p for p in sorted(corpus.glob("*.txt")))
+    expect = tok.encode(first.read_text(encoding="utf-8")).ids
+    assert np.asarray(train_ids[: len(expect)]).tolist() == expect or meta["n_documents"]["val"]
+
+
+def test_prepare_corpus_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="No .txt documents"):
+        prepare_corpus(tmp_path / "empty", tmp_path / "p")
+
+
+# --------------------------------------------------------------------------- config
+def test_unknown_config_fields_raise(tmp_path, corpus, prepared):
+    base = tiny_config(tmp_path, corpus, prepared)
+    with pytest.raises(ValueError, match=r"Unknown training config fields \['max_step'\]"):
+        TrainConfig.from_dict({**base, "max_step": 5})
+    with pytest.raises(ValueError, match=r"Unknown spatial config fields \['alpah'\]"):
+        TrainConfig.from_dict({**base, "spatial": {"alpah": 1.0}})
+    with pytest.raises(ValueError, match=r"Unknown model config fields \['n_embd'\]"):
+        TrainConfig.from_dict({**base, "model": {"n_embd": 16}})
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump({**base, "learning_rate": 0.1}))
+    with pytest.raises(ValueError, match=r"Unknown training config fields \['learning_rate'\]"):
+        load_config(p)
+    p.write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="must be a YAML mapping"):
+        load_config(p)
+
+
+def test_lr_schedule_warmup_and_cosine():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert train_mod._lr_at(0, cfg) == pytest.approx(1e-4)
+    assert train_mod._lr_at(9, cfg) == pytest.approx(1e-3)
+    assert train_mod._lr_at(10, cfg) == pytest.approx(1e-3)
+    assert train_mod._lr_at(60, cfg) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert train_mod._lr_at(110, cfg) == pytest.approx(1e-4)
+    lrs = [train_mod._lr_at(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs[:-1], lrs[1:], strict=True))
+    assert train_mod._lr_at(35, cfg) == pytest.approx(
+        1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 25 / 100))))
+
+
+# --------------------------------------------------------------------------- the loop
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_exact_resume(tmp_path, corpus, prepared, monkeypatch, dropout):
+    """N steps in one go == N/2 steps, a crash, and a resume: same weights and history."""
+    one = train(tiny_config(tmp_path / "a", corpus, prepared, model={"dropout": dropout}))
+    cfg_b = tiny_config(tmp_path / "b", corpus, prepared, model={"dropout": dropout})
+    real_save = train_mod._save_checkpoint
+
+    def crash_after_half(path, model, opt, rng, gen, step, *args, **kw):
+        real_save(path, model, opt, rng, gen, step, *args, **kw)
+        if step == 3:
+            raise Crash("simulated interruption after the step-3 checkpoint")
+
+    monkeypatch.setattr(train_mod, "_save_checkpoint", crash_after_half)
+    with pytest.raises(Crash):
+        train(cfg_b)
+    assert not (tmp_path / "b" / "run" / "model").exists()
+    monkeypatch.setattr(train_mod, "_save_checkpoint", real_save)
+    two = train(cfg_b)
+    wa, wb = weights(one), weights(two)
+    assert set(wa) == set(wb)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    ha, hb = history(one), history(two)
+    assert ha["step"] == list(range(1, 7)) and ha["val_step"] == [3, 6]
+    assert ha == hb
+    assert all(np.isfinite(ha["train_loss"])) and all(np.isfinite(ha["spatial_loss"]))
+
+
+def test_alpha_zero_is_the_control(tmp_path, corpus, prepared):
+    """alpha = 0: the spatial settings cannot change the weights; alpha > 0 does."""
+    a = train(tiny_config(tmp_path / "a", corpus, prepared, max_steps=4,
+                          spatial={"alpha": 0.0, "radius": 1}))
+    b = train(tiny_config(tmp_path / "b", corpus, prepared, max_steps=4,
+                          spatial={"alpha": 0.0, "radius": 3, "n_neighbourhoods": 7}))
+    c = train(tiny_config(tmp_path / "c", corpus, prepared, max_steps=4))
+    wa, wb, wc = weights(a), weights(b), weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    ha = history(a)
+    # the control monitors the spatial loss (without gradients) every 10th step only
+    assert np.isfinite(ha["spatial_loss"][0]) and np.isnan(ha["spatial_loss"][1])
+    assert history(a)["train_loss"] == history(b)["train_loss"]
+
+
+def test_trained_folder_loads_and_card(tmp_path, corpus, prepared):
+    out = train(tiny_config(tmp_path, corpus, prepared, max_steps=3, eval_interval=2,
+                            spatial={"kind": "topoloss", "alpha": 1.0,
+                                     "modules": ["mlp.c_fc"]}))
+    sm = load(out)
+    assert sm.layer_names == [f"layer.{i}.{k}" for i in range(2) for k in ("attn", "mlp")]
+    assert all(s.shape == (4, 4) for s in sm.sheets.values())
+    # permuted layouts, one per layer, as TopoLM
+    assert len({tuple(map(tuple, s.positions)) for s in sm.sheets.values()}) == 4
+    card = json.loads((out / "card.json").read_text())
+    assert card["steps"] == 3 and card["tokens_seen"] == 3 * 4 * 16
+    assert card["history"]["val_step"] == [2, 3]
+    assert card["spatial_loss"]["kind"] == "topoloss"
+    assert card["unigram_val_loss"] > 0 and np.isfinite(card["final_val_loss"])
+
+
+def test_cli_train_in_process(tmp_path, corpus, prepared, capsys):
+    cfg = tiny_config(tmp_path, corpus, prepared)
+    cfg.pop("verbose")
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(p), "--max-steps", "2",
+                 "--out", str(tmp_path / "cli")]) == 0
+    captured = capsys.readouterr()
+    assert f"model written to {tmp_path / 'cli' / 'model'}" in captured.out
+    assert "task=" in captured.err and "spatial=" in captured.err  # the tqdm bar
+    assert json.loads((tmp_path / "cli" / "model" / "card.json").read_text())["steps"] == 2
+    # an unknown field: exit status 2, the library's message on one line
+    p.write_text(yaml.safe_dump({**cfg, "max_step": 3}))
+    assert main(["train", "--config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "topobrain train: error: Unknown training config fields ['max_step']" in err
+
+
+def test_torchrun_two_gloo_processes(tmp_path, corpus, prepared):
+    cfg = tiny_config(tmp_path, corpus, prepared, max_steps=3, eval_interval=3)
+    p = tmp_path / "ddp.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node", "2", "-m", "topobrain", "-q", "train", "--config", str(p)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "run" / "model"
+    card = json.loads((out / "card.json").read_text())
+    assert card["steps"] == 3
+    assert card["tokens_seen"] == 3 * 4 * 16 * 2  # two processes, each a batch of 4
+    sm = load(out)
+    assert len(sm.sheets) == 4
+    # each process's own data order is checkpointed, so that a resume continues both
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert isinstance(state["rng"], list) and len(state["rng"]) == 2
+    assert state["rng"][0] != state["rng"][1]
+
+
+def test_corpus_too_small_for_a_context(tmp_path):
+    corpus = write_corpus(tmp_path / "c", n_docs=3, n_words=8)
+    cfg = tiny_config(tmp_path, corpus, tmp_path / "prep", model={"block_size": 32},
+                      val_fraction=0.3)
+    with pytest.raises(ValueError, match=r"split of .* has \d+ tokens, fewer than one "
+                                         r"context of 32"):
+        train(cfg)
+    meta = json.loads((tmp_path / "prep" / "meta.json").read_text())
+    assert meta["n_documents"]["val"] >= 1 and meta["n_documents"]["train"] >= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bf16 autocast)")
+def test_cuda_bf16_training(tmp_path, corpus, prepared):  # pragma: no cover - CPU CI
+    out = train(tiny_config(tmp_path, corpus, prepared, max_steps=3, device="cuda"))
+    card = json.loads((out / "card.json").read_text())
+    assert all(np.isfinite(card["history"]["train_loss"]))
+    assert np.isfinite(card["final_val_loss"])
