@@ -282,6 +282,10 @@ def test_null_calibration_p_uniform(rng):
     assert lo <= rate_rand <= hi + 0.02
     # and the permutation null's mean matches E[I] = -1 / (n - 1)
     assert abs(np.mean(res.expected_sim) - (-1 / 99)) < 0.003
+    # the two-sided pseudo p-value (same seed, same null) is calibrated as well
+    two = morans_i(maps, n_permutations=99, seed=5)
+    np.testing.assert_array_equal(two.null, res.null)
+    assert lo <= np.mean(two.p_sim <= 0.05) <= hi
 
 
 def test_null_values_and_counts_equal_a_float64_computation(rng):
