@@ -462,9 +462,9 @@ def test_inputs_are_not_modified(rng):
 # ------------------------------------------------------------------ parallel
 def test_identical_for_any_n_jobs_and_chunking(rng):
     maps = rng.standard_normal((40, 2, 6, 6))
-    kw = {"n_permutations": 300, "seed": 11, "verbose": 0}
+    kw = {"n_permutations": 200, "seed": 11, "verbose": 0}
     ref = map_permutation_test(maps, LABELS, "S - N", n_jobs=1, **kw)
-    for n_jobs, chunk in ((1, 64), (2, None), (2, 100), (1, 1000)):
+    for n_jobs, chunk in ((1, 64), (2, 100), (1, 1000)):
         other = map_permutation_test(maps, LABELS, "S - N", n_jobs=n_jobs, chunk_size=chunk,
                                      **kw)
         np.testing.assert_array_equal(ref.null, other.null)
