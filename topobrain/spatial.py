@@ -44,7 +44,7 @@ same null alone as inside a batch. The global null is computed in single precisi
 (a sparse product over all permutations of a block at once); any permuted statistic within
 the rounding bound of the observed one is recomputed in double precision, so counts and
 p-values are those of an all-double computation, and null values are accurate to about
-1e-6 relative.
+1e-6 relative. The conditional null of local Moran's I is computed in double precision.
 
 References
 ----------
