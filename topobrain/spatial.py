@@ -500,7 +500,7 @@ class _Input:
 
 
 def _as_sparse_weights(weights) -> sp.csr_matrix:
-    if hasattr(weights, "sparse") and sp.issparse(getattr(weights, "sparse")):
+    if hasattr(weights, "sparse") and sp.issparse(weights.sparse):
         weights = weights.sparse  # libpysal W / Graph, without importing libpysal
     if sp.issparse(weights):
         w = sp.csr_matrix(weights, dtype=np.float64, copy=True)
