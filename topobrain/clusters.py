@@ -742,6 +742,13 @@ def tfce(
     References
     ----------
     Smith SM, Nichols TE (2009). NeuroImage 44:83-98.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.zeros((4, 4)); t[1, 1:3] = 0.5
+    >>> tfce(t, tail=1)[0, 1, 1:3].round(4)  # heights 0.2 and 0.4, extent 2
+    array([0.0566, 0.0566])
     """
     tail = _check_tail(tail)
     params = _check_tfce_params(tfce_params)
@@ -795,6 +802,15 @@ def seed_and_grow(
     ClusterTable
         One row per kept cluster in the order the seeds were taken (by layer, then
         smallest p first); the peak is the seed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.full((5, 5), 0.5); p[0, :3] = [0.01, 0.001, 0.04]; p[4, 4] = 0.02
+    >>> table = seed_and_grow(p, alpha=0.05, min_size=2)
+    >>> table.to_frame()[["cluster_id", "size", "peak_row", "peak_col"]]
+       cluster_id  size  peak_row  peak_col
+    0           1     3         0         1
     """
     if not (isinstance(alpha, (int, float, np.number)) and 0 < float(alpha) <= 1):
         raise ValueError(f"alpha must be in (0, 1]; got {alpha!r}.")
