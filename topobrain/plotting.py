@@ -40,25 +40,59 @@ def save_figure(fig, path, *, svg: bool = True, dpi: int = 120) -> list[Path]:
     return written
 
 
-def _outline(ax, mask: np.ndarray, color="k", lw=1.2) -> None:
-    """Draw the boundary of the True cells of ``mask`` on an imshow axis."""
-    mask = np.asarray(mask, dtype=bool)
-    rows, cols = mask.shape
+def _outline_segments(mask: np.ndarray) -> np.ndarray:
+    """Unit-length cell edges between True cells of ``mask`` and the rest, shape (n, 2, 2).
+
+    Each segment is ``((x0, y0), (x1, y1))`` in imshow data coordinates (cell centres on
+    integers, so edges sit on half-integers).
+    """
+    pad = np.pad(np.asarray(mask, dtype=bool), 1, constant_values=False)
+    core = pad[1:-1, 1:-1]
     segs = []
-    for r in range(rows):
-        for c in range(cols):
-            if not mask[r, c]:
-                continue
-            if r == 0 or not mask[r - 1, c]:
-                segs.append(((c - 0.5, c + 0.5), (r - 0.5, r - 0.5)))
-            if r == rows - 1 or not mask[r + 1, c]:
-                segs.append(((c - 0.5, c + 0.5), (r + 0.5, r + 0.5)))
-            if c == 0 or not mask[r, c - 1]:
-                segs.append(((c - 0.5, c - 0.5), (r - 0.5, r + 0.5)))
-            if c == cols - 1 or not mask[r, c + 1]:
-                segs.append(((c + 0.5, c + 0.5), (r - 0.5, r + 0.5)))
-    for xs, ys in segs:
-        ax.plot(xs, ys, color=color, lw=lw, solid_capstyle="round")
+    # (neighbour that must be False, start offset, end offset) for the four cell sides
+    for nb, (dx0, dy0), (dx1, dy1) in (
+            (pad[:-2, 1:-1], (-0.5, -0.5), (0.5, -0.5)),   # top
+            (pad[2:, 1:-1], (-0.5, 0.5), (0.5, 0.5)),      # bottom
+            (pad[1:-1, :-2], (-0.5, -0.5), (-0.5, 0.5)),   # left
+            (pad[1:-1, 2:], (0.5, -0.5), (0.5, 0.5))):     # right
+        r, c = np.nonzero(core & ~nb)
+        segs.append(np.stack([np.column_stack([c + dx0, r + dy0]),
+                              np.column_stack([c + dx1, r + dy1])], axis=1))
+    return np.concatenate(segs, axis=0)
+
+
+def _outline(ax, mask: np.ndarray, color="k", lw=1.2) -> None:
+    """Draw the boundary of the True cells of ``mask`` on an imshow axis.
+
+    One ``LineCollection`` (label ``"_cluster_outline"``) holds every edge: one artist
+    per edge made a 64 x 64 sheet take seconds to draw.
+    """
+    from matplotlib.collections import LineCollection
+
+    segs = _outline_segments(mask)
+    if len(segs):
+        ax.add_collection(LineCollection(segs, colors=color, linewidths=lw,
+                                         capstyle="projecting", label="_cluster_outline"),
+                          autolim=False)
+
+
+def _check_outline(outline, shape, name="outline"):
+    outline = np.asarray(outline)
+    if outline.shape != shape:
+        raise ValueError(f"{name} must be a boolean mask of the map's shape {shape}; got shape "
+                         f"{outline.shape}. Pass sheet.to_map(mask) for a per-unit mask.")
+    return outline.astype(bool)
+
+
+def _require_columns(df, columns, name) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame; got {type(df).__name__}.")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing}; it has {list(df.columns)}. "
+                         f"Pass the tidy table with columns {list(columns)}.")
+    if df.empty:
+        raise ValueError(f"{name} is empty: there is nothing to plot.")
 
 
 def plot_sheet_map(stat_map, *, ax=None, vmax=None, outline=None, title=None,
@@ -75,6 +109,13 @@ def plot_sheet_map(stat_map, *, ax=None, vmax=None, outline=None, title=None,
         Cells to outline (e.g. units in significant clusters).
     """
     stat_map = np.asarray(stat_map, dtype=float)
+    if stat_map.ndim != 2:
+        raise ValueError(f"stat_map must be a 2-D sheet map (n_rows, n_cols); got shape "
+                         f"{stat_map.shape}. Pass sheet.to_map(values).")
+    if outline is not None:
+        outline = _check_outline(outline, stat_map.shape)
+    if vmax is not None and not (np.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a positive finite number (the colour limit); got {vmax}.")
     if ax is None:
         fig, ax = plt.subplots(figsize=(3.6, 3.2))
     else:
@@ -82,8 +123,7 @@ def plot_sheet_map(stat_map, *, ax=None, vmax=None, outline=None, title=None,
     if vmax is None:
         finite = np.abs(stat_map[np.isfinite(stat_map)])
         vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("0.8")
+    cm = plt.get_cmap(cmap).with_extremes(bad="0.8")
     im = ax.imshow(np.ma.masked_invalid(stat_map), cmap=cm, vmin=-vmax, vmax=vmax,
                    interpolation="nearest")
     if outline is not None and np.any(outline):
@@ -103,6 +143,13 @@ def plot_layer_grid(maps: dict, *, outlines: dict | None = None, title=None, cba
     """All layers' maps in one grid with a shared, zero-centred colour bar."""
     names = list(maps)
     n = len(names)
+    if n == 0:
+        raise ValueError("maps is empty: pass a dict {layer name: 2-D map} with at least "
+                         "one layer.")
+    if vmax is not None and not (np.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a positive finite number (the colour limit); got {vmax}.")
+    outlines = {name: _check_outline(mask, np.shape(maps[name]), f"outlines[{name!r}]")
+                for name, mask in (outlines or {}).items() if name in maps}
     n_cols = n_cols or min(n, 6 if n > 8 else 4)
     n_rows = math.ceil(n / n_cols)
     if vmax is None:
@@ -111,8 +158,7 @@ def plot_layer_grid(maps: dict, *, outlines: dict | None = None, title=None, cba
         vmax = vmax if vmax > 0 else 1.0
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.3 * n_cols + 1.0, 2.3 * n_rows + 0.6),
                              squeeze=False)
-    cm = plt.get_cmap(DIVERGING).copy()
-    cm.set_bad("0.8")
+    cm = plt.get_cmap(DIVERGING).with_extremes(bad="0.8")
     im = None
     for k, ax in enumerate(axes.ravel()):
         if k >= n:
@@ -121,7 +167,7 @@ def plot_layer_grid(maps: dict, *, outlines: dict | None = None, title=None, cba
         m = np.asarray(maps[names[k]], float)
         im = ax.imshow(np.ma.masked_invalid(m), cmap=cm, vmin=-vmax, vmax=vmax,
                        interpolation="nearest")
-        if outlines is not None and names[k] in outlines and np.any(outlines[names[k]]):
+        if names[k] in outlines and np.any(outlines[names[k]]):
             _outline(ax, outlines[names[k]], lw=0.8)
         ax.set_title(names[k], fontsize=8)
         ax.set_xticks([])
@@ -149,6 +195,10 @@ def plot_morans_by_layer(layers: pd.DataFrame, *, brain_reference: float | None 
     brain_reference : float, optional
         Moran's I of a brain map, drawn as a horizontal line.
     """
+    _require_columns(layers, ["layer", "morans_i", "model"], "layers")
+    if "null_mean" in layers and "null_sd" not in layers:
+        raise ValueError("layers has null_mean but no null_sd: pass both (label-permutation "
+                         "null mean and sd) or neither.")
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * layers["layer"].nunique() + 2), 3.4))
     order = list(dict.fromkeys(layers["layer"]))
     x = np.arange(len(order))
@@ -182,6 +232,7 @@ def plot_distance_curves(profiles: pd.DataFrame, *, title=None):
     ``profiles`` has columns ``model``, ``layer``, ``distance`` (sheet units) and
     ``correlation``.
     """
+    _require_columns(profiles, ["model", "layer", "distance", "correlation"], "profiles")
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     palette = plt.get_cmap("tab10")
     for k, (model, df) in enumerate(profiles.groupby("model", sort=False)):
@@ -203,6 +254,7 @@ def plot_response_profiles(profile: pd.DataFrame, *, title=None):
 
     ``profile`` has columns ``model``, ``condition``, ``mean``, ``ci_low``, ``ci_high``.
     """
+    _require_columns(profile, ["model", "condition", "mean", "ci_low", "ci_high"], "profile")
     models = list(dict.fromkeys(profile["model"]))
     conds = list(dict.fromkeys(profile["condition"]))
     fig, ax = plt.subplots(figsize=(1.1 * len(conds) * len(models) + 2.0, 3.4))
@@ -211,8 +263,13 @@ def plot_response_profiles(profile: pd.DataFrame, *, title=None):
     for k, model in enumerate(models):
         df = profile[profile["model"] == model].set_index("condition").reindex(conds)
         x = np.arange(len(conds)) + (k - (len(models) - 1) / 2) * width
-        err = np.vstack([df["mean"] - df["ci_low"], df["ci_high"] - df["mean"]])
-        ax.bar(x, df["mean"], width, yerr=err, capsize=3, color=palette(k), label=model)
+        ax.bar(x, df["mean"], width, color=palette(k), label=model)
+        # the interval is drawn as given, centred on its own midpoint: a bootstrap
+        # percentile interval need not contain the mean, and matplotlib refuses
+        # negative error lengths
+        lo, hi = df["ci_low"].to_numpy(float), df["ci_high"].to_numpy(float)
+        ax.errorbar(x, (lo + hi) / 2, yerr=np.abs(hi - lo) / 2, fmt="none", ecolor="k",
+                    elinewidth=1, capsize=3)
     ax.set_xticks(np.arange(len(conds)))
     ax.set_xticklabels(conds)
     ax.set_xlabel("condition")
@@ -227,8 +284,16 @@ def plot_response_profiles(profile: pd.DataFrame, *, title=None):
 def plot_null_distributions(null: np.ndarray, observed: np.ndarray, layer_names, *,
                             title=None, xlabel="Moran's I"):
     """Per-layer histograms of a permutation null with the observed value marked."""
-    null = np.asarray(null, float)
+    layer_names = list(layer_names)
     n = len(layer_names)
+    null = np.asarray(null, float)
+    if null.ndim == 1 and n == 1:
+        null = null[:, None]
+    observed = np.atleast_1d(np.asarray(observed, float))
+    if n == 0 or null.ndim != 2 or null.shape[1] != n or observed.shape != (n,):
+        raise ValueError(f"null must have shape (n_permutations, n_layers) and observed "
+                         f"shape (n_layers,) with n_layers = len(layer_names) = {n} >= 1; got "
+                         f"null {null.shape} and observed {observed.shape}.")
     n_cols = min(n, 6 if n > 8 else 4)
     n_rows = math.ceil(n / n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.3 * n_cols, 1.9 * n_rows + 0.5),
@@ -256,13 +321,26 @@ def plot_category_map(categories: np.ndarray, labels: list[str], *, ax=None, tit
     from matplotlib.patches import Patch
 
     cat = np.asarray(categories, dtype=float)
+    labels = list(labels)
+    n = len(labels)
+    if n == 0:
+        raise ValueError("labels is empty: pass one label per category code 0..n-1.")
+    codes = cat[np.isfinite(cat) & (cat >= 0)]
+    if codes.size and (codes.max() >= n or np.any(codes != np.round(codes))):
+        raise ValueError(f"categories must hold integer codes 0..{n - 1} (one per label), -1 "
+                         f"or NaN for blank; got codes up to {codes.max():g}. Pass one "
+                         f"label per category.")
+    if n <= 10:
+        colors = list(plt.get_cmap("tab10").colors[:n])
+    elif n <= 20:
+        colors = list(plt.get_cmap("tab20").colors[:n])
+    else:
+        colors = [tuple(c) for c in plt.get_cmap("turbo")(np.linspace(0, 1, n))]
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.2, 3.4))
     else:
         fig = ax.figure
-    colors = plt.get_cmap("tab10").colors[: max(1, len(labels))]
-    cm = ListedColormap(colors)
-    cm.set_bad("white")
+    cm = ListedColormap(colors).with_extremes(bad="white")
     masked = np.ma.masked_where(~np.isfinite(cat) | (cat < 0), cat)
     ax.imshow(masked, cmap=cm, vmin=-0.5, vmax=len(labels) - 0.5, interpolation="nearest")
     ax.set_xlabel("sheet column (units)")
