@@ -207,22 +207,26 @@ def _analyse_contrast(acts, labels, contrast, *, role, alpha, correction, n_perm
     else:
         keep = np.isin(labels, contrast.positive + contrast.negative)
         groups = None
-    data = np.stack([acts.to_maps(n)[keep] for n in layer_names], axis=1)
-    if not contrast.is_two_sample and contrast.negative:
-        data = data * np.where(np.isin(labels[keep], contrast.negative), -1.0, 1.0)[:, None, None, None]
-    ctest = cl.permutation_cluster_test(
-        data, groups, stat="t", equal_var=False, threshold=threshold, tail=0,
-        cluster_stat="mass", family="all", adjacency="rook",
-        n_permutations=int(n_permutations), seed=seed, n_jobs=n_jobs,
-        verbose=0)
+    if n_permutations:
+        data = np.stack([acts.to_maps(n)[keep] for n in layer_names], axis=1)
+        if not contrast.is_two_sample and contrast.negative:
+            flip = np.where(np.isin(labels[keep], contrast.negative), -1.0, 1.0)
+            data = data * flip[:, None, None, None]
+        ctest = cl.permutation_cluster_test(
+            data, groups, stat="t", equal_var=False, threshold=threshold, tail=0,
+            cluster_stat="mass", family="all", adjacency="rook",
+            n_permutations=int(n_permutations), seed=seed, n_jobs=n_jobs, verbose=0)
+    else:  # clusters without FWE p-values
+        ctest = cl.find_clusters({n: t_maps[n] for n in layer_names}, threshold,
+                                 adjacency="rook", tail=0)
     ctab = ctest.to_frame()
     ctab["layer"] = [layer_names[int(i)] if not isinstance(i, str) else i for i in ctab["layer"]]
     if not n_permutations:
         ctab["p_fwe"] = np.nan
-    labels_map = ctest.clusters.labels if ctest.clusters is not None else None
+    table = ctest.clusters if n_permutations else ctest
+    labels_map = table.labels
     sig_ids = set(ctab.loc[ctab["p_fwe"] < 0.05, "cluster_id"]) if len(ctab) else set()
-    outlines = {n: (np.isin(labels_map[k], list(sig_ids)) if labels_map is not None
-                    else np.zeros(t_maps[n].shape, bool)) for k, n in enumerate(layer_names)}
+    outlines = {n: np.isin(labels_map[k], list(sig_ids)) for k, n in enumerate(layer_names)}
     ctab.insert(0, "contrast", contrast.expression)
     ctab.insert(0, "model", role)
     clusters = ctab

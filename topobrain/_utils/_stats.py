@@ -30,8 +30,10 @@ def group_moments(y: np.ndarray, masks: np.ndarray):
     n = m.sum(-1, keepdims=True)
     centre = y.mean(0)
     yc = y - centre  # centring first keeps the one-pass variance accurate
-    s1 = m @ yc
-    s2 = m @ (yc * yc)
+    lead = m.shape[:-1]
+    flat = m.reshape(-1, m.shape[-1])  # one 2D product: far faster than a stacked matmul
+    s1 = (flat @ yc).reshape(*lead, -1)
+    s2 = (flat @ (yc * yc)).reshape(*lead, -1)
     mean_c = s1 / n
     with np.errstate(divide="ignore", invalid="ignore"):
         var = (s2 - n * mean_c * mean_c) / (n - 1)
