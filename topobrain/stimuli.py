@@ -27,6 +27,7 @@ import csv
 import hashlib
 import io
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -496,10 +497,12 @@ def read_table(path, *, columns: Mapping[str, str] | None = None, sep: str | Non
     sep = _guess_sep(path, sep)
     text = _read_text(path, encoding)
     try:
-        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                            na_values=[], quoting=csv.QUOTE_MINIMAL if sep == ","
-                            else csv.QUOTE_NONE)
-    except pd.errors.ParserError as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                                na_values=[], index_col=False,
+                                quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         raise ValueError(f"{path} is not a well-formed table ({exc}). Check that every "
                          f"line has the same number of {sep!r}-separated fields.") from None
     except pd.errors.EmptyDataError:
@@ -581,14 +584,14 @@ def read_langloc(folder, *, name: str | None = None) -> StimulusSet:
         words = raw.iloc[:, 1:-1].apply(lambda s: s.str.strip())
         empty = np.flatnonzero(words.eq("").any(axis=1).to_numpy())
         if empty.size:
-            raise ValueError(f"{p.name}: {_rows(empty)} have an empty word cell; every "
+            raise ValueError(f"{p.name}: empty word cell at {_rows(empty)}; every "
                              f"langloc item has one word in each of the "
                              f"{words.shape[1]} word columns. Fix the file.")
         cond = raw.iloc[:, -1].str.strip().str.upper()
         bad = np.flatnonzero(~cond.isin(["S", "N"]).to_numpy())
         if bad.size:
             raise ValueError(f"{p.name}: the last column must be the condition 'S' or 'N'; "
-                             f"{_rows(bad)} hold {cond.iloc[bad[0]]!r}.")
+                             f"found {cond.iloc[bad[0]]!r} at {_rows(bad)}.")
         item = raw.iloc[:, 0].str.strip()
         frames.append(pd.DataFrame({
             "item_id": [f"run{run}_set{stim_set}_{c}{int(i):02d}" if i.isdigit()
