@@ -23,7 +23,11 @@ from topobrain.models import loaders as loaders_mod
 from topobrain.models.checkpoint import save_model, write_positions_csv
 from topobrain.models.gpt import GPTConfig, TopoGPT
 from topobrain.models.tokenizer import EOT
-from topobrain.models.topolm_format import read_layer_positions, read_positions_dir
+from topobrain.models.topolm_format import (
+    positions_dir_to_csv,
+    read_layer_positions,
+    read_positions_dir,
+)
 from topobrain.models.train import build_sheets
 from topobrain.sheet import CorticalSheet
 
@@ -333,6 +337,28 @@ def test_topolm_shared_cells_are_counted(tmp_path, bpe_dir):
     assert np.isnan(m).sum() == 3
 
 
+def test_topolm_sheet_shape_from_positions(tmp_path, bpe_dir):
+    """The grid the positions fill wins over the TopoNets rule ((4, 6) for 24 units)."""
+    model = tiny_gpt(sheet_shape=(6, 4))
+    sheets = build_sheets(model.config, 1)
+    ckpt = write_topolm(tmp_path / "a", model, coords_from_sheets(sheets))
+    sm = load(ckpt, tokenizer=bpe_dir)
+    assert sm.module.config.sheet_shape == (6, 4)
+    assert all(s.shape == (6, 4) for s in sm.sheets.values())
+    np.testing.assert_array_equal(sm.sheets["layer.0.attn"].positions,
+                                  sheets["layer.0.attn"].positions)
+    # shared cells leave the last row empty: the (3, 6) extent has too few cells, so the
+    # TopoNets grid (4, 6) that holds it is used
+    model = tiny_gpt()
+    coords = coords_from_sheets(build_sheets(model.config, 1))
+    for xy in coords.values():
+        xy[xy[:, 1] == 3, 1] = 2
+    ckpt = write_topolm(tmp_path / "b", model, coords)
+    sm = load(ckpt, tokenizer=bpe_dir)
+    assert all(s.shape == (4, 6) and s.n_shared == 6 for s in sm.sheets.values())
+    assert not sm.sheets["layer.1.mlp"].occupied[3].any()
+
+
 def test_topolm_default_positions_and_tokenizer_beside_checkpoint(tmp_path, bpe_dir):
     model = tiny_gpt()
     sheets = build_sheets(model.config, 4)
@@ -364,6 +390,16 @@ def test_positions_pickle_fields_all_protocols(tmp_path):
     assert "topolm_authors_code" not in sys.modules
     sheets = read_positions_dir(tmp_path / "p5" / "positions", n_units=24)
     assert list(sheets) == model.layer_names
+    csv = positions_dir_to_csv(tmp_path / "p5" / "positions", tmp_path / "pos.csv")
+    for layer, sheet in sheets.items():
+        back = CorticalSheet.from_csv(csv, layer, shape=(4, 6))
+        np.testing.assert_array_equal(back.positions, sheet.positions)
+    with pytest.raises(ValueError, match="24 unit positions but the model's width is 16"):
+        read_positions_dir(tmp_path / "p5" / "positions", n_units=16)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_positions_dir(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="holds no layer"):
+        read_positions_dir(tmp_path)
 
 
 class _Evil:

@@ -40,7 +40,7 @@ from .base import SheetModel
 from .gpt import GPTConfig, TopoGPT
 
 __all__ = ["LayerPositions", "read_layer_positions", "read_positions_dir",
-           "load_topolm_checkpoint", "CHECKPOINT_SUFFIXES"]
+           "positions_dir_to_csv", "load_topolm_checkpoint", "CHECKPOINT_SUFFIXES"]
 
 logger = logging.getLogger("topobrain")
 
@@ -221,8 +221,10 @@ def read_positions_dir(folder, n_units: int | None = None,
     n_units : int, optional
         The layers' width; each file must hold this many units.
     shape : tuple of int, optional
-        ``(n_rows, n_cols)`` of the sheets. By default the TopoNets shape of ``n_units``
-        when every position fits in it, else the smallest grid that holds them all.
+        ``(n_rows, n_cols)`` of the sheets. By default the smallest grid that holds every
+        position when it has ``n_units`` cells, else the TopoNets shape of ``n_units``
+        when every position fits in it (a grid whose edge cells are empty because units
+        share cells), else the smallest grid that holds them all.
 
     Returns
     -------
@@ -258,7 +260,9 @@ def read_positions_dir(folder, n_units: int | None = None,
     extent = np.max([r.rows_cols.max(0) for r in records.values()], axis=0) + 1
     if shape is None:
         base = toponets_shape(n_units) if n_units is not None else None
-        if base is not None and extent[0] <= base[0] and extent[1] <= base[1]:
+        if n_units is not None and extent[0] * extent[1] == n_units:
+            shape = (int(extent[0]), int(extent[1]))  # the grid the positions fill
+        elif base is not None and extent[0] <= base[0] and extent[1] <= base[1]:
             shape = base
         else:
             shape = (int(extent[0]), int(extent[1]))
@@ -270,6 +274,28 @@ def read_positions_dir(folder, n_units: int | None = None,
                         "cells); maps average them", layer, sheets[layer].n_shared,
                         sheets[layer].n_units, sheets[layer].n_units - sheets[layer].n_shared)
     return sheets
+
+
+def positions_dir_to_csv(folder, path, n_units: int | None = None) -> Path:
+    """Convert a TopoLM positions folder to the ``layer,unit,x,y`` interchange CSV.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The ``layer.{i}.{attn,mlp}.pkl`` folder (read with the restricted unpickler).
+    path : str or path-like
+        The CSV to write (atomically).
+    n_units : int, optional
+        Expected units per layer.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from .checkpoint import write_positions_csv
+
+    write_positions_csv(path, read_positions_dir(folder, n_units=n_units))
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- checkpoint
@@ -379,9 +405,9 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
         ``tokenizer.json``, or a folder with it or with GPT-2's ``vocab.json`` and
         ``merges.txt``. Default: one of those beside the checkpoint.
     sheet_shape : tuple of int, optional
-        ``(n_rows, n_cols)`` of the model's width; default the TopoNets rule
-        (``(28, 28)`` for the published width 784). The maps' grid is the same shape
-        unless the positions reach beyond it.
+        ``(n_rows, n_cols)`` of the model's width. Default: the grid the positions fill
+        when it has ``n_embed`` cells, else the TopoNets rule (``(28, 28)`` for the
+        published width 784, whose position files leave some cells empty).
     name : str, optional
         Display name (default the checkpoint's file name).
 
@@ -407,11 +433,11 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
         raise ValueError(f"{path}: 'model' must be a state dict; got {type(state).__name__}.")
     state = _clean_state(state)
     n_embed = int(args.get("n_embed", args.get("n_embd", 0)) or 0)
-    if sheet_shape is None:
-        if n_embed < 1:
-            raise ValueError(f"{path}: model_args has no positive n_embed.")
-        sheet_shape = toponets_shape(n_embed)
-    gcfg = _gpt_config(args, state, sheet_shape, path)
+    if n_embed < 1:
+        raise ValueError(f"{path}: model_args has no positive n_embed; present: "
+                         f"{sorted(args)}.")
+    if sheet_shape is not None:
+        _gpt_config(args, state, sheet_shape, path)  # check it against the width first
 
     if positions is None:
         pdir = args.get("position_dir")
@@ -427,11 +453,16 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
         positions = found
     positions = Path(positions)
     if positions.is_file() and positions.suffix.lower() == ".csv":
-        sheets = read_positions_csv(positions, sheet_shape)
+        sheets = read_positions_csv(positions, sheet_shape or toponets_shape(n_embed))
         pos_files = [positions]
     else:
-        sheets = read_positions_dir(positions, n_units=gcfg.n_embd)
+        sheets = read_positions_dir(positions, n_units=n_embed, shape=sheet_shape)
         pos_files = sorted(positions.glob("layer.*.pkl"))
+    if sheet_shape is None:
+        # the positions' grid when it has n_embed cells, else the TopoNets rule
+        grid = next(iter(sheets.values())).shape
+        sheet_shape = grid if grid[0] * grid[1] == n_embed else toponets_shape(n_embed)
+    gcfg = _gpt_config(args, state, sheet_shape, path)
     missing = [n for n in gcfg.layer_names if n not in sheets]
     if missing:
         raise ValueError(f"{positions} lacks the positions of layers {missing}.")
