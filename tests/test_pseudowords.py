@@ -131,6 +131,7 @@ def test_exclude_and_accepts():
     gen = PseudowordGenerator(seed=0, exclude=pool[:-1])
     assert gen.generate(lengths=[3], unique=False) == [pool[-1]]
     assert not gen.accepts("banana") and not gen.accepts("xqzv")
+    assert gen.accepts("blorter") and not gen.accepts("blorshiter")  # blocked substring
 
 
 def test_segmentation():

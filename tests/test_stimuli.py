@@ -316,6 +316,16 @@ def test_read_langloc_errors(tmp_path, bad, match):
         read_langloc(write_langloc(tmp_path / "ll", bad=bad))
 
 
+def test_load_bundled_layout_folder(tmp_path):
+    import shutil
+
+    folder = tmp_path / "mine"
+    shutil.copytree(bundled_path("noun-verb"), folder)
+    (folder / "noun-verb.tsv").rename(folder / "mine.tsv")
+    assert load_stimuli(folder) == load_stimuli("noun-verb")
+    assert load_stimuli(folder).name == "mine"
+
+
 def test_read_langloc_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="holds no langloc files"):
         read_langloc(tmp_path)

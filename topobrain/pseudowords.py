@@ -9,7 +9,8 @@ possibly empty), each drawn with its type frequency. A candidate is kept only wh
 - every letter trigram, with word boundaries (``^bl``, ``ck$``), occurs in real words,
 - it is not a real word: not among the 100,000 most frequent English words of
   ``wordfreq`` (the word list, not a frequency threshold, is the criterion),
-- it is new within the call (``unique=True``).
+- it is new within the call (``unique=True``),
+- it holds no obscene or offensive substring (a short block list).
 
 This follows the logic of Wuggy (Keuleers & Brysbaert, 2010: sub-syllabic segments and
 their transition frequencies) in a simpler, orthographic form.
@@ -47,6 +48,12 @@ MIN_LENGTH = 3
 MAX_LENGTH = 16
 
 _VOWELS = frozenset("aeiou")
+# Pseudowords are shown to participants and readers: none may contain an obscenity or a
+# slur. Whole real words are excluded by the word list already; these catch substrings.
+_BLOCKED = re.compile(
+    "fuck|shit|cunt|piss|cock|dick|slut|whore|nigg|fag|rape|porn|tits|twat|wank|bitch|"
+    "kike|spic|chink|dyke|homo|nazi|jizz|cum|anus|anal|poo|sex|kill"
+)
 _WORD = re.compile(r"^[a-z]+$")
 _SEGMENT = re.compile(r"[aeiouy]+|[^aeiouy]+")
 
@@ -269,11 +276,12 @@ class PseudowordGenerator:
         return all(padded[i:i + 3] in tri for i in range(len(padded) - 2))
 
     def accepts(self, word: str) -> bool:
-        """True when ``word`` passes every check (legal, not real, not excluded)."""
+        """True when ``word`` passes every check: legal trigrams, not a real word, not
+        excluded, no letter three times in a row, no obscene or offensive substring."""
         w = word.lower()
         return (_WORD.match(w) is not None and self.is_legal(w)
                 and w not in self._lexicon and w not in self._exclude
-                and re.search(r"(.)\1\1", w) is None)
+                and re.search(r"(.)\1\1", w) is None and _BLOCKED.search(w) is None)
 
     # --------------------------------------------------------------- generating
     def _n_nuclei(self, length: int) -> int:
