@@ -21,6 +21,8 @@ import json
 import logging
 import os
 import shutil
+import sys
+import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -995,3 +997,14 @@ def _run_batches(model, batches, token_lists, lengths, offset, bos_id, pad_id, l
             model.to(old_device)
         if module is not None and was_training:
             module.train()
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``topobrain.extract(model, stimuli, ...)`` call :func:`extract` while
+    ``topobrain.extract`` stays the module that holds it."""
+
+    def __call__(self, *args, **kwargs):
+        return extract(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
