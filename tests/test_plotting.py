@@ -18,9 +18,16 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_rgb
 
 from topobrain import plotting
-from topobrain.plotting import (plot_category_map, plot_distance_curves, plot_layer_grid,
-                                plot_morans_by_layer, plot_null_distributions,
-                                plot_response_profiles, plot_sheet_map, save_figure)
+from topobrain.plotting import (
+    plot_category_map,
+    plot_distance_curves,
+    plot_layer_grid,
+    plot_morans_by_layer,
+    plot_null_distributions,
+    plot_response_profiles,
+    plot_sheet_map,
+    save_figure,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -327,7 +334,7 @@ def test_response_profiles_bars_and_intervals():
                    for lc in bars for s in lc.get_segments()
                    if s.shape == (2, 2) and np.isfinite(s).all())
     ok = df.dropna()
-    assert spans == sorted(zip(ok["ci_low"].round(9), ok["ci_high"].round(9)))
+    assert spans == sorted(zip(ok["ci_low"].round(9), ok["ci_high"].round(9), strict=True))
 
 
 def test_response_profiles_errors():

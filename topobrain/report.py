@@ -40,9 +40,21 @@ class Section:
     figures: list = field(default_factory=list)  # (caption, path to PNG)
 
 
+_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
+         ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
+
+
 def _img(path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
+    path = Path(path)
+    mime = _MIME.get(path.suffix.lower())
+    if mime is None:
+        raise ValueError(f"figure {path} must be an image file ({', '.join(_MIME)}); got "
+                         f"suffix {path.suffix!r}. Pass the PNG that save_figure wrote.")
+    if not path.is_file():
+        raise FileNotFoundError(f"figure {path} does not exist: save the figure first "
+                                f"(plotting.save_figure) and pass its .png path.")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
 
 
 def _table(df: pd.DataFrame, max_rows: int = 60) -> str:
