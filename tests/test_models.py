@@ -427,6 +427,21 @@ def test_positions_pickle_refuses_other_globals(tmp_path):
         read_layer_positions(bad)
 
 
+def test_positions_renamed_or_off_grid(tmp_path):
+    model = tiny_gpt()
+    coords = coords_from_sheets(build_sheets(model.config, 0))
+    write_topolm(tmp_path, model, coords)
+    pos = tmp_path / "positions"
+    shutil.copy(pos / "layer.0.attn.pkl", pos / "layer.0.mlp.pkl")
+    with pytest.raises(ValueError, match="holds the positions of 'layer.0.attn', not "
+                                         "'layer.0.mlp'"):
+        read_positions_dir(pos)
+    coords["layer.0.mlp"] = coords["layer.0.mlp"] + 0.5
+    write_topolm(tmp_path / "half", model, coords)
+    with pytest.raises(ValueError, match="coordinates must be integer grid positions"):
+        read_layer_positions(tmp_path / "half" / "positions" / "layer.0.mlp.pkl")
+
+
 def test_positions_pickle_truncated(tmp_path):
     model = tiny_gpt()
     write_topolm(tmp_path, model, coords_from_sheets(build_sheets(model.config, 0)))
@@ -595,6 +610,26 @@ def test_hf_llama_with_yaml_spec(hf_llama, bpe_dir, tmp_path):
     torch.testing.assert_close(acts["layer.0.mlp"], hs[1] - hs[0] - acts["layer.0.attn"],
                                rtol=1e-5, atol=1e-6)
     assert sm.bos_token_id == 0
+
+
+def test_hf_gpt_neo_pattern(tmp_path, bpe_dir):
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    torch.manual_seed(0)
+    ref = GPTNeoForCausalLM(GPTNeoConfig(
+        vocab_size=320, hidden_size=16, num_layers=2, num_heads=2,
+        attention_types=[[["global", "local"], 1]], max_position_embeddings=32,
+        window_size=4, bos_token_id=0, eos_token_id=0)).eval()
+    ref.save_pretrained(tmp_path / "neo")
+    sm = load(tmp_path / "neo", tokenizer=bpe_dir,
+              sheet_spec={"pattern": {"name": "block.{i}", "module": "transformer.h.{i}"}})
+    assert sm.layer_names == ["block.0", "block.1"] and sm.context_length == 32
+    x, mask = batch(sm)
+    with torch.no_grad():
+        hs = ref(input_ids=x, attention_mask=mask.long(), output_hidden_states=True).hidden_states
+    # not bit-identical: GPT-Neo builds its mask differently with use_cache=False
+    torch.testing.assert_close(sm.activations(x, mask)["block.0"], hs[1], rtol=1e-6,
+                               atol=1e-7)
 
 
 def test_hf_errors(hf_gpt2, tmp_path):
