@@ -100,7 +100,11 @@ class Browser:
                                       preexec_fn=_wire_fds, pass_fds=(3, 4))
         os.close(to_child_r)
         os.close(from_child_w)
-        self._send("Browser.getVersion")  # waits until the browser answers
+        try:
+            self._send("Browser.getVersion")  # waits until the browser answers
+        except BaseException:
+            self.close()  # never leave a half-started browser behind
+            raise
 
     def close(self) -> None:
         if self._proc is None:
@@ -228,7 +232,10 @@ class Browser:
             errors = [_describe(m) for m in self._events
                       if m.get("sessionId") == session and _is_error(m)]
         finally:
-            self._send("Target.closeTarget", {"targetId": target})
+            try:
+                self._send("Target.closeTarget", {"targetId": target}, timeout=10)
+            except BrowserError:
+                pass  # the original error, if any, is the one to report
         return {"images_ok": not info["broken"], "n_images": int(info["n"]),
                 "console_errors": errors, "broken_images": info["broken"],
                 "title": info["title"], "page_height": info["height"],
