@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 from stimuli_sentences import SENTENCES  # noqa: E402
 from stimuli_words import POOLS  # noqa: E402
 
-from topobrain.pseudowords import real_words  # noqa: E402
+from topobrain.pseudowords import PseudowordGenerator, real_words  # noqa: E402
 from topobrain.stimuli import (  # noqa: E402
     FUNCTION_WORDS,
     StimulusSet,
@@ -43,6 +43,10 @@ from topobrain.stimuli import (  # noqa: E402
     word_lists,
 )
 
+STATS_NOTE = ("*real words (%)*: share of the words among wordfreq's 100,000 most frequent "
+              "English words (the generator's criterion); *mean Zipf*: log10 of wordfreq's "
+              "occurrences per billion words, 0 for strings it never saw (some pseudowords "
+              "occur in its long tail of names and typos).")
 DEFAULT_OUT = HERE.parent / "topobrain" / "data" / "stimuli"
 SEED = 20261123
 N_PER_CELL = 40
@@ -135,6 +139,10 @@ def build_langloc(out: Path) -> StimulusSet:
     topics = pd.Series(Counter(sent["topic"])).rename_axis("topic") \
         .reset_index(name="sentences")
     n_exact = int((s_tot == n_tot).sum())
+    n_pool = len(PseudowordGenerator(0).pool(3))
+    frame = stim.to_frame().set_index("item_id")
+    examples = "\n".join(f"| {i} | {frame.loc[i, 'text']} |"
+                         for k in (1, 2, 3) for i in (f"S{k:03d}", f"N{k:03d}"))
     readme = f"""# langloc: topobrain's own language localizer
 
 Sentences (`S`) versus lists of pronounceable non-words (`N`), 12 words per item, in the
@@ -153,14 +161,24 @@ stim = load_stimuli("langloc")     # 'S' and 'N', {len(S)} items each
 - **N**: one non-word list per sentence (column `source_item`): pseudowords from
   `topobrain.pseudowords` (sub-syllabic parts of real English words; every letter trigram
   attested in real words; none among wordfreq's 100,000 most frequent English words; no
-  pseudoword used twice in the set) with the word lengths of the matched sentence in shuffled
-  order. Words of 1-2 letters (`a`, `of`, `to` ...) get 3-letter pseudowords, because every
-  pronounceable 1-2 letter string is an English word in that list; to compensate, the longest
-  pseudowords of the list are shortened by one letter each, so that {n_exact} of {len(S)} lists
-  have exactly the letters of their sentence.
+  obscene substring) with the word lengths of the matched sentence in shuffled order. No
+  pseudoword of 4 or more letters occurs twice in the set; the 3-letter ones come from the
+  {n_pool} that pass every check and are reused evenly (never twice in one list). Words of
+  1-2 letters (`a`, `of`, `to` ...) get 3-letter pseudowords, because every pronounceable
+  1-2 letter string is an English word in that list; to compensate, the longest pseudowords
+  of the list are shortened by one letter each, so that {n_exact} of {len(S)} lists have
+  exactly the letters of their sentence.
+
+Examples:
+
+| item | text |
+|---|---|
+{examples}
 
 ## Statistics
 {md_table(word_stats(stim))}
+
+{STATS_NOTE}
 
 Letters per item, S {describe(s_tot)}; N {describe(n_tot)}; paired t-test
 t = {stats.ttest_rel(s_tot, n_tot).statistic:.2f}, p = {stats.ttest_rel(s_tot, n_tot).pvalue:.3g}.
@@ -247,6 +265,8 @@ Examples (item 1 of each condition):
 
 ## Statistics
 {md_table(word_stats(stim))}
+
+{STATS_NOTE}
 
 Built with {versions()}.
 
