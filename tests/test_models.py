@@ -553,7 +553,7 @@ GPT2_SPEC = {
 }
 
 
-def test_hf_gpt2_hooks_match_hidden_states(hf_gpt2):
+def test_hf_gpt2_hooks_match_hidden_states(hf_gpt2, tmp_path):
     folder, ref = hf_gpt2
     sm = load(folder, sheet_spec=GPT2_SPEC)
     assert sm.layer_names == ["block.0", "layer.0.attn", "layer.0.mlp", "layer.1.mlp"]
@@ -577,6 +577,16 @@ def test_hf_gpt2_hooks_match_hidden_states(hf_gpt2):
             sm.sheets[f"layer.{i}.mlp"].positions,
             CorticalSheet((2, 8), layout="permuted", seed=np.random.default_rng(kids[i])).positions)
     assert not ref.transformer.h[0].mlp._forward_hooks  # hooks removed after each pass
+    # a permuted layout without a seed is seeded (0), not random
+    # and positions may come from a layer,unit,x,y CSV
+    csv_sheet = CorticalSheet((4, 4), layout="permuted", seed=5, name="b")
+    write_positions_csv(tmp_path / "b.csv", {"b": csv_sheet})
+    again = load(folder, sheet_spec={"layers": {
+        "a": {"module": "transformer.h.1", "layout": "permuted"},
+        "b": {"module": "transformer.h.1.mlp", "positions": str(tmp_path / "b.csv")}}})
+    np.testing.assert_array_equal(again.sheets["a"].positions,
+                                  CorticalSheet((4, 4), layout="permuted", seed=0).positions)
+    np.testing.assert_array_equal(again.sheets["b"].positions, csv_sheet.positions)
 
 
 def test_hf_padding_does_not_change_real_tokens(hf_gpt2):

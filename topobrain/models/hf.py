@@ -16,7 +16,7 @@ A sheet spec is a dict, or a YAML or JSON file holding one::
 
 Per layer: ``module`` (required), ``shape`` (default the TopoNets rule for the module's
 output width), ``layout`` (``"identity"``, as TopoNets, or ``"permuted"``, as TopoLM),
-``seed`` (of the permutation; a pattern's layers get independent child seeds of it),
+``seed`` (of the permutation, default 0; a pattern's layers get independent child seeds),
 ``positions`` (a ``layer,unit,x,y`` CSV, instead of ``layout``).
 """
 
@@ -276,7 +276,7 @@ def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
                     f"n_rows * n_cols == {width}, e.g. {list(toponets_shape(width))}."
                 )
             sheet = CorticalSheet(shape, layout=entry.get("layout", "identity"),
-                                  seed=entry.get("seed"), name=layer)
+                                  seed=entry.get("seed", 0), name=layer)
         if sheet.n_units != width:
             raise ValueError(f"Layer {layer!r} has {width} units but {sheet.n_units} "
                              f"positions.")
