@@ -103,7 +103,8 @@ def main(argv=None) -> int:
                 profiles.append(prof)
     table = pd.DataFrame(rows)
     table.to_csv(FIGURES / "morans_i_table.csv", index=False, float_format="%.4f")
-    md = ["| model | stimuli | contrast | readout | mean Moran's I | label-null mean (sd) | z | p |",
+    md = ["| model | stimuli | contrast | readout | mean Moran's I | label-null mean (sd) "
+          "| z | p |",
           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['model']} | {r['stimuli']} | {r['contrast']} | {r['readout']} | "

@@ -167,3 +167,18 @@ def test_cli_localize_and_one_line_errors(tiny_models, stimuli, tmp_path, capsys
                  "--contrast", "S - N", "--out", str(out), "--n-permutations", "5"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--overwrite" in err and "Traceback" not in err
+
+
+def test_report_renders_in_a_real_browser(tiny_models, stimuli, tmp_path, monkeypatch):
+    from _browser import find_chromium, render_in_browser
+
+    if find_chromium() is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): the report "
+                    "cannot be rendered in a real browser here")
+    monkeypatch.setenv("TOPOBRAIN_CACHE", str(tmp_path / "cache"))
+    res = _run(tiny_models, stimuli, tmp_path / "run", selectivity=True)
+    shot = tmp_path / "report.png"
+    out = render_in_browser(res.report, shot)
+    assert out["console_errors"] == []
+    assert out["images_ok"] and out["n_images"] >= 6
+    assert shot.exists() and shot.stat().st_size > 10_000

@@ -31,7 +31,6 @@ import pandas as pd
 
 from ._utils._io import atomic_save, atomic_write_text
 from ._utils._validation import check_option
-from .contrast import parse_contrast
 
 __all__ = ["LocalizeResult", "localize"]
 
@@ -149,8 +148,8 @@ def _cluster_forming_t(p: float, df: float) -> float:
 
 
 # --------------------------------------------------------------------------- analysis
-def _analyse_contrast(acts, labels, contrast, *, role, alpha, correction, n_permutations,
-                      cluster_p, seed, n_jobs, verbose):
+def _analyse_contrast(acts, labels, contrast, *, role, profs, alpha, correction,
+                      n_permutations, cluster_p, seed, n_jobs, verbose):
     """All statistics of one model and one contrast; returns a dict of tables and maps."""
     from . import clusters as cl
     from . import glm, inference, spatial
@@ -231,7 +230,6 @@ def _analyse_contrast(acts, labels, contrast, *, role, alpha, correction, n_perm
     ctab.insert(0, "model", role)
     clusters = ctab
 
-    profs = {n: spatial.distance_profile(acts[n], sheets[n]) for n in layer_names}
     layer_rows = []
     for k, n in enumerate(layer_names):
         sheet = sheets[n]
@@ -368,7 +366,7 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
     """
     import yaml
 
-    from . import __version__
+    from . import __version__, spatial
     from .extract import extract
     from .models import load as load_model
     from .stimuli import StimulusSet, load_stimuli
@@ -421,7 +419,7 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
                     versions=_versions())
     atomic_write_text(out / RUN_FILE, yaml.safe_dump(settings, sort_keys=False))
 
-    results, acts_by_role, profiles, sel_frames = {}, {}, [], []
+    results, acts_by_role, sel_frames = {}, {}, []
     labels = stim.labels
     for role, m in loaded.items():
         acts = extract(m, stim, layers=layers, pooling=pooling, batch_size=batch_size,
@@ -431,9 +429,11 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
 
             acts = smooth(acts, smooth_fwhm)
         acts_by_role[role] = acts
+        # distance profiles describe the responses, not a contrast: once per model
+        profs = {n: spatial.distance_profile(acts[n], acts.sheets[n]) for n in acts.layers}
         for c in parsed:
             logger.info("%s: %s", names[role], c.expression)
-            r = _analyse_contrast(acts, labels, c, role=names[role], alpha=alpha,
+            r = _analyse_contrast(acts, labels, c, role=names[role], profs=profs, alpha=alpha,
                                   correction=correction, n_permutations=n_permutations,
                                   cluster_p=cluster_p, seed=seed, n_jobs=n_jobs,
                                   verbose=verbose)
@@ -467,7 +467,7 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
 
     from .report import write_report
 
-    summary = _summary_sentences(layers_df, units, clusters, names, parsed, smooth_fwhm)
+    summary = _summary_sentences(results, names, parsed, smooth_fwhm)
     sections = _figures_and_sections(out, results, names, parsed, acts_by_role, labels,
                                      layers_df, clusters, sel_frames, brain_reference, summary)
     report = write_report(out / "report.html",
@@ -479,28 +479,27 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
                           summary=summary)
 
 
-def _summary_sentences(layers_df, units, clusters, names, parsed, smooth_fwhm) -> list[str]:
+def _summary_sentences(results, names, parsed, smooth_fwhm) -> list[str]:
     out = []
     for c in parsed:
         for role_name in names.values():
-            L = layers_df[(layers_df["model"] == role_name) & (layers_df["contrast"] == c.expression)]
-            U = units[(units["model"] == role_name) & (units["contrast"] == c.expression)]
-            if L.empty:
-                continue
+            r = results[(role_name, c.expression)]
+            L, U, C = r["layers"], r["units"], r["clusters"]
             n_sel, n = int(U["selective"].sum()), len(U)
             s = (f"{role_name}, {c.expression}: {n_sel} of {n} units ({100 * n_sel / n:.1f}%) "
-                 f"are selective (corrected p < alpha, t > 0); mean Moran's I of the "
+                 f"are selective (corrected p < alpha, t > 0); the mean Moran's I of the "
                  f"unthresholded t-maps over {len(L)} layers is {L['morans_i'].mean():.3f}")
-            if L["null_mean"].notna().any():
-                z = (L["morans_i"].mean() - L["null_mean"].mean())
-                s += (f", against a label-permutation null mean of {L['null_mean'].mean():.3f} "
-                      f"(mean over layers; {int((L['null_p'] < 0.05).sum())} of {len(L)} layers "
-                      f"exceed their null at p < 0.05; excess {z:+.3f})")
+            null = r["null"]
+            if null is not None:
+                nm = null.null_mean_over_layers
+                s += (f", against a label-permutation null of {nm.mean():.3f} (sd "
+                      f"{nm.std(ddof=1):.3f}; z = {null.z_mean:.2f}, p = {null.p_mean:.4f}); "
+                      f"{int((L['null_p'] < 0.05).sum())} of {len(L)} layers exceed their own "
+                      f"null at p < 0.05")
             s += "."
-            C = clusters[(clusters.get("model") == role_name)
-                         & (clusters.get("contrast") == c.expression)] if len(clusters) else clusters
-            if len(C) and "p_fwe" in C and C["p_fwe"].notna().any():
-                s += f" {int((C['p_fwe'] < 0.05).sum())} clusters survive FWE correction (p < 0.05)."
+            if len(C) and C["p_fwe"].notna().any():
+                s += (f" {int((C['p_fwe'] < 0.05).sum())} of {len(C)} clusters survive FWE "
+                      f"correction (p < 0.05).")
             out.append(s)
     if smooth_fwhm:
         out.append(f"Responses were smoothed on the sheet with a Gaussian of FWHM {smooth_fwhm} "
@@ -570,6 +569,7 @@ def _figures_and_sections(out, results, names, parsed, acts_by_role, labels, lay
                            show))
         sections.append(Section(f"Contrast {c.expression}", tables=tables, figures=figs))
     prof_frames = pd.concat([r["profiles"] for r in results.values()], ignore_index=True)
+    prof_frames = prof_frames.drop_duplicates(["model", "layer", "bin_lower"])  # per model
     fig = plotting.plot_distance_curves(
         prof_frames, title="Response correlation vs distance (mean ± sd over layers)")
     path = fig_dir / "distance_curves"
