@@ -459,6 +459,14 @@ def test_topolm_checkpoint_truncated(tmp_path, bpe_dir):
     ckpt.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load(ckpt, positions=tmp_path / "positions", tokenizer=bpe_dir)
+    # the legacy (pre-zip) torch.save format, truncated
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"model": model.state_dict(), "model_args": {}}, legacy,
+               _use_new_zipfile_serialization=False)
+    data = legacy.read_bytes()
+    legacy.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load(legacy, positions=tmp_path / "positions", tokenizer=bpe_dir)
 
 
 class _Custom:

@@ -232,7 +232,8 @@ def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
     except (OSError, ValueError, RuntimeError) as exc:
         raise ValueError(
             f"Could not open the Hugging Face model in {path}: the weights are missing, "
-            f"truncated or corrupt ({type(exc).__name__}: {str(exc).splitlines()[0]})."
+            f"truncated or corrupt ({type(exc).__name__}: "
+            f"{(str(exc).strip().splitlines() or [''])[0]})."
         ) from exc
     except Exception as exc:  # safetensors raises its own SafetensorError
         if type(exc).__name__ == "SafetensorError":

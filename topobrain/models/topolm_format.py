@@ -299,19 +299,27 @@ def positions_dir_to_csv(folder, path, n_units: int | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------- checkpoint
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def _read_checkpoint(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():  # e.g. a truncated legacy-format file
+            raise ValueError(f"{path} is truncated or corrupt ({_first_line(exc)})."
+                             ) from exc
         raise ValueError(
             f"{path} was refused: it needs more than torch.load(weights_only=True) admits "
             f"(objects beyond tensors and plain containers), and a checkpoint is untrusted "
             f"input. If you trust the file, re-save just its 'model' state dict and "
-            f"'model_args' dict with torch.save. Detail: {str(exc).splitlines()[0]}"
+            f"'model_args' dict with torch.save. Detail: {_first_line(exc)}"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise ValueError(
-            f"{path} is truncated or corrupt ({str(exc).splitlines()[0]}). Re-download or "
+            f"{path} is truncated or corrupt ({_first_line(exc)}). Re-download or "
             f"re-copy the checkpoint."
         ) from exc
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
