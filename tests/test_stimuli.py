@@ -84,6 +84,7 @@ def test_subset_and_where():
     w = s.where(run=2)
     assert w.item_ids == ["b1", "b2"]
     assert s.where(run=[1, 2], condition="S").item_ids == ["a1", "a2", "c1"]
+    assert s.where(run=np.array([2])).item_ids == ["b1", "b2"]
     with pytest.raises(ValueError, match="Unknown condition 'SS'.*Did you mean 'S'"):
         s.subset(["SS"])
     with pytest.raises(ValueError, match="needs at least one condition"):
@@ -151,6 +152,20 @@ def test_tsv_csv_round_trip_property(tmp_path, items, seed):
         pd.testing.assert_frame_equal(back.to_frame(), s.to_frame(), check_dtype=False)
         assert back.identity == s.identity
         assert not path.read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def test_tsv_missing_values_events_style(tmp_path):
+    df = small_table()
+    df["onset"] = [0.5, np.nan, 2.0, 3.25, np.nan]
+    df["note"] = ["x", None, "y", "z", "w"]
+    s = StimulusSet(df)
+    s.to_tsv(tmp_path / "ev.tsv")
+    lines = (tmp_path / "ev.tsv").read_text().splitlines()
+    assert lines[0] == "item_id\tcondition\ttext\trun\tonset\tnote"
+    assert lines[2] == "a2\tS\tdogs ran fast\t1\tn/a\tn/a"
+    back = read_table(tmp_path / "ev.tsv")
+    assert np.isnan(back.column("onset")[1]) and back.column("onset")[3] == 3.25
+    assert pd.isna(back.column("note")[1]) and back.identity == s.identity
 
 
 def test_to_tsv_refuses_tabs_in_extra_columns(tmp_path):

@@ -147,9 +147,10 @@ def split_parts(word: str):
 def _tables(n_train: int, min_count: int):
     """Part frequencies and attested trigrams from the ``n_train`` most frequent words."""
     wordfreq = _require_wordfreq()
-    words = [w for w in wordfreq.top_n_list("en", n_train)
-             if _WORD.match(w) and len(w) >= 3 and not w.endswith("nt")
-             or w in ("want", "went", "front", "point", "print", "paint", "plant")]
+    top = wordfreq.top_n_list("en", n_train)
+    # contractions written without the apostrophe ("couldnt") are not English spellings
+    contractions = {w.replace("'", "") for w in top if "'" in w}
+    words = [w for w in top if _WORD.match(w) and len(w) >= 3 and w not in contractions]
     onsets, codas, clusters = Counter(), Counter(), Counter()
     nuclei, final_nuclei = Counter(), Counter()
     n_nuclei_by_len = defaultdict(Counter)

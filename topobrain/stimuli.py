@@ -253,8 +253,8 @@ class StimulusSet:
         keep = np.ones(len(self), dtype=bool)
         for col, value in columns.items():
             self._check_column(col)
-            values = list(value) if isinstance(value, (list, tuple, set, frozenset)) \
-                else [value]
+            values = list(value) if isinstance(value, (list, tuple, set, frozenset,
+                                                      np.ndarray, pd.Series)) else [value]
             keep &= self._table[col].isin(values).to_numpy()
         if not keep.any():
             raise ValueError(f"No item matches where({_kw(columns)}); the values of "
@@ -272,7 +272,11 @@ class StimulusSet:
 
     # ---------------------------------------------------------------- writing
     def to_tsv(self, path) -> Path:
-        """Write the table as a tab-separated UTF-8 file (no index, no BOM)."""
+        """Write the table as a tab-separated UTF-8 file (no index, no BOM).
+
+        As in BIDS events files, a missing value in an extra column is written ``n/a``
+        (and read back as missing). Quotes are written as they are.
+        """
         for col in self._table.columns:
             values = self._table[col]
             if values.dtype == object or pd.api.types.is_string_dtype(values):
@@ -282,7 +286,7 @@ class StimulusSet:
                                      f"{_rows(bad)}, which a TSV cannot hold; replace them "
                                      f"or write a CSV with to_csv().")
         return atomic_write_text(path, self._table.to_csv(sep="\t", index=False,
-                                                          lineterminator="\n",
+                                                          lineterminator="\n", na_rep="n/a",
                                                           quoting=csv.QUOTE_NONE))
 
     def to_csv(self, path) -> Path:
@@ -453,7 +457,7 @@ def _numeric_extras(table: pd.DataFrame) -> pd.DataFrame:
     for col in table.columns:
         if col in REQUIRED_COLUMNS:
             continue
-        values = table[col].replace("", np.nan)
+        values = table[col].replace({"": np.nan, "n/a": np.nan})
         try:
             converted = pd.to_numeric(values)
         except (ValueError, TypeError):
@@ -489,7 +493,8 @@ def read_table(path, *, columns: Mapping[str, str] | None = None, sep: str | Non
     -------
     StimulusSet
         All cells are read as text (so words such as ``"nan"`` or ``"null"`` stay words);
-        extra columns that hold only numbers become numeric.
+        in extra columns an empty cell or ``n/a`` (the BIDS events-file convention) is
+        missing, and a column that holds only numbers becomes numeric.
     """
     path = Path(path)
     if not path.is_file():
