@@ -162,7 +162,7 @@ def prepare_corpus(corpus, prepared, *, vocab_size=4096, tokenizer=None, val_fra
     counts = {}
     for split, flag in (("train", False), ("val", True)):
         ids = []
-        for enc, v in zip(encoded, is_val):
+        for enc, v in zip(encoded, is_val, strict=True):
             if v == flag:
                 ids.extend(enc.ids)
                 ids.append(eot)
@@ -190,7 +190,8 @@ def _lr_at(step, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
     frac = min(max(frac, 0.0), 1.0)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+    cosine = 0.5 * (1 + math.cos(math.pi * frac))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
 
 
 def _batch(data: np.ndarray, rng: np.random.Generator, batch_size: int, block: int):
@@ -206,7 +207,7 @@ def build_sheets(gcfg: GPTConfig, layout_seed: int) -> dict[str, CorticalSheet]:
     return {
         name: CorticalSheet(gcfg.sheet_shape, layout="permuted",
                             seed=np.random.default_rng(s), name=name)
-        for name, s in zip(gcfg.layer_names, seeds)
+        for name, s in zip(gcfg.layer_names, seeds, strict=True)
     }
 
 
@@ -387,7 +388,8 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
         history["train_loss"].append(task.item())
         history["spatial_loss"].append(float(sp_loss.detach()))
         bar.update(1)
-        bar.set_postfix(task=f"{history['train_loss'][-1]:.3f}", spatial=f"{history['spatial_loss'][-1]:.3f}")
+        bar.set_postfix(task=f"{history['train_loss'][-1]:.3f}",
+                        spatial=f"{history['spatial_loss'][-1]:.3f}")
         if rank == 0 and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
             v = _evaluate(model, val_data, cfg, gcfg.block_size, device, cfg.eval_batches)
             history["val_step"].append(step)
