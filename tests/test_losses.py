@@ -290,3 +290,33 @@ def test_topoloss_value_range(rng):
     val = float(topoloss(w, tau=1.0))
     assert 0.0 <= val <= 2.0
     assert not math.isnan(val)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n_out=st.sampled_from([12, 20, 36, 49]), n_in=st.integers(1, 6),
+       phi=st.floats(1.2, 5.0), scale=st.floats(0.01, 100.0), seed=st.integers(0, 2**16))
+def test_topoloss_invariances(n_out, n_in, phi, scale, seed):
+    """Cosines ignore a positive scale and the order of the input columns."""
+    rng = np.random.default_rng(seed)
+    w = torch.from_numpy(rng.standard_normal((n_out, n_in)))
+    base = float(topoloss(w, phi=phi))
+    assert float(topoloss(scale * w, phi=phi)) == pytest.approx(base, rel=1e-9, abs=1e-12)
+    perm = torch.from_numpy(rng.permutation(n_in))
+    assert float(topoloss(w[:, perm], phi=phi)) == pytest.approx(base, rel=1e-9, abs=1e-12)
+
+
+def test_correlation_loss_invariances(rng):
+    """Pearson correlations ignore a positive affine map per unit and the sample order."""
+    sheet = CorticalSheet((6, 6), layout="permuted", seed=4)
+    pos = torch.from_numpy(np.array(sheet.positions))
+    acts = rng.standard_normal((50, 36))
+    a = rng.uniform(0.1, 10, size=36)
+    b = rng.normal(0, 5, size=36)
+
+    def f(x):
+        return float(correlation_loss(torch.from_numpy(x), pos, (6, 6), radius=2,
+                                      generator=torch.Generator().manual_seed(1)))
+
+    base = f(acts)
+    assert f(acts * a + b) == pytest.approx(base, rel=1e-9)
+    assert f(acts[rng.permutation(50)]) == pytest.approx(base, rel=1e-9)
