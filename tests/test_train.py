@@ -73,7 +73,7 @@ def tiny_config(tmp_path, corpus, prepared, **over) -> dict:
         "spatial": {"kind": "correlation", "alpha": 2.5, "radius": 1, "n_neighbourhoods": 3},
         "batch_size": 4, "max_steps": 6, "warmup_steps": 2, "eval_interval": 3,
         "eval_batches": 2, "checkpoint_interval": 3, "verbose": 0, "save_dtype": "float32",
-        "threads": 1,
+        "threads": 1, "device": "cpu",  # CPU even where CUDA exists: gloo, exact resume
     }
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
