@@ -593,3 +593,27 @@ def test_cli_make(tmp_path, capsys):
     assert "needs a SOURCE" in capsys.readouterr().err
     assert main(["stimuli", "make", "pseudowords"]) == 2
     assert "needs --n" in capsys.readouterr().err
+
+
+def test_bundled_nonwords_reproduce_from_their_seed():
+    """The bundled N lists are what the build script's seeded call makes (same wordfreq)."""
+    wordfreq = pytest.importorskip("wordfreq")
+    from importlib import metadata
+
+    readme = (bundled_path("langloc") / "README.md").read_text()
+    built = re.search(r"Built with wordfreq (\S+),", readme).group(1)
+    if metadata.version("wordfreq") != built:
+        pytest.skip(f"the set was built with wordfreq {built}; "
+                    f"{metadata.version('wordfreq')} is installed, whose word list differs")
+    assert wordfreq is not None
+    langloc = load_stimuli("langloc")
+    remade = nonword_lists(langloc.subset("S"), seed=np.random.default_rng(20261123))
+    assert remade.texts == langloc.subset("N").texts
+
+
+def test_derived_sets_are_seeded():
+    pytest.importorskip("wordfreq")
+    texts = load_stimuli("langloc").subset("S").texts[:24]
+    for maker in (jabberwocky, word_lists):
+        a, b, c = maker(texts, seed=4), maker(texts, seed=4), maker(texts, seed=5)
+        assert a == b and a.texts != c.texts

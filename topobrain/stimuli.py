@@ -64,7 +64,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _rows(index: Iterable[int], limit: int = 5) -> str:
-    """Human (1-based, header = line 1 so data row i is line i + 2) row list."""
+    """Rows as people count them: 1-based data rows (in a file, row i is on line i + 1)."""
     idx = [int(i) for i in index]
     shown = ", ".join(str(i + 1) for i in idx[:limit])
     more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
