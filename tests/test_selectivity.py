@@ -197,3 +197,10 @@ def test_unit_adjacency_joins_shared_cells():
     sheet = CorticalSheet((2, 2), layout=np.array([[0, 0], [0, 0], [1, 1]]))
     adj = unit_adjacency(sheet, "rook").toarray()
     np.testing.assert_array_equal(adj, [[0, 1, 0], [1, 0, 0], [0, 0, 0]])
+
+
+def test_category_test_without_permutations_reports_no_p(rng):
+    y, labels, sheet = _planted(rng, n_items=30, shape=(6, 6))
+    res = category_permutation_test(y, labels, unit_adjacency(sheet), n_permutations=0)
+    assert np.isfinite(res.observed).all() and np.isnan(res.p).all()
+    assert res.to_frame()["null_mean"].isna().all()

@@ -442,13 +442,19 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
         if selectivity:
             from .selectivity import selectivity as run_selectivity
 
+            from .selectivity import category_permutation_test, unit_adjacency
+
             s = run_selectivity({n: acts[n] for n in acts.layers}, labels, alpha=alpha)
+            joins = category_permutation_test(
+                {n: acts[n] for n in acts.layers}, labels,
+                {n: unit_adjacency(acts.sheets[n], "rook") for n in acts.layers},
+                n_permutations=n_permutations or 0, seed=seed)
             df = s.to_frame()
             df.insert(0, "model", names[role])
             pos = {n: acts.sheets[n].positions for n in acts.layers}
             df.insert(3, "row", np.concatenate([pos[n][:, 0] for n in acts.layers]))
             df.insert(4, "col", np.concatenate([pos[n][:, 1] for n in acts.layers]))
-            sel_frames.append((names[role], s, df))
+            sel_frames.append((names[role], s, df, joins))
 
     units = pd.concat([r["units"] for r in results.values()], ignore_index=True)
     layers_df = pd.concat([r["layers"] for r in results.values()], ignore_index=True)
@@ -459,7 +465,7 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
     _write_csv(clusters, out / "clusters.csv")
     sel_df = None
     if sel_frames:
-        sel_df = pd.concat([f for _, _, f in sel_frames], ignore_index=True)
+        sel_df = pd.concat([f for _, _, f, _ in sel_frames], ignore_index=True)
         _write_csv(sel_df, out / "selectivity.csv")
     sheets = acts_by_role["model"].sheets
     ds = _maps_dataset(results, sheets)
@@ -577,7 +583,7 @@ def _figures_and_sections(out, results, names, parsed, acts_by_role, labels, lay
     sections.append(Section("Spatial structure of the responses", figures=[
         ("Correlation of unit responses across items as a function of sheet distance",
          path.with_suffix(".png"))]))
-    for role_name, s, df in sel_frames:
+    for role_name, s, df, joins in sel_frames:
         acts = acts_by_role["model" if role_name == names["model"] else "control"]
         maps = {}
         import matplotlib.pyplot as plt
@@ -599,8 +605,15 @@ def _figures_and_sections(out, results, names, parsed, acts_by_role, labels, lay
         plotting.save_figure(fig, path)
         summary_tab = df.groupby(["layer", "preferred"]).agg(
             n_units=("unit", "size"), n_significant=("significant", "sum")).reset_index()
-        sections.append(Section(f"Selectivity: {role_name}", tables=[
-            ("Preferred condition by layer (omnibus F, BH-FDR over all layers)", summary_tab)],
+        join_tab = joins.to_frame()
+        sections.append(Section(f"Selectivity: {role_name}", sentences=[
+            "Join counts: same-preference neighbour pairs (rook) over their expectation under a "
+            "random arrangement, minus 1; the null permutes item labels, keeping the units' "
+            "correlations, so p asks whether units preferring the same condition sit together "
+            "beyond what their correlations give."], tables=[
+            ("Preferred condition by layer (omnibus F, BH-FDR over all layers)", summary_tab),
+            ("Categorical topography: same-preference joins against the label-permutation null",
+             join_tab)],
             figures=[("Preferred condition of each unit (blank: omnibus F not significant)",
                       path.with_suffix(".png"))]))
     return sections

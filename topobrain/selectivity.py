@@ -24,6 +24,7 @@ from scipy import stats as sps
 
 from ._utils._stats import group_moments, one_way_f, two_sample_t
 from ._utils._validation import check_random_state
+from .correction import fdr_correction
 
 __all__ = [
     "SelectivityResult", "JoinCountResult", "CategoryTopographyResult", "selectivity",
@@ -157,23 +158,6 @@ class SelectivityResult:
                 f"{self.conditions}, {n_sig} units with FDR-significant F)")
 
 
-def _bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values; NaN entries stay NaN and are not counted."""
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    q = p[ok]
-    m = q.size
-    if m == 0:
-        return out
-    order = np.argsort(q)
-    ranked = q[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(ranked[::-1])[::-1]
-    res = np.empty(m)
-    res[order] = np.minimum(adj, 1.0)
-    out[ok] = res
-    return out
-
-
 def selectivity(responses, labels, *, alpha: float = 0.05) -> SelectivityResult:
     """Omnibus F, preferred condition and selectivity indices for every unit.
 
@@ -225,13 +209,7 @@ def selectivity(responses, labels, *, alpha: float = 0.05) -> SelectivityResult:
         with np.errstate(invalid="ignore", divide="ignore"):
             d = (mm[:, 0] - mm[:, 1]) / np.sqrt((vv[:, 0] + vv[:, 1]) / 2)
         dprime[name] = np.where(np.isfinite(d), d, np.nan)
-    flat = np.concatenate([p_all[n] for n in layers])
-    adj = _bh(flat)
-    p_fdr, start = {}, 0
-    for name in layers:
-        size = p_all[name].size
-        p_fdr[name] = adj[start : start + size]
-        start += size
+    p_fdr = fdr_correction(p_all, method="bh", alpha=alpha, over="all").p_adjusted
     return SelectivityResult(
         f=f_all, p=p_all, p_fdr=p_fdr, eta_squared=eta, preferred=pref, margin=margin,
         means=means, t_vs_rest=t_rest, dprime=dprime, conditions=conditions,
@@ -437,8 +415,11 @@ class CategoryTopographyResult:
     params: dict = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
+        has_null = self.null.shape[0] >= 2
+        nan = np.full(len(self.layers), np.nan)
         return pd.DataFrame({"layer": self.layers, "same_category_excess": self.observed,
-                             "null_mean": self.null.mean(0), "null_sd": self.null.std(0, ddof=1),
+                             "null_mean": self.null.mean(0) if has_null else nan,
+                             "null_sd": self.null.std(0, ddof=1) if has_null else nan,
                              "z": self.z, "p": self.p})
 
 
@@ -506,9 +487,12 @@ def category_permutation_test(responses, labels, weights, *, n_permutations: int
         null.append(vals)
     observed = np.array(observed)
     null = np.stack(null, axis=1) if null else np.zeros((0, len(layers)))
-    p = (1 + (null >= observed[None] - 1e-12).sum(0)) / (1 + null.shape[0])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = (observed - null.mean(0)) / null.std(0, ddof=1)
+    if null.shape[0] < 2:  # no null: no p or z
+        p = z = np.full(observed.shape, np.nan)
+    else:
+        p = (1 + (null >= observed[None] - 1e-12).sum(0)) / (1 + null.shape[0])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (observed - null.mean(0)) / null.std(0, ddof=1)
     return CategoryTopographyResult(observed=observed, null=null, p=p, z=z, layers=list(layers),
                                     params={"n_permutations": n_permutations, "seed": seed,
                                             "conditions": conditions})
