@@ -483,6 +483,11 @@ def test_vector_formats_round_trip(tmp_path, rng):
     for name, kw in cases:
         bm = load_map(tmp_path / name, mesh=mesh, **kw)
         np.testing.assert_allclose(bm.values, x, rtol=1e-12, err_msg=name)
+    # FreeSurfer MGH surface data: (n_vertices, 1, 1)
+    nib.save(nib.MGHImage(x.reshape(40, 1, 1).astype(np.float32), np.eye(4)),
+             tmp_path / "lh.thick.mgh")
+    np.testing.assert_allclose(load_map(tmp_path / "lh.thick.mgh", mesh=mesh).values, x,
+                               rtol=1e-6)
     with pytest.raises(ValueError, match="pass variable="):
         load_map(tmp_path / "cols.csv", mesh=mesh)
     with pytest.raises(KeyError, match="Did you mean 'tmap'"):
@@ -527,6 +532,18 @@ def test_load_map_errors(tmp_path, rng):
     bm = BrainMap(np.r_[np.ones(3), np.full(7, np.nan)], "surface", mesh=mesh)
     with pytest.raises(ValueError, match="at least 4"):
         map_morans_i(bm)
+    with pytest.raises(ValueError, match="one entry per location \\(10\\)"):
+        bm.restricted(np.ones(4, bool))
+    with pytest.raises(ValueError, match="one entry per location \\(10\\)"):
+        map_clusters(bm, 1.0, mask=np.ones(4, bool))
+    surf = tmp_path / "lh.surf.gii"
+    nib.save(nib.gifti.GiftiImage(darrays=[
+        nib.gifti.GiftiDataArray(mesh.coordinates.astype(np.float32),
+                                 intent="NIFTI_INTENT_POINTSET"),
+        nib.gifti.GiftiDataArray(mesh.faces.astype(np.int32), intent="NIFTI_INTENT_TRIANGLE"),
+    ]), surf)
+    with pytest.raises(ValueError, match="is a mesh, not a map"):
+        load_map(surf)
 
 
 def test_brainmap_does_not_alias_input(rng):

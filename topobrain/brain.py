@@ -652,12 +652,13 @@ class BrainMap:
         return np.full(self.n_locations, self.voxel_volume)
 
     def adjacency(self, connectivity: Connectivity = 6) -> sp.csr_matrix:
-        """Binary adjacency over all locations (mesh edges, or a 6/18/26 lattice)."""
+        """Binary adjacency over all locations (mesh edges, or a 6/18/26 lattice); a
+        fresh copy on each call."""
         if self.kind == "surface":
             key = ("mesh",)
             if key not in self._cache:
                 self._cache[key] = self.mesh.adjacency()
-            return self._cache[key]
+            return self._cache[key].copy()
         check_option("connectivity", connectivity, (6, 18, 26))
         key = ("lattice", int(connectivity))
         if key not in self._cache:
@@ -668,7 +669,7 @@ class BrainMap:
             order = np.ravel_multi_index(tuple(self.voxels.T), self.grid_shape)
             rank = np.argsort(np.argsort(order))
             self._cache[key] = a[rank][:, rank].tocsr()
-        return self._cache[key]
+        return self._cache[key].copy()
 
     def restricted(self, mask=None, connectivity: Connectivity = 6) -> RestrictedAdjacency:
         """The adjacency among finite (and ``mask``) locations, islands dropped."""
