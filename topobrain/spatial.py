@@ -750,11 +750,19 @@ except ImportError:  # pragma: no cover - a future scipy may move it
     _csr_matvecs = None
 
 
-def _spmm(u: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
-    """``u @ x`` for a CSR ``u`` and a C-contiguous 2D ``x`` of the same dtype."""
+def _spmm(u: sp.csr_matrix, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``u @ x`` for a CSR ``u`` and a C-contiguous 2D ``x`` of the same dtype, written into
+    ``out`` (C-contiguous, overwritten) when given."""
     if _csr_matvecs is None:
-        return u @ x
-    out = np.zeros((u.shape[0], x.shape[1]), dtype=x.dtype)
+        res = u @ x
+        if out is None:
+            return res
+        out[...] = res
+        return out
+    if out is None:
+        out = np.zeros((u.shape[0], x.shape[1]), dtype=x.dtype)
+    else:
+        out.fill(0)
     _csr_matvecs(u.shape[0], u.shape[1], x.shape[1], u.indptr, u.indices, u.data,
                  x.ravel(), out.ravel())
     return out
@@ -789,29 +797,37 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
     u32 = sp.csr_matrix(spec.u, dtype=dt)
     g32 = None if spec.g is None else spec.g.astype(dt)[:, None]
     cols_max = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    out = []
+    # chunks over (permutations x maps), each at most cols_max columns wide
+    m_step = min(m, cols_max)
+    p_step = max(1, cols_max // m_step)
+    # scratch reused by every chunk (fresh large arrays would be page-faulted each time)
+    x_buf = np.empty(n * p_step * m_step, dtype=dt)
+    ux_buf = np.empty(n * p_step * m_step, dtype=dt)
+    perm_buf = np.empty((_PERM_BLOCK, n), dtype=np.intp)
     base = np.arange(n, dtype=np.intp)
+    out = []
     for k in blocks:
         start = k * _PERM_BLOCK
         b_len = min(_PERM_BLOCK, n_perm - start)
         rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k,)))
-        perm = rng.permuted(np.tile(base, (b_len, 1)), axis=1)  # (b_len, n)
+        perm = perm_buf[:b_len]
+        perm[...] = base
+        rng.permuted(perm, axis=1, out=perm)                      # (b_len, n), in place
         stat = np.empty((m, b_len))
-        # chunks over (permutations x maps), each at most cols_max columns wide
-        m_step = min(m, cols_max)
-        p_step = max(1, cols_max // m_step)
         for p0 in range(0, b_len, p_step):
             pp = perm[p0:p0 + p_step]                             # (ps, n)
+            ps = pp.shape[0]
             for m0 in range(0, m, m_step):
                 ms = min(m_step, m - m0)
-                x = np.take(xt[:, m0:m0 + ms], pp.T, axis=0)       # (n, ps, ms)
-                x = x.reshape(n, -1)
-                ux = _spmm(u32, x)
+                x3 = x_buf[:n * ps * ms].reshape(n, ps, ms)
+                np.take(xt[:, m0:m0 + ms], pp.T, axis=0, out=x3, mode="clip")
+                x = x3.reshape(n, ps * ms)
+                ux = _spmm(u32, x, ux_buf[:n * ps * ms].reshape(n, ps * ms))
                 np.multiply(ux, x, out=ux)
                 q = _column_sums(ux)
                 val = spec.a[m0:m0 + ms][None, :] * q.reshape(-1, ms)
                 if g32 is not None:
-                    x2 = np.multiply(x, x)
+                    x2 = np.multiply(x, x, out=ux)                 # ux is free again
                     np.multiply(x2, g32, out=x2)
                     val = val + spec.c[m0:m0 + ms][None, :] * _column_sums(x2).reshape(-1, ms)
                 stat[m0:m0 + ms, p0:p0 + pp.shape[0]] = val.T
