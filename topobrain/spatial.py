@@ -68,6 +68,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -570,24 +571,13 @@ def _prepare(values, weights) -> _Input:
     return _Input(flat, batch, cell_shape, None, w, f"matrix {n}x{n}")
 
 
-def _restrict(inp: _Input, keep: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix, int]:
-    """Binary adjacency (or given weights) on the kept cells, islands dropped iteratively.
-
-    Returns the kept cell indices, the untransformed weights and the number of islands.
-    """
-    if inp.grid_kind is not None:
-        w = grid_weights(inp.cell_shape, inp.grid_kind, transform="b",
-                         mask=keep.reshape(inp.cell_shape))
-    else:
-        idx0 = np.flatnonzero(keep)
-        w = inp.base[idx0][:, idx0]
-    idx = np.flatnonzero(keep)
+def _drop_islands(idx: np.ndarray, w) -> tuple[np.ndarray, sp.csr_matrix, int]:
+    """Drop cells without any neighbour, repeatedly (asymmetric weights can make new ones)."""
     w = sp.csr_matrix(w)
     w.eliminate_zeros()
     n_islands = 0
     while True:
-        deg = np.diff(w.indptr)
-        island = deg == 0
+        island = np.diff(w.indptr) == 0
         if not island.any():
             break
         n_islands += int(island.sum())
@@ -604,6 +594,70 @@ def _transform(w: sp.csr_matrix, transform) -> sp.csr_matrix:
         out = transform_weights(w, transform)
     out.sort_indices()
     return out
+
+
+class _Weights:
+    """Weights of one group of maps: kept cells, transformed weights and derived sums.
+
+    Shared through a cache for grid weights: never modified after construction.
+    """
+
+    def __init__(self, idx: np.ndarray, w: sp.csr_matrix, n_islands: int):
+        idx.setflags(write=False)
+        self.idx, self.w, self.n_islands = idx, w, n_islands
+        self._sums = self._upper = self._rc = None
+
+    @property
+    def sums(self) -> tuple[float, float, float]:
+        if self._sums is None:
+            self._sums = _weight_sums(self.w)
+        return self._sums
+
+    @property
+    def row_col(self) -> np.ndarray:
+        """Row plus column sums of the weights, shape (n,)."""
+        if self._rc is None:
+            w = self.w
+            self._rc = np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()
+        return self._rc
+
+    @property
+    def upper(self) -> tuple[sp.csr_matrix, float, int]:
+        """Upper form U, the bound rho on |x|'|U||x| / |x|^2, and U's longest row."""
+        if self._upper is None:
+            u = _upper_form(self.w)
+            absu = abs(u)
+            rho = 0.5 * float(np.max(np.asarray(absu.sum(0)).ravel()
+                                     + np.asarray(absu.sum(1)).ravel()))
+            k_row = int(np.max(np.diff(u.indptr))) if u.nnz else 0
+            self._upper = (u, rho, k_row)
+        return self._upper
+
+
+_GRID_CACHE_CELLS = 1 << 14  # grids up to 128 x 128 are cached (a few MB at most each)
+
+
+def _grid_group_weights_nocache(shape, kind, transform, packed: bytes) -> _Weights:
+    n = shape[0] * shape[1]
+    keep = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=n).astype(bool)
+    w = grid_weights(shape, kind, transform="b", mask=keep.reshape(shape))
+    idx, w, isl = _drop_islands(np.flatnonzero(keep), w)
+    return _Weights(idx, _transform(w, transform) if idx.size else w, isl)
+
+
+_grid_group_weights = functools.lru_cache(maxsize=16)(_grid_group_weights_nocache)
+
+
+def _group_weights(inp: _Input, keep: np.ndarray, transform) -> _Weights:
+    """The binary adjacency (or the given weights) restricted to the kept cells, islands
+    dropped, then transformed; cached for grid weights."""
+    if inp.grid_kind is not None:
+        fn = (_grid_group_weights if keep.size <= _GRID_CACHE_CELLS
+              else _grid_group_weights_nocache)
+        return fn(tuple(inp.cell_shape), inp.grid_kind, transform, np.packbits(keep).tobytes())
+    idx0 = np.flatnonzero(keep)
+    idx, w, isl = _drop_islands(idx0, inp.base[idx0][:, idx0])
+    return _Weights(idx, _transform(w, transform) if idx.size else w, isl)
 
 
 def _groups(flat: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -892,14 +946,14 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
     entropy = _root_entropy(seed) if n_perm else 0
     few, constant = [], []
     for maps, keep in _groups(inp.flat):
-        idx, w_bin, isl = _restrict(inp, keep)
-        n_islands[maps] = isl
+        gw = _group_weights(inp, keep, transform)
+        idx, w = gw.idx, gw.w
+        n_islands[maps] = gw.n_islands
         n = idx.size
         n_cells[maps] = n
         if n < 4:
             few.extend(maps.tolist())
             continue
-        w = _transform(w_bin, transform)
         z = inp.flat[np.ix_(maps, idx)]
         z = z - z.mean(-1, keepdims=True)
         z2 = z * z
@@ -907,7 +961,7 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
         ok = ss > 0
         if not ok.all():
             constant.extend(maps[~ok].tolist())
-        s0, s1, s2 = _weight_sums(w)
+        s0, s1, s2 = gw.sums
         n2 = float(n) * n
         s02 = s0 * s0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -935,11 +989,7 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
         if n_perm and ok.any():
             good = maps[ok]
             xs = z[ok] / np.sqrt(ss[ok] / n)[:, None]
-            u = _upper_form(w)
-            absu = abs(u)
-            rho = 0.5 * float(np.max(np.asarray(absu.sum(0)).ravel()
-                                     + np.asarray(absu.sum(1)).ravel()))
-            k_row = int(np.max(np.diff(u.indptr))) if u.nnz else 0
+            u, rho, k_row = gw.upper
             eps = float(np.finfo(_NULL_DTYPE).eps) / 2
             gamma = 2.0 * (k_row + _sum_depth(n) + 8) * eps
             m = good.size
@@ -949,7 +999,7 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
                 c = np.zeros(m)
                 tol = np.full(m, gamma * rho * n / s0)
             else:
-                g = np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()
+                g = gw.row_col
                 a = np.full(m, -(n - 1) / (s0 * n))
                 c = np.full(m, (n - 1) / (2 * s0 * n))
                 tol = np.full(m, (n - 1) / (2 * s0) * gamma * (np.abs(g).max() + 2 * rho))
@@ -1255,13 +1305,13 @@ def local_morans_i(
     entropy = _root_entropy(seed) if n_perm else 0
     few, constant = 0, 0
     for maps, keep in _groups(inp.flat):
-        idx, w_bin, isl = _restrict(inp, keep)
-        n_islands[maps] = isl
+        gw = _group_weights(inp, keep, transform)
+        idx, w = gw.idx, gw.w
+        n_islands[maps] = gw.n_islands
         n_cells[maps] = idx.size
         if idx.size < 4:
             few += maps.size
             continue
-        w = _transform(w_bin, transform)
         z = inp.flat[np.ix_(maps, idx)]
         z = z - z.mean(-1, keepdims=True)
         ok = (z * z).sum(-1) > 0
