@@ -401,6 +401,22 @@ def test_batch_uses_one_product_per_nan_pattern(rng, monkeypatch):
     assert sorted(calls) == [(5, 63), (19, 62)]
 
 
+def test_cached_grid_weights_stay_correct(rng):
+    m = smooth_map(rng, (9, 9))
+    m[4, 4] = np.nan
+    spatial._grid_group_weights.cache_clear()
+    first = morans_i(m, n_permutations=20, seed=1)
+    local_morans_i(m, n_permutations=20, seed=1)
+    gearys_c(m, transform="b")
+    again = morans_i(m, n_permutations=20, seed=1)
+    assert spatial._grid_group_weights.cache_info().hits >= 3
+    np.testing.assert_array_equal(first.null, again.null)
+    assert first.I == again.I
+    idx, adj = reference_cells(m, "queen")
+    close(again.I, esda_moran(m.ravel()[idx], adj).I)
+    close(morans_i(m, transform="b").I, esda_moran(m.ravel()[idx], adj, "b").I)
+
+
 # -- properties -------------------------------------------------------------------------
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), a=st.floats(0.01, 100), b=st.floats(-100, 100),
