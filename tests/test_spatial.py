@@ -409,7 +409,7 @@ def test_cached_grid_weights_stay_correct(rng):
     local_morans_i(m, n_permutations=20, seed=1)
     gearys_c(m, transform="b")
     again = morans_i(m, n_permutations=20, seed=1)
-    assert spatial._grid_group_weights.cache_info().hits >= 3
+    assert spatial._grid_group_weights.cache_info().hits >= 2  # local, again
     np.testing.assert_array_equal(first.null, again.null)
     assert first.I == again.I
     idx, adj = reference_cells(m, "queen")
