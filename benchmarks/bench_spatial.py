@@ -92,7 +92,7 @@ def report(name, t_ours, t_esda, goal=None):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--permutations", type=int, default=999)
     args = ap.parse_args(argv)
     perms = args.permutations
