@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         evaluation = {}
         for set_name, stim, contrast in sets:
             for fwhm in (None, 2.0):
-                key = f"{set_name} | {contrast} | {'fwhm 2' if fwhm else 'unsmoothed'}"
+                key = f"{set_name}, {contrast}, {'FWHM-2 readout' if fwhm else 'unsmoothed'}"
                 res = evaluate(model, stim, contrast, n_permutations=args.n_permutations,
                                fwhm=fwhm)
                 evaluation[key] = res
