@@ -16,7 +16,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for command in ("train", "sys-info"):
+    for command in ("train", "localize", "compare", "stimuli", "sys-info"):
         assert command in out
 
 

@@ -38,7 +38,8 @@ def test_vector_in_condition_order():
 
 
 def test_unknown_condition_suggests_close_name():
-    with pytest.raises(ValueError, match=r"unknown condition\(s\) \['verbs'\].*Did you mean 'verb'"):
+    msg = r"unknown condition\(s\) \['verbs'\].*Did you mean 'verb'"
+    with pytest.raises(ValueError, match=msg):
         parse_contrast("verbs - noun", ["noun", "verb"])
 
 

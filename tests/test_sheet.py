@@ -56,7 +56,7 @@ def test_positions_from_csv(tmp_path):
 
 def test_sheet_is_immutable():
     sheet = CorticalSheet((2, 2))
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # frozen dataclass
         sheet.shape = (4, 1)
     with pytest.raises(ValueError):
         sheet.positions[0, 0] = 1
@@ -156,7 +156,8 @@ def test_sheet_weights_restricted_to_occupied_cells():
 
 def test_distance_band_and_kernel_values():
     w = grid_weights((5, 5), "distance_band", threshold=1.0, transform="b")
-    np.testing.assert_array_equal(w.toarray(), grid_weights((5, 5), "rook", transform="b").toarray())
+    rook = grid_weights((5, 5), "rook", transform="b")
+    np.testing.assert_array_equal(w.toarray(), rook.toarray())
     k = grid_weights((5, 5), "kernel", bandwidth=1.0, transform="b")
     assert k[12, 13] == pytest.approx(np.exp(-0.5))
     assert k[12, 18] == pytest.approx(np.exp(-1.0))

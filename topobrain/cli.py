@@ -43,14 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more logging (repeat for debug output)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(f"topobrain._cli.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"topobrain._cli.{module}":
-                raise
-            continue  # subcommand not available in this build
-        mod.add_parser(sub)
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(f"topobrain._cli.{module}").add_parser(sub)
     return parser
 
 

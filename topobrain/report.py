@@ -27,6 +27,7 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555} .settings td{text-align:left}
 ul.findings li{margin:.3em 0} .note{color:#666;font-size:.85em}
+.scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -77,7 +78,8 @@ def render_report(*, title: str, settings: dict, sections: list[Section]) -> str
             parts.append('<ul class="findings">' + "".join(
                 f"<li>{html.escape(s)}</li>" for s in sec.sentences) + "</ul>")
         for caption, df in sec.tables:
-            parts.append(f"<h3>{html.escape(caption)}</h3>{_table(df)}")
+            parts.append(f"<h3>{html.escape(caption)}</h3>"
+                         f"<div class=\"scroll\">{_table(df)}</div>")
         for caption, path in sec.figures:
             parts.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}"
                          f"</figcaption></figure>")

@@ -140,7 +140,8 @@ def grid_weights(
                 d = math.hypot(dr, dc)
                 if (dr == 0 and dc == 0) or d > reach:
                     continue
-                ok = (rows + dr >= 0) & (rows + dr < n_rows) & (cols + dc >= 0) & (cols + dc < n_cols)
+                ok = ((rows + dr >= 0) & (rows + dr < n_rows)
+                      & (cols + dc >= 0) & (cols + dc < n_cols))
                 src = np.flatnonzero(ok)
                 ii.append(src)
                 jj.append(src + dr * n_cols + dc)

@@ -68,7 +68,8 @@ def _card_markdown(card: dict) -> str:
              "A small TopoLM-style GPT trained on this project's 2-core CPU machine by "
              "`topobrain train` (config in `configs/`).", "",
              "## Model", "",
-             f"- architecture: {t.get('model')}; vocabulary {data.get('vocab_size', t.get('vocab_size'))} "
+             f"- architecture: {t.get('model')}; vocabulary "
+             f"{data.get('vocab_size', t.get('vocab_size'))} "
              "byte-level BPE tokens trained on the corpus; tied input/output embeddings; no biases",
              f"- spatial loss: {sp.get('kind')} with alpha = {sp.get('alpha')} (l-infinity radius "
              f"{sp.get('radius')}, {'inclusive' if sp.get('inclusive') else 'exclusive'}, "

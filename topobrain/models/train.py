@@ -355,6 +355,7 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
     t0 = time.perf_counter()
     seconds0 = history["seconds"]
     model.train()
+    shown_spatial = float("nan")
     while step < cfg.max_steps:
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
@@ -388,8 +389,9 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
         history["train_loss"].append(task.item())
         history["spatial_loss"].append(float(sp_loss.detach()))
         bar.update(1)
-        bar.set_postfix(task=f"{history['train_loss'][-1]:.3f}",
-                        spatial=f"{history['spatial_loss'][-1]:.3f}")
+        if np.isfinite(history["spatial_loss"][-1]):  # the control monitors every 10th step
+            shown_spatial = history["spatial_loss"][-1]
+        bar.set_postfix(task=f"{history['train_loss'][-1]:.3f}", spatial=f"{shown_spatial:.3f}")
         if rank == 0 and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
             v = _evaluate(model, val_data, cfg, gcfg.block_size, device, cfg.eval_batches)
             history["val_step"].append(step)
