@@ -440,9 +440,8 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
             r["profile"] = _profile_table(acts, labels, r["units"], names[role])
             results[(names[role], c.expression)] = r
         if selectivity:
-            from .selectivity import selectivity as run_selectivity
-
             from .selectivity import category_permutation_test, unit_adjacency
+            from .selectivity import selectivity as run_selectivity
 
             s = run_selectivity({n: acts[n] for n in acts.layers}, labels, alpha=alpha)
             joins = category_permutation_test(
