@@ -94,6 +94,7 @@ def test_localize_writes_every_output(tiny_models, stimuli, tmp_path, monkeypatc
     assert any("selective" in s for s in res.summary)
     assert list((out / "figures").glob("tmaps_model_*.png"))
     assert list((out / "figures").glob("tmaps_model_*.svg"))
+    assert len(list((out / "figures" / "layers").glob("*.png"))) == 2 * 4  # models x layers
 
 
 def test_units_match_direct_welch_and_moran(tiny_models, stimuli, tmp_path, monkeypatch):

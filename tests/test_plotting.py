@@ -444,3 +444,13 @@ def test_save_figure_failure_leaves_no_file(tmp_path, rng, monkeypatch):
 
 def test_plotting_uses_non_interactive_backend():
     assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_save_figure_keeps_dots_in_names(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, _ = plt.subplots()
+    written = save_figure(fig, tmp_path / "layer.3.mlp")
+    assert [p.name for p in written] == ["layer.3.mlp.png", "layer.3.mlp.svg"]
+    fig, _ = plt.subplots()
+    assert save_figure(fig, tmp_path / "map.png", svg=False)[0].name == "map.png"

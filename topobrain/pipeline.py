@@ -538,6 +538,14 @@ def _figures_and_sections(out, results, names, parsed, acts_by_role, labels, lay
             plotting.save_figure(fig, path)
             figs.append((f"{role_name}: unthresholded t-maps of {c.expression}, every layer",
                          path.with_suffix(".png")))
+            # one file per layer, for papers (PNG only: the grid has the SVG)
+            vmax = max(float(np.nanmax(np.abs(m))) for m in r["t_maps"].values()) or 1.0
+            for layer, t_map in r["t_maps"].items():
+                fig = plotting.plot_sheet_map(
+                    t_map, vmax=vmax, outline=outlines[layer], cbar_label="Welch t",
+                    title=f"{role_name}, {layer}: {c.expression}")
+                plotting.save_figure(fig, fig_dir / "layers" / f"{role}_{slug}_{layer}",
+                                     svg=False)
         L = layers_df[layers_df["contrast"] == c.expression]
         fig = plotting.plot_morans_by_layer(L, brain_reference=brain_reference,
                                             title=f"Moran's I by layer, {c.expression}")

@@ -27,13 +27,19 @@ DIVERGING = "RdBu_r"
 
 
 def save_figure(fig, path, *, svg: bool = True, dpi: int = 120) -> list[Path]:
-    """Save ``fig`` as ``path`` (PNG) and, with ``svg=True``, beside it as SVG; close it."""
+    """Save ``fig`` as ``path`` (PNG) and, with ``svg=True``, beside it as SVG; close it.
+
+    ``path`` may end in ``.png``/``.svg`` or have no extension; any other dot stays part
+    of the name (``layer.3.mlp`` becomes ``layer.3.mlp.png``).
+    """
     path = Path(path)
-    written = [atomic_save(path.with_suffix(".png"),
+    if path.suffix.lower() in (".png", ".svg"):
+        path = path.with_suffix("")
+    written = [atomic_save(path.with_name(path.name + ".png"),
                            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight",
                                                    format="png"))]
     if svg:
-        written.append(atomic_save(path.with_suffix(".svg"),
+        written.append(atomic_save(path.with_name(path.name + ".svg"),
                                    lambda tmp: fig.savefig(tmp, bbox_inches="tight",
                                                            format="svg")))
     plt.close(fig)
