@@ -562,17 +562,19 @@ def _figures_and_sections(out, results, names, parsed, acts_by_role, labels, lay
             plotting.save_figure(fig, path)
             figs.append(("Mean response of the selective units by condition (z-scored, 95% "
                          "CI over items, averaged over layers)", path.with_suffix(".png")))
-        r0 = results[(names["model"], c.expression)]
-        if r0["null"] is not None:
+        for role, role_name in names.items():  # the model's null beside the control's
+            r0 = results[(role_name, c.expression)]
+            if r0["null"] is None:
+                continue
             null = r0["null"]
             fig = plotting.plot_null_distributions(
                 null.null, null.observed, list(r0["t_maps"]),
-                title=f"{names['model']}: Moran's I ({c.expression}) against its "
+                title=f"{role_name}: Moran's I ({c.expression}) against its "
                       f"label-permutation null")
-            path = fig_dir / f"null_{slug}"
+            path = fig_dir / f"null_{role}_{slug}"
             plotting.save_figure(fig, path)
-            figs.append(("Observed Moran's I (red) and its label-permutation null, per layer",
-                         path.with_suffix(".png")))
+            figs.append((f"{role_name}: observed Moran's I (red) and its label-permutation "
+                         f"null, per layer", path.with_suffix(".png")))
         tables = [(f"Layers: {c.expression}", L.drop(columns=["contrast"]))]
         C = clusters[clusters["contrast"] == c.expression] if len(clusters) else clusters
         if len(C):
