@@ -248,3 +248,18 @@ def test_cli_compare(tmp_path, rng, capsys, brain_map):
                  str(tmp_path / "grid.surf.gii"), "--out", str(out)])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_model_moran_carries_its_label_null(tmp_path, rng, brain_map):
+    """Moran's I of a model never stands alone: the localizer's null comes along."""
+    model = write_results(tmp_path / "topo", rng)
+    layers = pd.read_csv(model / "layers.csv")
+    res = compare(model, brain_map, include_published=False)
+    t = res.table
+    per_layer = t[(t["source"] == "model") & (t["layer"] != "mean")]
+    np.testing.assert_allclose(per_layer["morans_i_null_mean"].to_numpy(float),
+                               layers["null_mean"].to_numpy(float))
+    mean_row = t[(t["source"] == "model") & (t["layer"] == "mean")].iloc[0]
+    assert mean_row["morans_i_null_mean"] == pytest.approx(layers["null_mean"].mean())
+    assert np.isnan(t[t["source"] == "brain"]["morans_i_null_mean"]).all()
+    assert "morans_i_null_mean" in res.summary().index

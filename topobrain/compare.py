@@ -54,7 +54,7 @@ PUBLISHED = (
 METRICS = ("morans_i", "percent_selective", "n_clusters", "largest_cluster_fraction",
            "median_cluster_fraction", "decay_distance")
 _TABLE_COLUMNS = ("source", "name", "contrast", "layer") + METRICS + (
-    "distance_unit", "size_relative_to", "published", "note")
+    "morans_i_null_mean", "distance_unit", "size_relative_to", "published", "note")
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,6 +184,8 @@ def _model_rows(results: ModelResults, contrast: str, source: str) -> list[dict]
         rows.append({
             "source": source, "name": results.name, "contrast": contrast,
             "layer": str(r["layer"]), "morans_i": float(r["morans_i"]),
+            # the label-permutation null of localize, when it ran: Moran's I never alone
+            "morans_i_null_mean": float(r["null_mean"]) if "null_mean" in r else np.nan,
             "percent_selective": float(r["percent_selective"]),
             "n_clusters": float(r["n_clusters"]),
             "largest_cluster_fraction": float(r["largest_cluster_size"]) / n_units,
@@ -195,7 +197,8 @@ def _model_rows(results: ModelResults, contrast: str, source: str) -> list[dict]
     if rows:
         frame = pd.DataFrame(rows)
         mean = {k: float(np.nanmean(frame[k].to_numpy(float)))
-                if np.isfinite(frame[k].to_numpy(float)).any() else np.nan for k in METRICS}
+                if np.isfinite(frame[k].to_numpy(float)).any() else np.nan
+                for k in (*METRICS, "morans_i_null_mean")}
         rows.append({**rows[0], **mean, "layer": "mean",
                      "note": f"mean over {len(frame)} layers"})
     return rows
@@ -215,7 +218,8 @@ class ComparisonResult:
         the sheet's units or the analysed cortex area/volume; model medians over the
         clusters of ``clusters.csv`` with ``p_fwe < 0.05`` when it has p-values),
         ``decay_distance`` (in ``distance_unit``: sheet units for models, mm for the
-        brain), ``published``
+        brain), ``morans_i_null_mean`` (the model's label-permutation null from
+        ``layers.csv``, NaN for the brain and when no permutations ran), ``published``
         (True for reference numbers from the literature) and ``note``.
     brain_summary : topobrain.brain.BrainSummary
     model_name, control_name : str or None
@@ -242,7 +246,7 @@ class ComparisonResult:
         over layers; published rows left out)."""
         t = self.table
         keep = t[(t["layer"].isin(["mean", "map"])) & (~t["published"])]
-        wide = keep.set_index("source")[list(METRICS)].T
+        wide = keep.set_index("source")[[*METRICS, "morans_i_null_mean"]].T
         wide.index.name = "metric"
         return wide
 
@@ -415,6 +419,13 @@ def plot_comparison(result: ComparisonResult, path=None):
             if per_layer.size:
                 jitter = np.linspace(-0.2, 0.2, per_layer.size)
                 axm.plot(i + jitter, per_layer, "o", color="k", ms=2.5, alpha=0.6)
+        if metric == "morans_i" and "morans_i_null_mean" in t:
+            for i, src in enumerate(sources):
+                sub = t[(t["source"] == src) & (t["layer"] == "mean")]
+                null = sub["morans_i_null_mean"].to_numpy(float)
+                if null.size and np.isfinite(null[0]):
+                    axm.hlines(null[0], i - 0.4, i + 0.4, colors="k", linestyles="--", lw=1.2,
+                               label="label-shuffled null" if i == 0 else None)
         if metric == "morans_i":
             pub = t[t["published"]]
             xs = {"TopoLM": 0, "TopoLM control": 1, "human brain": len(sources) - 1}
