@@ -37,7 +37,6 @@ __all__ = ["LocalizeResult", "localize"]
 logger = logging.getLogger("topobrain")
 
 RUN_FILE = "run.yaml"
-WORK_DIR = ".work"
 
 
 @dataclass(frozen=True)
@@ -86,31 +85,27 @@ def _settings_hash(settings: dict) -> str:
 
 
 def _prepare_out(out: Path, settings_hash: str, overwrite: bool) -> None:
-    """Refuse a folder that holds another run, unless ``overwrite``."""
+    """Refuse a folder that holds anything but this same run, unless ``overwrite``."""
     import yaml
 
-    run_file = out / RUN_FILE
     if out.exists() and any(out.iterdir()):
+        run_file = out / RUN_FILE
+        previous = {}
         if run_file.exists():
             try:
                 previous = yaml.safe_load(run_file.read_text()) or {}
             except yaml.YAMLError:
-                previous = {}
-            if previous.get("settings_hash") == settings_hash:
-                return  # the same run: resume and rewrite
-        elif not (out / WORK_DIR).exists():
-            if not overwrite:
-                raise FileExistsError(
-                    f"The output folder {out} is not empty and holds no topobrain run. Pick "
-                    f"another --out, or pass --overwrite to replace its contents."
-                )
-        if not overwrite and run_file.exists():
+                pass
+        if previous.get("settings_hash") == settings_hash:
+            return  # the same run: resume (activations from the cache) and rewrite
+        if not overwrite:
+            what = ("holds another run (different settings)" if run_file.exists()
+                    else "is not empty and holds no topobrain run")
             raise FileExistsError(
-                f"The output folder {out} holds another run (different settings). Pick "
-                f"another --out, or pass --overwrite to replace it."
+                f"The output folder {out} {what}. Pick another --out, or pass --overwrite "
+                f"to replace its contents."
             )
-        if overwrite:
-            shutil.rmtree(out)
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -158,11 +153,12 @@ def _analyse_contrast(acts, labels, contrast, *, role, profs, alpha, correction,
     layer_names = acts.layers
     sheets = acts.sheets
     res = {}
-    t_layers, p_layers, eff_layers = {}, {}, {}
+    t_layers, p_layers, eff_layers, dfs = {}, {}, {}, []
     for name in layer_names:
         r = glm.welch_t(acts[name], labels, contrast)
         t_layers[name], p_layers[name], eff_layers[name] = r.t, r.p, r.effect
-        df_welch = np.nanmedian(np.asarray(r.df, dtype=float))
+        dfs.append(np.asarray(r.df, dtype=float).ravel())
+    df_welch = float(np.nanmedian(np.concatenate(dfs)))  # for the cluster-forming |t|
     corr = correct_pvalues(p_layers, method=correction, alpha=alpha, over="all")
     unit_rows = []
     for name in layer_names:
