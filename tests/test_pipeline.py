@@ -183,3 +183,29 @@ def test_report_renders_in_a_real_browser(tiny_models, stimuli, tmp_path, monkey
     assert out["console_errors"] == []
     assert out["images_ok"] and out["n_images"] >= 6
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_one_sample_and_several_contrasts(tiny_models, stimuli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TOPOBRAIN_CACHE", str(tmp_path / "cache"))
+    res = localize(tiny_models["tiny-topo"], stimuli, ["S", "S - N"], out=tmp_path / "run",
+                   n_permutations=9, verbose=0)
+    assert set(res.layers["contrast"]) == {"S", "S - N"}
+    assert res.layers["null_mean"].notna().all()
+    one = res.units[res.units["contrast"] == "S"]
+    # the one-sample t of S's items against 0
+    from scipy import stats
+
+    from topobrain.extract import extract
+
+    acts = extract(tiny_models["tiny-topo"], stimuli, verbose=0)
+    layer = acts.layers[0]
+    ref = stats.ttest_1samp(acts[layer][stimuli.labels == "S"], 0.0)
+    got = one[one["layer"] == layer]["t"].to_numpy()
+    np.testing.assert_allclose(got, ref.statistic, rtol=1e-9)
+
+
+def test_weighted_contrast_is_refused_early(tiny_models, stimuli, tmp_path):
+    with pytest.raises(ValueError, match="neither two-sample.*fit_glm"):
+        localize(tiny_models["tiny-topo"], stimuli, "S - 0.5*N", out=tmp_path / "w",
+                 verbose=0)
+    assert not (tmp_path / "w").exists()

@@ -136,6 +136,36 @@ def _decay_distance(profile) -> float:
     return float(d[k - 1] + (r[k - 1] - half) * (d[k] - d[k - 1]) / (r[k - 1] - r[k]))
 
 
+def _unit_test(y, labels, contrast):
+    """t, two-sided p, effect and df of every unit: Welch t for two-sample contrasts (the
+    published localizer), the one-sample t of a single condition's items otherwise."""
+    from scipy import stats
+
+    from . import glm
+    from ._utils._stats import one_sample_t
+
+    if contrast.is_two_sample:
+        r = glm.welch_t(y, labels, contrast)
+        return r.t, r.p, r.effect, r.df
+    items = y[np.asarray(labels) == contrast.positive[0]]
+    t = one_sample_t(items)
+    df = items.shape[0] - 1
+    p = np.where(np.isfinite(t), 2 * stats.t.sf(np.abs(t), df), np.nan)
+    return t, p, items.mean(0), np.full(t.shape, float(df))
+
+
+def _check_contrast_kind(contrast) -> None:
+    if contrast.is_two_sample:
+        return
+    if contrast.positive and not contrast.negative and len(contrast.positive) == 1:
+        return
+    raise ValueError(
+        f"Contrast {contrast.expression!r} is neither two-sample (positive weights against "
+        f"negative ones summing to zero, like 'S - N') nor one condition against zero (like "
+        f"'S'). Write it as one of those, or use topobrain.glm.fit_glm for weighted contrasts."
+    )
+
+
 def _cluster_forming_t(p: float, df: float) -> float:
     from scipy import stats
 
@@ -147,7 +177,7 @@ def _analyse_contrast(acts, labels, contrast, *, role, profs, alpha, correction,
                       n_permutations, cluster_p, seed, n_jobs, verbose):
     """All statistics of one model and one contrast; returns a dict of tables and maps."""
     from . import clusters as cl
-    from . import glm, inference, spatial
+    from . import inference, spatial
     from .correction import correct_pvalues
 
     layer_names = acts.layers
@@ -155,9 +185,9 @@ def _analyse_contrast(acts, labels, contrast, *, role, profs, alpha, correction,
     res = {}
     t_layers, p_layers, eff_layers, dfs = {}, {}, {}, []
     for name in layer_names:
-        r = glm.welch_t(acts[name], labels, contrast)
-        t_layers[name], p_layers[name], eff_layers[name] = r.t, r.p, r.effect
-        dfs.append(np.asarray(r.df, dtype=float).ravel())
+        t_layers[name], p_layers[name], eff_layers[name], df = _unit_test(
+            acts[name], labels, contrast)
+        dfs.append(np.asarray(df, dtype=float).ravel())
     df_welch = float(np.nanmedian(np.concatenate(dfs)))  # for the cluster-forming |t|
     corr = correct_pvalues(p_layers, method=correction, alpha=alpha, over="all")
     unit_rows = []
@@ -195,36 +225,29 @@ def _analyse_contrast(acts, labels, contrast, *, role, profs, alpha, correction,
     # (face) connectivity as in volumetric fMRI; FWE by the max cluster mass over all layers
     threshold = _cluster_forming_t(cluster_p, df_welch)
     labels = np.asarray(labels)
-    if contrast.is_two_sample:
-        keep = np.isin(labels, contrast.positive + contrast.negative)
-        groups = np.stack([np.isin(labels[keep], contrast.positive),
-                           np.isin(labels[keep], contrast.negative)])
-    else:
-        keep = np.isin(labels, contrast.positive + contrast.negative)
-        groups = None
+    keep = np.isin(labels, contrast.positive + contrast.negative)
+    groups = (np.stack([np.isin(labels[keep], contrast.positive),
+                        np.isin(labels[keep], contrast.negative)])
+              if contrast.is_two_sample else None)  # None: one-sample sign flips
     if n_permutations:
         data = np.stack([acts.to_maps(n)[keep] for n in layer_names], axis=1)
-        if not contrast.is_two_sample and contrast.negative:
-            flip = np.where(np.isin(labels[keep], contrast.negative), -1.0, 1.0)
-            data = data * flip[:, None, None, None]
-        ctest = cl.permutation_cluster_test(
+        table = cl.permutation_cluster_test(
             data, groups, stat="t", equal_var=False, threshold=threshold, tail=0,
             cluster_stat="mass", family="all", adjacency="rook",
-            n_permutations=int(n_permutations), seed=seed, n_jobs=n_jobs, verbose=0)
+            n_permutations=int(n_permutations), seed=seed, n_jobs=n_jobs,
+            verbose=0).clusters
     else:  # clusters without FWE p-values
-        ctest = cl.find_clusters({n: t_maps[n] for n in layer_names}, threshold,
+        table = cl.find_clusters({n: t_maps[n] for n in layer_names}, threshold,
                                  adjacency="rook", tail=0)
-    ctab = ctest.to_frame()
-    ctab["layer"] = [layer_names[int(i)] if not isinstance(i, str) else i for i in ctab["layer"]]
+    clusters = table.to_frame()
+    clusters["layer"] = [layer_names[int(i)] if not isinstance(i, str) else i
+                         for i in clusters["layer"]]
     if not n_permutations:
-        ctab["p_fwe"] = np.nan
-    table = ctest.clusters if n_permutations else ctest
-    labels_map = table.labels
-    sig_ids = set(ctab.loc[ctab["p_fwe"] < 0.05, "cluster_id"]) if len(ctab) else set()
-    outlines = {n: np.isin(labels_map[k], list(sig_ids)) for k, n in enumerate(layer_names)}
-    ctab.insert(0, "contrast", contrast.expression)
-    ctab.insert(0, "model", role)
-    clusters = ctab
+        clusters["p_fwe"] = np.nan
+    sig_ids = list(clusters.loc[clusters["p_fwe"] < 0.05, "cluster_id"])
+    outlines = {n: np.isin(table.labels[k], sig_ids) for k, n in enumerate(layer_names)}
+    clusters.insert(0, "contrast", contrast.expression)
+    clusters.insert(0, "model", role)
 
     layer_rows = []
     for k, n in enumerate(layer_names):
@@ -383,6 +406,8 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
 
     stim = stimuli if isinstance(stimuli, StimulusSet) else load_stimuli(stimuli)
     parsed = [stim.contrast(c) for c in contrasts]  # unknown conditions fail here, early
+    for c in parsed:
+        _check_contrast_kind(c)
     models = {"model": model}
     if control is not None:
         models["control"] = control
