@@ -313,6 +313,40 @@ def test_null_values_and_counts_equal_a_float64_computation(rng):
     assert np.sum(np.abs(exact - obs) <= tol) > 3  # the test does exercise ties
 
 
+def test_prebuilt_sum_plan_reused_on_a_scratch_buffer_equals_fresh_column_sums(rng):
+    """The global null sums each chunk with views prebuilt once on its scratch buffer."""
+    for rows, cols in ((1, 3), (2, 5), (7, 4), (37, 24), (784, 9)):
+        buf = np.empty(rows * cols, dtype=np.float32)
+        view = buf.reshape(rows, cols)
+        plan = spatial._sum_plan(view)
+        for _ in range(3):  # refilled between uses, as chunk after chunk
+            p = rng.standard_normal((rows, cols)).astype(np.float32)
+            view[...] = p
+            got = spatial._column_sums(buf.reshape(rows, cols), plan)
+            np.testing.assert_array_equal(got, spatial._column_sums(p.copy()))
+            # each column on its own gives the same bits (no dependence on the others)
+            one = spatial._column_sums(np.ascontiguousarray(p[:, :1]))
+            assert got[0] == one[0] and got.dtype == np.float64
+            exact = p.astype(np.float64).sum(0)
+            bound = spatial._sum_depth(rows) * np.finfo(np.float32).eps * np.abs(p).sum(0)
+            assert np.all(np.abs(got - exact) <= bound + 1e-30)
+
+
+@pytest.mark.parametrize("n, m", [(784, 24), (65536, 1), (90, 3), (10, 1000), (5, 1),
+                                  (200_000, 7)])
+def test_chunk_steps_split_evenly_within_the_budget(n, m, monkeypatch):
+    for elements in (1, 200, spatial._NULL_CHUNK_ELEMENTS):
+        monkeypatch.setattr(spatial, "_NULL_CHUNK_ELEMENTS", elements)
+        m_step, p_step = spatial._chunk_steps(n, m)
+        assert 1 <= m_step <= m and 1 <= p_step <= spatial._PERM_BLOCK
+        cols_max = max(1, elements // n)
+        assert m_step * p_step <= max(cols_max, 1)
+        # as few chunks as the budget allows, as even as possible
+        n_m, n_p = -(-m // m_step), -(-spatial._PERM_BLOCK // p_step)
+        assert n_m == -(-m // min(m, cols_max))
+        assert n_m * m_step - m < n_m and n_p * p_step - spatial._PERM_BLOCK < n_p
+
+
 def test_seeded_null_is_identical_for_any_chunking_jobs_and_batch(rng, monkeypatch):
     import joblib
 
@@ -326,8 +360,15 @@ def test_seeded_null_is_identical_for_any_chunking_jobs_and_batch(rng, monkeypat
         par = morans_i(maps, n_permutations=150, seed=4, n_jobs=2)
     np.testing.assert_array_equal(base.null, par.null)
     monkeypatch.setattr(spatial, "_CHUNK_ELEMENTS", 200)
-    small = morans_i(maps, n_permutations=150, seed=4)
-    np.testing.assert_array_equal(base.null, small.null)
+    for elements in (200, 90 * 40, 90 * 64 * 3 + 1):
+        # maps split over chunks; uneven permutation chunks; one whole block per chunk
+        monkeypatch.setattr(spatial, "_NULL_CHUNK_ELEMENTS", elements)
+        small = morans_i(maps, n_permutations=150, seed=4)
+        np.testing.assert_array_equal(base.null, small.null)
+        geary_small = gearys_c(maps, n_permutations=150, seed=4)
+        monkeypatch.setattr(spatial, "_NULL_CHUNK_ELEMENTS", 1 << 20)
+        np.testing.assert_array_equal(
+            gearys_c(maps, n_permutations=150, seed=4).null, geary_small.null)
     other = morans_i(maps, n_permutations=150, seed=5)
     assert not np.array_equal(base.null, other.null)
     gen = morans_i(maps, n_permutations=150, seed=np.random.default_rng(4))

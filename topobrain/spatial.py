@@ -106,6 +106,9 @@ _PERM_BLOCK = 64
 # Elements per working array in the null computations (memory and cache bound only; any
 # value gives identical numbers).
 _CHUNK_ELEMENTS = 1 << 17
+# The same for the global null's chunks (cells x (permutations x maps)); larger, since its
+# per-chunk work is a dozen array passes whose Python overhead a wider chunk amortises.
+_NULL_CHUNK_ELEMENTS = 3 << 17
 # Precision of the global null; candidates near the observed value are redone in float64.
 _NULL_DTYPE = np.float32
 # Relative tolerance within which a permuted statistic ties with the observed one.
@@ -666,6 +669,8 @@ def _groups(flat: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     if keep.shape[0] == 1:
         return [(np.array([0]), keep[0])]
     packed = np.packbits(keep, axis=1)
+    if (packed == packed[0]).all():  # one pattern (the usual case): skip the row sort
+        return [(np.arange(keep.shape[0]), keep[0])]
     _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     return [(np.flatnonzero(inverse == g), keep[first[g]]) for g in range(first.size)]
@@ -775,22 +780,36 @@ def _upper_form(w: sp.csr_matrix) -> sp.csr_matrix:
     return u
 
 
-def _column_sums(p: np.ndarray) -> np.ndarray:
+def _sum_plan(p: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The fixed binary tree of row additions behind :func:`_column_sums`, as pairs of views
+    ``(a, b)`` of ``p`` to be applied in order as ``a += b``: p[:h] += p[h:2h] (disjoint
+    halves), then an odd last row into p[0], halving until one row is left."""
+    ops = []
+    rows = p.shape[0]
+    while rows > 1:
+        h = rows // 2
+        ops.append((p[:h], p[h:2 * h]))
+        if rows % 2:
+            ops.append((p[0], p[2 * h]))
+        rows = h
+    return ops
+
+
+def _column_sums(p: np.ndarray, plan=None) -> np.ndarray:
     """Column sums of ``p`` by a fixed binary tree of row additions, then in float64.
 
     Each column's sum is the same whatever the other columns or their number (elementwise
     adds only, no reduction kernel whose order changes with the shape), so the null does
     not depend on the chunking; the rounding error is at most ``2 * ceil(log2(n))`` ulps of
-    the sum of absolute values. Overwrites ``p`` (a scratch array).
+    the sum of absolute values. Overwrites ``p`` (a scratch array). ``plan``, when given, is
+    ``_sum_plan`` of an array with ``p``'s memory and shape (views prebuilt once for a
+    scratch buffer that many chunks reuse).
     """
-    p = p.copy() if not p.flags.writeable else p
-    rows = p.shape[0]
-    while rows > 1:              # in place: p[:h] += p[h:2h] (disjoint halves), odd row into p[0]
-        h = rows // 2
-        np.add(p[:h], p[h:2 * h], out=p[:h])
-        if rows % 2:
-            p[0] += p[2 * h]
-        rows = h
+    if plan is None:
+        p = p.copy() if not p.flags.writeable else p
+        plan = _sum_plan(p)
+    for a, b in plan:
+        np.add(a, b, out=a)
     return p[0].astype(np.float64)
 
 
@@ -843,6 +862,17 @@ def _exact_stat(spec: _NullSpec, x: np.ndarray) -> np.ndarray:
     return _geary_raw(x, spec.w)
 
 
+def _chunk_steps(n: int, m: int) -> tuple[int, int]:
+    """Maps and permutations per chunk of the global null: at most ``_NULL_CHUNK_ELEMENTS``
+    elements (n cells x permutations x maps), split evenly so no chunk is a narrow rest."""
+    cols_max = max(1, _NULL_CHUNK_ELEMENTS // max(n, 1))
+    m_step = min(m, cols_max)
+    m_step = -(-m // -(-m // m_step))
+    p_max = max(1, cols_max // m_step)
+    p_step = -(-_PERM_BLOCK // -(-_PERM_BLOCK // p_max))
+    return m_step, p_step
+
+
 def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarray:
     """Permuted statistics for the given permutation blocks: (m, sum of block lengths)."""
     m, n = spec.xs.shape
@@ -850,13 +880,11 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
     xt = np.ascontiguousarray(spec.xs.T, dtype=dt)          # (n, m)
     u32 = sp.csr_matrix(spec.u, dtype=dt)
     g32 = None if spec.g is None else spec.g.astype(dt)[:, None]
-    cols_max = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    # chunks over (permutations x maps), each at most cols_max columns wide
-    m_step = min(m, cols_max)
-    p_step = max(1, cols_max // m_step)
+    m_step, p_step = _chunk_steps(n, m)
     # scratch reused by every chunk (fresh large arrays would be page-faulted each time)
     x_buf = np.empty(n * p_step * m_step, dtype=dt)
     ux_buf = np.empty(n * p_step * m_step, dtype=dt)
+    plans = {}                  # column count -> _sum_plan of ux_buf viewed as (n, columns)
     perm_buf = np.empty((_PERM_BLOCK, n), dtype=np.intp)
     base = np.arange(n, dtype=np.intp)
     out = []
@@ -877,13 +905,16 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
                 np.take(xt[:, m0:m0 + ms], pp.T, axis=0, out=x3, mode="clip")
                 x = x3.reshape(n, ps * ms)
                 ux = _spmm(u32, x, ux_buf[:n * ps * ms].reshape(n, ps * ms))
+                plan = plans.get(ps * ms)
+                if plan is None:
+                    plan = plans[ps * ms] = _sum_plan(ux)
                 np.multiply(ux, x, out=ux)
-                q = _column_sums(ux)
+                q = _column_sums(ux, plan)
                 val = spec.a[m0:m0 + ms][None, :] * q.reshape(-1, ms)
                 if g32 is not None:
                     x2 = np.multiply(x, x, out=ux)                 # ux is free again
                     np.multiply(x2, g32, out=x2)
-                    val = val + spec.c[m0:m0 + ms][None, :] * _column_sums(x2).reshape(-1, ms)
+                    val = val + spec.c[m0:m0 + ms][None, :] * _column_sums(x2, plan).reshape(-1, ms)
                 stat[m0:m0 + ms, p0:p0 + pp.shape[0]] = val.T
         # redo in float64 what float32 cannot place on the right side of the observed value
         near = np.abs(stat - spec.obs[:, None]) <= spec.tol[:, None]
