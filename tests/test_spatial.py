@@ -332,6 +332,25 @@ def test_prebuilt_sum_plan_reused_on_a_scratch_buffer_equals_fresh_column_sums(r
             assert np.all(np.abs(got - exact) <= bound + 1e-30)
 
 
+def test_scratch_buffers_are_reused_grown_and_kept_per_thread():
+    import threading
+
+    a = spatial._scratch("test_buf", 100, np.float32)
+    assert a.shape == (100,) and a.dtype == np.float32
+    b = spatial._scratch("test_buf", 60, np.float32)
+    assert np.shares_memory(a, b) and b.shape == (60,)       # reused, not reallocated
+    c = spatial._scratch("test_buf", 500, np.float32)
+    assert c.shape == (500,) and not np.shares_memory(a, c)  # grown
+    d = spatial._scratch("test_buf", 10, np.float64)
+    assert d.dtype == np.float64                              # another dtype: a new array
+    other = []
+    t = threading.Thread(target=lambda: other.append(spatial._scratch("test_buf", 10, np.float64)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(other[0], spatial._scratch("test_buf", 10, np.float64))
+    assert spatial._scratch("test_empty", 0, np.intp).shape == (0,)
+
+
 @pytest.mark.parametrize("n, m", [(784, 24), (65536, 1), (90, 3), (10, 1000), (5, 1),
                                   (200_000, 7)])
 def test_chunk_steps_split_evenly_within_the_budget(n, m, monkeypatch):
