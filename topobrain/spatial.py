@@ -870,9 +870,11 @@ def _scratch(name: str, size: int, dtype) -> np.ndarray:
     """A 1D scratch array of at least ``size`` elements, kept per thread between calls.
 
     Fresh multi-megabyte arrays cost a page fault per 4 KiB page on first touch (about 2 ms
-    per call of the 28 x 28 x 24-map null); these are reused instead. At most a few chunks'
-    worth (``_NULL_CHUNK_ELEMENTS``, or one column of cells) stays allocated per thread.
-    Callers must not hold one across another call that asks for the same name.
+    per call of the 28 x 28 x 24-map null); these are reused instead. What stays allocated
+    per thread is the largest request of each name: two chunks (``_NULL_CHUNK_ELEMENTS``
+    float32 each, or one column of cells when that is more) and one block of permutation
+    indices (``_PERM_BLOCK`` x cells). Callers must not hold one across another call that
+    asks for the same name.
     """
     cache = getattr(_SCRATCH, "arrays", None)
     if cache is None:
