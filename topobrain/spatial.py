@@ -141,8 +141,41 @@ def _frame_columns(result, names: dict[str, str], n_maps: int) -> dict[str, Any]
     return cols
 
 
+class _GlobalResultMixin:
+    """What MoranResult and GearyResult share: the batch size and the tidy table."""
+
+    _stat: str  # the statistic's field: "I" or "C"
+    _stat_column: str  # its column in to_frame()
+    _expected_column: str
+
+    @property
+    def statistic(self):
+        """Alias of the statistic's field (``I`` or ``C``)."""
+        return getattr(self, self._stat)
+
+    @property
+    def n_maps(self) -> int | None:
+        """Number of maps of a batch, ``None`` for a single map."""
+        a = np.asarray(self.statistic)
+        return None if a.ndim == 0 else int(a.shape[0])
+
+    def to_frame(self):
+        """One row per map: the statistic, moments, z, p-values, counts, parameters."""
+        import pandas as pd
+
+        names = {self._stat: self._stat_column, "expected": self._expected_column}
+        names.update({k: k for k in (
+            "variance_norm", "variance_rand", "z_norm", "z_rand", "p_norm", "p_rand",
+            "p_sim", "expected_sim", "variance_sim", "z_sim", "p_z_sim", "n_cells",
+            "n_islands")})
+        df = pd.DataFrame(_frame_columns(self, names, self.n_maps or 1))
+        df["alternative"] = self.params.get("alternative")
+        df["n_permutations"] = self.params.get("n_permutations")
+        return df
+
+
 @dataclass(frozen=True, eq=False)
-class MoranResult:
+class MoranResult(_GlobalResultMixin):
     """Global Moran's I of one map or a batch of maps, with its inference.
 
     Scalars (0-d) for one map; arrays of shape ``(n_maps,)`` for a batch. Fields that
@@ -192,16 +225,9 @@ class MoranResult:
     n_islands: Any
     params: dict = field(default_factory=dict)
 
-    @property
-    def statistic(self):
-        """Alias of :attr:`I`."""
-        return self.I
-
-    @property
-    def n_maps(self) -> int | None:
-        """Number of maps of a batch, ``None`` for a single map."""
-        a = np.asarray(self.I)
-        return None if a.ndim == 0 else int(a.shape[0])
+    _stat = "I"
+    _stat_column = "moran_i"
+    _expected_column = "expected_i"
 
     def __repr__(self) -> str:
         lead = "" if self.n_maps is None else f"n_maps={self.n_maps}, "
@@ -213,27 +239,9 @@ class MoranResult:
             f"n_permutations={self.params.get('n_permutations')})"
         )
 
-    def to_frame(self):
-        """One row per map: ``moran_i``, moments, z, p-values, counts, parameters."""
-        import pandas as pd
-
-        n = self.n_maps or 1
-        names = {
-            "I": "moran_i", "expected": "expected_i", "variance_norm": "variance_norm",
-            "variance_rand": "variance_rand", "z_norm": "z_norm", "z_rand": "z_rand",
-            "p_norm": "p_norm", "p_rand": "p_rand", "p_sim": "p_sim",
-            "expected_sim": "expected_sim", "variance_sim": "variance_sim",
-            "z_sim": "z_sim", "p_z_sim": "p_z_sim", "n_cells": "n_cells",
-            "n_islands": "n_islands",
-        }
-        df = pd.DataFrame(_frame_columns(self, names, n))
-        df["alternative"] = self.params.get("alternative")
-        df["n_permutations"] = self.params.get("n_permutations")
-        return df
-
 
 @dataclass(frozen=True, eq=False)
-class GearyResult:
+class GearyResult(_GlobalResultMixin):
     """Global Geary's C of one map or a batch of maps, with its inference.
 
     ``C < 1`` means positive spatial autocorrelation, so for Geary ``alternative="less"``
@@ -271,15 +279,9 @@ class GearyResult:
     n_islands: Any
     params: dict = field(default_factory=dict)
 
-    @property
-    def statistic(self):
-        """Alias of :attr:`C`."""
-        return self.C
-
-    @property
-    def n_maps(self) -> int | None:
-        a = np.asarray(self.C)
-        return None if a.ndim == 0 else int(a.shape[0])
+    _stat = "C"
+    _stat_column = "geary_c"
+    _expected_column = "expected_c"
 
     def __repr__(self) -> str:
         lead = "" if self.n_maps is None else f"n_maps={self.n_maps}, "
@@ -290,24 +292,6 @@ class GearyResult:
             f"alternative={self.params.get('alternative')!r}, "
             f"n_permutations={self.params.get('n_permutations')})"
         )
-
-    def to_frame(self):
-        """One row per map: ``geary_c``, moments, z, p-values, counts, parameters."""
-        import pandas as pd
-
-        n = self.n_maps or 1
-        names = {
-            "C": "geary_c", "expected": "expected_c", "variance_norm": "variance_norm",
-            "variance_rand": "variance_rand", "z_norm": "z_norm", "z_rand": "z_rand",
-            "p_norm": "p_norm", "p_rand": "p_rand", "p_sim": "p_sim",
-            "expected_sim": "expected_sim", "variance_sim": "variance_sim",
-            "z_sim": "z_sim", "p_z_sim": "p_z_sim", "n_cells": "n_cells",
-            "n_islands": "n_islands",
-        }
-        df = pd.DataFrame(_frame_columns(self, names, n))
-        df["alternative"] = self.params.get("alternative")
-        df["n_permutations"] = self.params.get("n_permutations")
-        return df
 
 
 @dataclass(frozen=True, eq=False)
