@@ -673,6 +673,10 @@ class BrainMap:
 
     def restricted(self, mask=None, connectivity: Connectivity = 6) -> RestrictedAdjacency:
         """The adjacency among finite (and ``mask``) locations, islands dropped."""
+        return restrict_adjacency(self.adjacency(connectivity), self.kept(mask))
+
+    def kept(self, mask=None) -> np.ndarray:
+        """Boolean per location: finite value and, when given, inside ``mask``."""
         keep = np.isfinite(self.values)
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
@@ -682,7 +686,7 @@ class BrainMap:
                     f"{mask.shape}."
                 )
             keep &= mask
-        return restrict_adjacency(self.adjacency(connectivity), keep)
+        return keep
 
     def with_values(self, values, name: str | None = None) -> BrainMap:
         """A new map on the same locations with other values."""
@@ -1221,16 +1225,8 @@ def map_clusters(
     from .clusters import find_clusters
 
     bm = _check_map(brain_map)
-    finite = np.isfinite(bm.values)
-    keep = finite.copy()
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != keep.shape:
-            raise ValueError(
-                f"mask must have one entry per location ({bm.n_locations}); got shape "
-                f"{mask.shape}."
-            )
-        keep &= mask
+    keep = bm.kept(mask)
+    finite = np.isfinite(bm.values)  # the area of reference: every finite location
     # locations outside ``keep`` are NaN, never suprathreshold; single locations stay
     values = np.where(keep, bm.values, np.nan)
     table = find_clusters(values, threshold, adjacency=bm.adjacency(connectivity), tail=tail,
