@@ -46,7 +46,7 @@ import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -82,16 +82,8 @@ Statistic = Literal[
     "fraction_selective",
 ]
 Alternative = Literal["greater", "less", "two-sided"]
-_STATISTICS = (
-    "morans_i",
-    "gearys_c",
-    "n_clusters",
-    "max_cluster_size",
-    "max_cluster_mass",
-    "smoothness",
-    "fraction_selective",
-)
-_ALTERNATIVES = ("greater", "less", "two-sided")
+_STATISTICS = get_args(Statistic)
+_ALTERNATIVES = get_args(Alternative)
 _CLUSTER_STATISTICS = ("n_clusters", "max_cluster_size", "max_cluster_mass")
 
 
