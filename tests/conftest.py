@@ -30,3 +30,15 @@ def langloc_dir():
         pytest.skip("../shared/stimuli/fedorenko2010_langloc is absent (a user's clone): "
                     "the real-stimulus tests need it beside the repository")
     return LANGLOC_DIR
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch intra-op thread for a module of tiny models: more gains nothing, and
+    thread contention on a busy 2-core machine made such tests slow and erratic."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

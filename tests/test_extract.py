@@ -51,14 +51,7 @@ def tiny_model(tmp_path_factory):
     return load(folder)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: the tiny model gains nothing from more, and a busy machine's
-    thread contention made these tests slow and erratic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -15,14 +15,7 @@ from topobrain.models.gpt import GPTConfig, TopoGPT
 from topobrain.models.losses import correlation_loss, neighbourhood_loss, topoloss
 from topobrain.sheet import CorticalSheet, toponets_shape
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest and cannot oversubscribe a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # --------------------------------------------------------------------------- references

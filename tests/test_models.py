@@ -31,14 +31,7 @@ from topobrain.models.topolm_format import (
 from topobrain.models.train import build_sheets
 from topobrain.sheet import CorticalSheet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest and cannot oversubscribe a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 TEXT = [

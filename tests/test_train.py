@@ -27,13 +27,7 @@ from topobrain.models.train import TrainConfig, load_config, prepare_corpus, tra
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest and cannot oversubscribe a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 WORDS = ("the a cortex map model reads writes word sentence language brain region unit "
