@@ -34,37 +34,47 @@ REPO = Path(__file__).resolve().parents[1]
 FEDORENKO = REPO.parent / "shared" / "stimuli" / "fedorenko2010_langloc"
 
 
-def evaluate(model, stim, contrast, *, n_permutations, seed=0, fwhm=None) -> dict:
-    acts = extract(model, stim, verbose=0)
-    if fwhm:
-        acts = smooth(acts, fwhm)
-    labels = stim.labels
+def welch_maps(acts, labels, contrast):
+    """Welch t and p of every unit, per layer (dicts of (n_units,) arrays)."""
     t, p = {}, {}
     for name in acts.layers:
         r = glm.welch_t(acts[name], labels, contrast)
         t[name], p[name] = r.t, r.p
+    return t, p
+
+
+def evaluate_acts(acts, labels, contrast, *, n_permutations, seed=0) -> dict:
+    """Significant units, mean Moran's I of the t-maps and its label-permutation null."""
+    t, p = welch_maps(acts, labels, contrast)
     fdr = fdr_correction(p, alpha=0.05, over="all")
-    n_sig = int(sum(np.sum(fdr.mask[n] & (t[n] > 0)) for n in acts.layers))
-    n_sig_any = int(sum(np.sum(fdr.mask[n]) for n in acts.layers))
     maps = np.stack([acts.sheets[n].to_map(t[n]) for n in acts.layers])
     moran = spatial.morans_i(maps)
     out = {
-        "contrast": contrast, "n_items": len(stim), "readout_fwhm": fwhm,
+        "contrast": contrast,
         "n_units": int(sum(acts.sheets[n].n_units for n in acts.layers)),
-        "n_fdr_significant": n_sig_any, "n_selective_positive": n_sig,
+        "n_fdr_significant": int(sum(np.sum(fdr.mask[n]) for n in acts.layers)),
+        "n_selective_positive": int(sum(np.sum(fdr.mask[n] & (t[n] > 0)) for n in acts.layers)),
         "mean_morans_i": float(np.nanmean(moran.I)),
         "morans_i_by_layer": [float(v) for v in moran.I],
     }
     if n_permutations:
         null = inference.map_permutation_test(acts, labels, contrast, n_permutations=n_permutations,
                                               seed=seed, verbose=0)
-        nm = np.asarray(null.null_mean_over_layers if hasattr(null, "null_mean_over_layers")
-                        else null.null.mean(1))
+        nm = null.null_mean_over_layers
         out.update(null_mean=float(nm.mean()), null_sd=float(nm.std(ddof=1)),
                    z=float((out["mean_morans_i"] - nm.mean()) / nm.std(ddof=1)),
                    p=float((1 + np.sum(nm >= out["mean_morans_i"])) / (1 + nm.size)),
                    n_permutations=n_permutations)
     return out
+
+
+def evaluate(model, stim, contrast, *, n_permutations, seed=0, fwhm=None) -> dict:
+    acts = extract(model, stim, verbose=0)
+    if fwhm:
+        acts = smooth(acts, fwhm)
+    return {"n_items": len(stim), "readout_fwhm": fwhm,
+            **evaluate_acts(acts, stim.labels, contrast, n_permutations=n_permutations,
+                            seed=seed)}
 
 
 def main(argv=None) -> int:

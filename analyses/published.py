@@ -26,8 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from evaluate_bundled import evaluate_acts, welch_maps  # noqa: E402  (beside this script)
 
-from topobrain import glm, inference, spatial  # noqa: E402
 from topobrain.correction import fdr_correction  # noqa: E402
 from topobrain.extract import extract  # noqa: E402
 from topobrain.models import load  # noqa: E402
@@ -43,25 +43,9 @@ MODELS = {"topographic (topolm-tiny)": "topolm-tiny",
           "control (topolm-tiny-control)": "topolm-tiny-control"}
 
 
-def t_maps(acts, labels, contrast):
-    t, p = {}, {}
-    for name in acts.layers:
-        r = glm.welch_t(acts[name], labels, contrast)
-        t[name], p[name] = r.t, r.p
-    return t, p
-
-
 def morans_row(acts, labels, contrast, n_permutations, seed=0) -> dict:
-    t, _ = t_maps(acts, labels, contrast)
-    maps = np.stack([acts.sheets[n].to_map(t[n]) for n in acts.layers])
-    observed = float(np.nanmean(spatial.morans_i(maps).I))
-    null = inference.map_permutation_test(acts, labels, contrast, n_permutations=n_permutations,
-                                          seed=seed, verbose=0)
-    nm = null.null_mean_over_layers
-    return {"mean_morans_i": observed, "null_mean": float(nm.mean()),
-            "null_sd": float(nm.std(ddof=1)),
-            "z": float((observed - nm.mean()) / nm.std(ddof=1)),
-            "p": float((1 + np.sum(nm >= observed)) / (1 + nm.size))}
+    r = evaluate_acts(acts, labels, contrast, n_permutations=n_permutations, seed=seed)
+    return {k: r[k] for k in ("mean_morans_i", "null_mean", "null_sd", "z", "p")}
 
 
 def main(argv=None) -> int:
@@ -90,7 +74,7 @@ def main(argv=None) -> int:
                 print(rows[-1])
         # localizer maps and the selective units
         acts = extract(model, langloc, verbose=0)
-        t, p = t_maps(acts, langloc.labels, "S - N")
+        t, p = welch_maps(acts, langloc.labels, "S - N")
         fdr = fdr_correction(p, alpha=0.05, over="all")
         main_maps[label] = {n: acts.sheets[n].to_map(t[n]) for n in acts.layers}
         sw = extract(model, swjn, verbose=0)
