@@ -287,8 +287,10 @@ def test_null_calibration_p_uniform(rng):
     assert lo <= np.mean(two.p_sim <= 0.05) <= hi
 
 
-def test_null_values_and_counts_equal_a_float64_computation(rng):
-    """The single-precision null, with near-ties redone in double, equals a double run."""
+def test_null_values_and_counts_equal_a_direct_computation(rng):
+    """The compiled null equals Moran's I of the key-derived permutations, ties exact."""
+    from topobrain._utils import _permnull
+
     # a binary map with binary weights: I takes few values, so many ties with observed
     m = rng.permutation(np.repeat([0.0, 1.0], 18)).reshape(6, 6)
     m[0, 0] = np.nan
@@ -299,74 +301,27 @@ def test_null_values_and_counts_equal_a_float64_computation(rng):
     n = y.size
     w = grid_weights(m.shape, "rook", transform="b", mask=~np.isnan(m))
     entropy = spatial._root_entropy(9)
-    rows = []
-    for k in range(-(-300 // spatial._PERM_BLOCK)):
-        b = min(spatial._PERM_BLOCK, 300 - k * spatial._PERM_BLOCK)
-        g = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k,)))
-        rows.append(g.permuted(np.tile(np.arange(n), (b, 1)), axis=1))
-    perms = np.concatenate(rows)
+    keys = np.concatenate([spatial._block_keys(entropy, k, 300)
+                           for k in range(-(-300 // spatial._PERM_BLOCK))])
+    perms = _permnull.permutations(keys, n)
     exact = moran_i_raw(y[perms], w)
-    np.testing.assert_allclose(res.null, exact, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.null, exact, rtol=1e-12, atol=1e-14)
     obs = moran_i_raw(y, w)[0]
     tol = 1e-12 * abs(obs)
     assert res.p_sim == (np.sum(exact >= obs - tol) + 1) / 301
     assert np.sum(np.abs(exact - obs) <= tol) > 3  # the test does exercise ties
 
 
-def test_prebuilt_sum_plan_reused_on_a_scratch_buffer_equals_fresh_column_sums(rng):
-    """The global null sums each chunk with views prebuilt once on its scratch buffer."""
-    for rows, cols in ((1, 3), (2, 5), (7, 4), (37, 24), (784, 9)):
-        buf = np.empty(rows * cols, dtype=np.float32)
-        view = buf.reshape(rows, cols)
-        plan = spatial._sum_plan(view)
-        for _ in range(3):  # refilled between uses, as chunk after chunk
-            p = rng.standard_normal((rows, cols)).astype(np.float32)
-            view[...] = p
-            got = spatial._column_sums(buf.reshape(rows, cols), plan)
-            np.testing.assert_array_equal(got, spatial._column_sums(p.copy()))
-            # each column on its own gives the same bits (no dependence on the others)
-            one = spatial._column_sums(np.ascontiguousarray(p[:, :1]))
-            assert got[0] == one[0] and got.dtype == np.float64
-            exact = p.astype(np.float64).sum(0)
-            bound = spatial._sum_depth(rows) * np.finfo(np.float32).eps * np.abs(p).sum(0)
-            assert np.all(np.abs(got - exact) <= bound + 1e-30)
+def test_block_keys_are_prefixes_and_blocks_differ():
+    e = spatial._root_entropy(3)
+    full = spatial._block_keys(e, 0, 1000)
+    assert full.shape == (spatial._PERM_BLOCK,) and full.dtype == np.uint64
+    np.testing.assert_array_equal(spatial._block_keys(e, 0, 10), full[:10])
+    assert spatial._block_keys(e, 15, 1000).shape == (1000 - 15 * spatial._PERM_BLOCK,)
+    assert not np.intersect1d(full, spatial._block_keys(e, 1, 1000)).size
 
 
-def test_scratch_buffers_are_reused_grown_and_kept_per_thread():
-    import threading
-
-    a = spatial._scratch("test_buf", 100, np.float32)
-    assert a.shape == (100,) and a.dtype == np.float32
-    b = spatial._scratch("test_buf", 60, np.float32)
-    assert np.shares_memory(a, b) and b.shape == (60,)       # reused, not reallocated
-    c = spatial._scratch("test_buf", 500, np.float32)
-    assert c.shape == (500,) and not np.shares_memory(a, c)  # grown
-    d = spatial._scratch("test_buf", 10, np.float64)
-    assert d.dtype == np.float64                              # another dtype: a new array
-    other = []
-    t = threading.Thread(target=lambda: other.append(spatial._scratch("test_buf", 10, np.float64)))
-    t.start()
-    t.join()
-    assert not np.shares_memory(other[0], spatial._scratch("test_buf", 10, np.float64))
-    assert spatial._scratch("test_empty", 0, np.intp).shape == (0,)
-
-
-@pytest.mark.parametrize("n, m", [(784, 24), (65536, 1), (90, 3), (10, 1000), (5, 1),
-                                  (200_000, 7)])
-def test_chunk_steps_split_evenly_within_the_budget(n, m, monkeypatch):
-    for elements in (1, 200, spatial._NULL_CHUNK_ELEMENTS):
-        monkeypatch.setattr(spatial, "_NULL_CHUNK_ELEMENTS", elements)
-        m_step, p_step = spatial._chunk_steps(n, m)
-        assert 1 <= m_step <= m and 1 <= p_step <= spatial._PERM_BLOCK
-        cols_max = max(1, elements // n)
-        assert m_step * p_step <= max(cols_max, 1)
-        # as few chunks as the budget allows, as even as possible
-        n_m, n_p = -(-m // m_step), -(-spatial._PERM_BLOCK // p_step)
-        assert n_m == -(-m // min(m, cols_max))
-        assert n_m * m_step - m < n_m and n_p * p_step - spatial._PERM_BLOCK < n_p
-
-
-def test_seeded_null_is_identical_for_any_chunking_jobs_and_batch(rng, monkeypatch):
+def test_seeded_null_is_identical_for_any_jobs_backend_and_batch(rng, monkeypatch):
     import joblib
 
     maps = np.stack([smooth_map(rng, (9, 10)) for _ in range(3)])
@@ -378,16 +333,18 @@ def test_seeded_null_is_identical_for_any_chunking_jobs_and_batch(rng, monkeypat
     with joblib.parallel_config(backend="threading"):
         par = morans_i(maps, n_permutations=150, seed=4, n_jobs=2)
     np.testing.assert_array_equal(base.null, par.null)
-    monkeypatch.setattr(spatial, "_CHUNK_ELEMENTS", 200)
-    for elements in (200, 90 * 40, 90 * 64 * 3 + 1):
-        # maps split over chunks; uneven permutation chunks; one whole block per chunk
-        monkeypatch.setattr(spatial, "_NULL_CHUNK_ELEMENTS", elements)
-        small = morans_i(maps, n_permutations=150, seed=4)
-        np.testing.assert_array_equal(base.null, small.null)
-        geary_small = gearys_c(maps, n_permutations=150, seed=4)
-        monkeypatch.setattr(spatial, "_NULL_CHUNK_ELEMENTS", 1 << 20)
+    # jobs over blocks (threads preferred), also through the process-based backend
+    np.testing.assert_array_equal(base.null, morans_i(maps, n_permutations=150, seed=4,
+                                                      n_jobs=2).null)
+    with joblib.parallel_config(backend="loky"):
         np.testing.assert_array_equal(
-            gearys_c(maps, n_permutations=150, seed=4).null, geary_small.null)
+            base.null, morans_i(maps, n_permutations=150, seed=4, n_jobs=2).null)
+    # one map shuffles its values directly, a batch gathers through shared indices
+    geary = gearys_c(maps, n_permutations=150, seed=4)
+    np.testing.assert_array_equal(
+        geary.null[2], gearys_c(maps[2], n_permutations=150, seed=4).null)
+    monkeypatch.setattr(spatial, "_CHUNK_ELEMENTS", 200)
+    np.testing.assert_array_equal(base.null, morans_i(maps, n_permutations=150, seed=4).null)
     other = morans_i(maps, n_permutations=150, seed=5)
     assert not np.array_equal(base.null, other.null)
     gen = morans_i(maps, n_permutations=150, seed=np.random.default_rng(4))

@@ -37,14 +37,16 @@ The normal-approximation p-values follow the same rule: ``"two-sided"`` is
 ``sf(|z|)`` (esda ``two_tailed=False``, and esda's ``Geary`` and local ``p_z_sim``).
 Statistics within a relative ``1e-12`` of the observed value count as ties, on both sides.
 
-Permutations are drawn in fixed blocks of 64, block ``k`` from the ``k``-th child of one
-``numpy.random.SeedSequence``, so the numbers do not depend on ``n_jobs``, chunking or the
-joblib backend; every map of a group sees the same cell permutations, so a map gets the
-same null alone as inside a batch. The global null is computed in single precision
-(a sparse product over all permutations of a block at once); any permuted statistic within
-the rounding bound of the observed one is recomputed in double precision, so counts and
-p-values are those of an all-double computation, and null values are accurate to about
-1e-6 relative. The conditional null of local Moran's I is computed in double precision.
+Permutations are drawn in fixed blocks of 64, block ``k`` keyed by the ``k``-th child of
+one ``numpy.random.SeedSequence``: each permutation has its own 64-bit key, from which a
+compiled Fisher-Yates shuffle (:mod:`topobrain._utils._permnull`, numba) derives it. The
+numbers therefore do not depend on ``n_jobs``, chunking or the joblib backend; every map
+of a group sees the same cell permutations, and a map gets the same null, bit for bit,
+alone as inside a batch. The global null is computed in double precision with a fixed
+order of operations per permutation; a permuted statistic within the rounding bound of
+the observed one is recomputed with the observed statistic's own arithmetic, so counts
+and ties are exact. The conditional null of local Moran's I is computed in double
+precision with numpy permutations.
 
 References
 ----------
@@ -72,7 +74,6 @@ import functools
 import math
 import os
 import sys
-import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -107,11 +108,6 @@ _PERM_BLOCK = 64
 # Elements per working array in the null computations (memory and cache bound only; any
 # value gives identical numbers).
 _CHUNK_ELEMENTS = 1 << 17
-# The same for the global null's chunks (cells x (permutations x maps)); larger, since its
-# per-chunk work is a dozen array passes whose Python overhead a wider chunk amortises.
-_NULL_CHUNK_ELEMENTS = 3 << 17
-# Precision of the global null; candidates near the observed value are redone in float64.
-_NULL_DTYPE = np.float32
 # Relative tolerance within which a permuted statistic ties with the observed one.
 _TIE_RTOL = 1e-12
 
@@ -610,15 +606,18 @@ class _Weights:
         return self._rc
 
     @property
-    def upper(self) -> tuple[sp.csr_matrix, float, int]:
-        """Upper form U, the bound rho on |x|'|U||x| / |x|^2, and U's longest row."""
+    def upper(self) -> tuple[tuple, float, int]:
+        """The upper form U grouped by row length (``_permnull.ell_groups``), the bound rho
+        on |x|'|U||x| / |x|^2, and U's longest row."""
         if self._upper is None:
+            from ._utils._permnull import ell_groups
+
             u = _upper_form(self.w)
             absu = abs(u)
             rho = 0.5 * float(np.max(np.asarray(absu.sum(0)).ravel()
                                      + np.asarray(absu.sum(1)).ravel()))
             k_row = int(np.max(np.diff(u.indptr))) if u.nnz else 0
-            self._upper = (u, rho, k_row)
+            self._upper = (ell_groups(u), rho, k_row)
         return self._upper
 
 
@@ -765,78 +764,17 @@ def _upper_form(w: sp.csr_matrix) -> sp.csr_matrix:
     return u
 
 
-def _sum_plan(p: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The fixed binary tree of row additions behind :func:`_column_sums`, as pairs of views
-    ``(a, b)`` of ``p`` to be applied in order as ``a += b``: p[:h] += p[h:2h] (disjoint
-    halves), then an odd last row into p[0], halving until one row is left."""
-    ops = []
-    rows = p.shape[0]
-    while rows > 1:
-        h = rows // 2
-        ops.append((p[:h], p[h:2 * h]))
-        if rows % 2:
-            ops.append((p[0], p[2 * h]))
-        rows = h
-    return ops
-
-
-def _column_sums(p: np.ndarray, plan=None) -> np.ndarray:
-    """Column sums of ``p`` by a fixed binary tree of row additions, then in float64.
-
-    Each column's sum is the same whatever the other columns or their number (elementwise
-    adds only, no reduction kernel whose order changes with the shape), so the null does
-    not depend on the chunking; the rounding error is at most ``2 * ceil(log2(n))`` ulps of
-    the sum of absolute values. Overwrites ``p`` (a scratch array). ``plan``, when given, is
-    ``_sum_plan`` of an array with ``p``'s memory and shape (views prebuilt once for a
-    scratch buffer that many chunks reuse).
-    """
-    if plan is None:
-        p = p.copy() if not p.flags.writeable else p
-        plan = _sum_plan(p)
-    for a, b in plan:
-        np.add(a, b, out=a)
-    return p[0].astype(np.float64)
-
-
-def _sum_depth(n: int) -> int:
-    return 2 * max(1, math.ceil(math.log2(max(n, 2))))
-
-
-try:  # scipy's own kernel behind ``csr @ dense``, called without its per-call dispatch
-    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
-except ImportError:  # pragma: no cover - a future scipy may move it
-    _csr_matvecs = None
-
-
-def _spmm(u: sp.csr_matrix, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``u @ x`` for a CSR ``u`` and a C-contiguous 2D ``x`` of the same dtype, written into
-    ``out`` (C-contiguous, overwritten) when given."""
-    if _csr_matvecs is None:
-        res = u @ x
-        if out is None:
-            return res
-        out[...] = res
-        return out
-    if out is None:
-        out = np.zeros((u.shape[0], x.shape[1]), dtype=x.dtype)
-    else:
-        out.fill(0)
-    _csr_matvecs(u.shape[0], u.shape[1], x.shape[1], u.indptr, u.indices, u.data,
-                 x.ravel(), out.ravel())
-    return out
-
-
 @dataclass
 class _NullSpec:
     """What the global permutation engine needs for one group of maps."""
 
-    xs: np.ndarray              # (m, n) float64 maps, centred, unit RMS
-    u: sp.csr_matrix            # upper form of the weights (float64)
-    g: np.ndarray | None        # (n,) row + column sums, for Geary
+    xs: np.ndarray              # (m, n) float64 maps, centred, unit RMS, C-contiguous
+    ell: tuple                  # _permnull.ell_groups of the upper form of the weights
+    g: np.ndarray               # (n,) row + column sums (Geary), or (0,) (Moran)
     a: np.ndarray               # (m,) coefficient of q = x'Ux
     c: np.ndarray               # (m,) coefficient of l = g'x^2
     obs: np.ndarray             # (m,) observed statistic
-    tol: np.ndarray             # (m,) bound on the float32 error of a statistic
+    tol: np.ndarray             # (m,) bound on the rounding error of a permuted statistic
     w: sp.csr_matrix            # transformed weights (exact recomputation)
     kind: str                   # "moran" or "geary"
 
@@ -847,94 +785,35 @@ def _exact_stat(spec: _NullSpec, x: np.ndarray) -> np.ndarray:
     return _geary_raw(x, spec.w)
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch(name: str, size: int, dtype) -> np.ndarray:
-    """A 1D scratch array of at least ``size`` elements, kept per thread between calls.
-
-    Fresh multi-megabyte arrays cost a page fault per 4 KiB page on first touch (about 2 ms
-    per call of the 28 x 28 x 24-map null); these are reused instead. What stays allocated
-    per thread is the largest request of each name: two chunks (``_NULL_CHUNK_ELEMENTS``
-    float32 each, or one column of cells when that is more) and one block of permutation
-    indices (``_PERM_BLOCK`` x cells). Callers must not hold one across another call that
-    asks for the same name.
-    """
-    cache = getattr(_SCRATCH, "arrays", None)
-    if cache is None:
-        cache = _SCRATCH.arrays = {}
-    buf = cache.get(name)
-    if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = cache[name] = np.empty(max(size, 1), dtype=dtype)
-    return buf[:size]
-
-
-def _chunk_steps(n: int, m: int) -> tuple[int, int]:
-    """Maps and permutations per chunk of the global null: at most ``_NULL_CHUNK_ELEMENTS``
-    elements (n cells x permutations x maps), split evenly so no chunk is a narrow rest."""
-    cols_max = max(1, _NULL_CHUNK_ELEMENTS // max(n, 1))
-    m_step = min(m, cols_max)
-    m_step = -(-m // -(-m // m_step))
-    p_max = max(1, cols_max // m_step)
-    p_step = -(-_PERM_BLOCK // -(-_PERM_BLOCK // p_max))
-    return m_step, p_step
+def _block_keys(entropy: int, k: int, n_perm: int) -> np.ndarray:
+    """The 64-bit keys of permutation block ``k``: one per permutation, from the ``k``-th
+    child of the root ``SeedSequence`` (a prefix of the same keys for a short last block)."""
+    b_len = min(_PERM_BLOCK, n_perm - k * _PERM_BLOCK)
+    ss = np.random.SeedSequence(entropy, spawn_key=(k,))
+    return ss.generate_state(_PERM_BLOCK, dtype=np.uint64)[:b_len]
 
 
 def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarray:
     """Permuted statistics for the given permutation blocks: (m, sum of block lengths)."""
+    from ._utils import _permnull
+
     m, n = spec.xs.shape
-    dt = _NULL_DTYPE
-    xt = np.ascontiguousarray(spec.xs.T, dtype=dt)          # (n, m)
-    u32 = sp.csr_matrix(spec.u, dtype=dt)
-    g32 = None if spec.g is None else spec.g.astype(dt)[:, None]
-    m_step, p_step = _chunk_steps(n, m)
-    # scratch reused by every chunk (fresh large arrays would be page-faulted each time)
-    x_buf = _scratch("null_x", n * p_step * m_step, dt)
-    ux_buf = _scratch("null_ux", n * p_step * m_step, dt)
-    plans = {}                  # column count -> _sum_plan of ux_buf viewed as (n, columns)
-    perm_buf = _scratch("null_perm", _PERM_BLOCK * n, np.intp).reshape(_PERM_BLOCK, n)
-    base = np.arange(n, dtype=np.intp)
-    out = []
-    for k in blocks:
-        start = k * _PERM_BLOCK
-        b_len = min(_PERM_BLOCK, n_perm - start)
-        rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k,)))
-        perm = perm_buf[:b_len]
-        perm[...] = base
-        rng.permuted(perm, axis=1, out=perm)                      # (b_len, n), in place
-        stat = np.empty((m, b_len))
-        for p0 in range(0, b_len, p_step):
-            pp = perm[p0:p0 + p_step]                             # (ps, n)
-            ps = pp.shape[0]
-            for m0 in range(0, m, m_step):
-                ms = min(m_step, m - m0)
-                x3 = x_buf[:n * ps * ms].reshape(n, ps, ms)
-                np.take(xt[:, m0:m0 + ms], pp.T, axis=0, out=x3, mode="clip")
-                x = x3.reshape(n, ps * ms)
-                ux = _spmm(u32, x, ux_buf[:n * ps * ms].reshape(n, ps * ms))
-                plan = plans.get(ps * ms)
-                if plan is None:
-                    plan = plans[ps * ms] = _sum_plan(ux)
-                np.multiply(ux, x, out=ux)
-                q = _column_sums(ux, plan)
-                val = spec.a[m0:m0 + ms][None, :] * q.reshape(-1, ms)
-                if g32 is not None:
-                    x2 = np.multiply(x, x, out=ux)                 # ux is free again
-                    np.multiply(x2, g32, out=x2)
-                    val = val + spec.c[m0:m0 + ms][None, :] * _column_sums(x2, plan).reshape(-1, ms)
-                stat[m0:m0 + ms, p0:p0 + pp.shape[0]] = val.T
-        # redo in float64 what float32 cannot place on the right side of the observed value
-        near = np.abs(stat - spec.obs[:, None]) <= spec.tol[:, None]
-        if near.any():
-            mi, pi = np.nonzero(near)
-            rows = spec.xs[mi[:, None], perm[pi]]                   # (k, n)
-            for j in np.unique(mi):
-                sel = mi == j
-                stat[j, pi[sel]] = _exact_stat(spec, rows[sel])
-        out.append(stat)
-    if not out:
+    keys = [_block_keys(entropy, k, n_perm) for k in blocks]
+    if not keys:
         return np.empty((m, 0))
-    return np.concatenate(out, axis=1)
+    keys = np.concatenate(keys)
+    stat = np.empty((m, keys.size))
+    _permnull.null_statistics(spec.xs, keys, spec.a, spec.c, spec.g, *spec.ell, stat)
+    # redo with the observed statistic's own arithmetic what rounding could misplace
+    near = np.abs(stat - spec.obs[:, None]) <= spec.tol[:, None]
+    if near.any():
+        mi, pi = np.nonzero(near)
+        perms = _permnull.permutations(keys[pi], n)
+        rows = spec.xs[mi[:, None], perms]                          # (k, n)
+        for j in np.unique(mi):
+            sel = mi == j
+            stat[j, pi[sel]] = _exact_stat(spec, rows[sel])
+    return stat
 
 
 def _effective_n_jobs(n_jobs) -> int:
@@ -962,7 +841,7 @@ def _run_null(spec: _NullSpec, n_perm: int, entropy: int, n_jobs) -> np.ndarray:
     from joblib import Parallel, delayed
 
     splits = [list(s) for s in np.array_split(np.arange(n_blocks), jobs) if len(s)]
-    parts = Parallel(n_jobs=jobs)(
+    parts = Parallel(n_jobs=jobs, prefer="threads")(
         delayed(_null_blocks)(spec, s, entropy, n_perm) for s in splits
     )
     return np.concatenate(parts, axis=1)
@@ -1027,21 +906,22 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
         if n_perm and ok.any():
             good = maps[ok]
             xs = z[ok] / np.sqrt(ss[ok] / n)[:, None]
-            u, rho, k_row = gw.upper
-            eps = float(np.finfo(_NULL_DTYPE).eps) / 2
-            gamma = 2.0 * (k_row + _sum_depth(n) + 8) * eps
+            ell, rho, k_row = gw.upper
+            # rounding bound of the kernel's double-precision sums (rows in sequence,
+            # each row's k_row terms in sequence)
+            gamma = 2.0 * (k_row + n + 8) * (float(np.finfo(np.float64).eps) / 2)
             m = good.size
             if kind == "moran":
-                g = None
+                g = np.empty(0)
                 a = np.full(m, 1.0 / s0)
                 c = np.zeros(m)
                 tol = np.full(m, gamma * rho * n / s0)
             else:
-                g = gw.row_col
+                g = np.ascontiguousarray(gw.row_col, dtype=np.float64)
                 a = np.full(m, -(n - 1) / (s0 * n))
                 c = np.full(m, (n - 1) / (2 * s0 * n))
                 tol = np.full(m, (n - 1) / (2 * s0) * gamma * (np.abs(g).max() + 2 * rho))
-            spec = _NullSpec(xs=xs, u=u, g=g, a=a, c=c, obs=obs[ok], tol=tol, w=w, kind=kind)
+            spec = _NullSpec(xs=np.ascontiguousarray(xs), ell=ell, g=g, a=a, c=c, obs=obs[ok], tol=tol, w=w, kind=kind)
             null[good] = _run_null(spec, n_perm, entropy, n_jobs)
     if few:
         warnings.warn(
@@ -1113,7 +993,7 @@ def morans_i(
     transform : {"r", "b"} or None, default="r"
         Row-standardised (esda's default), binary, or the weights as given.
     n_jobs : int or None
-        Jobs over permutation blocks through joblib (``None``: joblib's configuration,
+        X
         one job by default). Results do not depend on it.
 
     Returns

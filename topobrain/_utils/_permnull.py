@@ -1,0 +1,257 @@
+"""Compiled kernels of the global permutation null (Moran's I, Geary's C).
+
+Private and trusting: :mod:`topobrain.spatial` validates inputs and calls these.
+
+A permuted statistic of a map ``x`` (centred, shape ``(n,)``) under a cell permutation
+``P`` is ``a * y'Uy + c * g'(y * y)`` with ``y = x[P]``, ``U`` the upper form of the
+weights and ``g`` their row plus column sums (Geary only). Everything here is computed
+in double precision with a fixed order of operations per permutation, so a permuted
+statistic depends only on the map, the weights and the permutation's 64-bit key: not on
+the other maps, the other permutations, the batch, the thread or the chunking.
+
+Permutation stream
+------------------
+Permutation ``P`` of key ``k`` is the inside-out Fisher-Yates shuffle of ``0..n-1``: for
+``i = 1 .. n-1``, ``j_i = floor(r_i * (i + 1) / 2**64)`` with
+``r_i = splitmix64(k + i * 0x9E3779B97F4A7C15)``, then ``P[i] = P[j_i]; P[j_i] = i``.
+``j_i`` is uniform on ``0..i`` up to a relative bias below ``(i + 1) / 2**64`` (below
+``1e-10`` for any ``n`` under ``2**31``), so ``P`` is a uniform random permutation for every
+practical purpose. :func:`permutation` returns it; tests check it against a plain Python
+transcription.
+
+Layout
+------
+Permutations are evaluated eight at a time, one per lane of an ``(n, 8)`` block, and the
+weights' upper form is stored by row length ("ELL" groups: every row of a group has the
+same number of entries), which keeps the inner loop free of unpredictable branches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["LANES", "ell_groups", "lane_quadratic_forms", "null_statistics", "permutation",
+           "permutations"]
+
+LANES = 8
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+@njit(inline="always")
+def _splitmix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(nogil=True, cache=True)
+def _draw_swaps(key, n, out):
+    """``out[i]`` uniform on ``0..i`` for ``i = 1 .. n-1`` (``out[0]`` is left alone)."""
+    for i in range(1, n):
+        r = _splitmix64(key + np.uint64(i) * _GOLDEN)
+        m = np.uint64(i + 1)
+        # floor(r * m / 2**64) without 128-bit integers (exact for m < 2**32)
+        hi = (r >> _S32) * m + (((r & _LOW32) * m) >> _S32)
+        out[i] = np.int32(hi >> _S32)
+
+
+@njit(nogil=True, cache=True)
+def _shuffle(key, n, swaps, perm):
+    """Write the permutation of ``key`` into ``perm`` (``swaps`` is scratch)."""
+    _draw_swaps(key, n, swaps)
+    perm[0] = 0
+    for i in range(1, n):
+        j = swaps[i]
+        perm[i] = perm[j]
+        perm[j] = i
+
+
+@njit(nogil=True, cache=True)
+def permutations(keys, n):
+    """The permutations of ``keys``, shape ``(keys.size, n)``, int32."""
+    out = np.empty((keys.shape[0], n), dtype=np.int32)
+    swaps = np.empty(n, dtype=np.int32)
+    for p in range(keys.shape[0]):
+        _shuffle(keys[p], n, swaps, out[p])
+    return out
+
+
+def permutation(key: int, n: int) -> np.ndarray:
+    """The permutation of one 64-bit ``key`` over ``n`` cells, shape ``(n,)``, int32."""
+    return permutations(np.array([key], dtype=np.uint64), int(n))[0]
+
+
+def ell_groups(u: sp.csr_matrix):
+    """The rows of a CSR matrix grouped by their number of entries.
+
+    Returns
+    -------
+    rows : ndarray of int32, shape (n_rows_nonempty,)
+        Row indices, group after group (ascending within a group).
+    cols : ndarray of int32, shape (nnz,)
+        Column indices, row after row in the order of ``rows``.
+    vals : ndarray of float64, shape (nnz,)
+    row_ptr, ent_ptr : ndarray of int64, shape (n_groups + 1,)
+        Group ``g`` holds ``rows[row_ptr[g]:row_ptr[g+1]]`` and its entries are
+        ``cols[ent_ptr[g]:ent_ptr[g+1]]`` (``widths[g]`` per row).
+    widths : ndarray of int64, shape (n_groups,)
+    """
+    u = sp.csr_matrix(u)
+    u.sort_indices()
+    lens = np.diff(u.indptr)
+    widths = np.unique(lens[lens > 0]).astype(np.int64)
+    rows, cols, vals = [], [], []
+    row_ptr, ent_ptr = [0], [0]
+    for w in widths:
+        r = np.flatnonzero(lens == w)
+        idx = (u.indptr[r][:, None] + np.arange(w)).ravel()
+        rows.append(r)
+        cols.append(u.indices[idx])
+        vals.append(u.data[idx])
+        row_ptr.append(row_ptr[-1] + r.size)
+        ent_ptr.append(ent_ptr[-1] + idx.size)
+
+    def cat(parts, dtype):
+        return (np.concatenate(parts) if parts else np.empty(0)).astype(dtype)
+
+    return (cat(rows, np.int32), cat(cols, np.int32), cat(vals, np.float64),
+            np.asarray(row_ptr, dtype=np.int64), np.asarray(ent_ptr, dtype=np.int64), widths)
+
+
+@intrinsic
+def _lane_quadratic_forms(typingctx, y, rows, cols, vals, row_ptr, ent_ptr, widths):
+    """``y[:, b]' U y[:, b]`` for the ``LANES`` columns of ``y`` (shape ``(n, LANES)``,
+    C-contiguous), ``U`` given by :func:`ell_groups`; a tuple of ``LANES`` floats.
+
+    Written as LLVM vector code because numba does not vectorise across the lanes by
+    itself. Each lane is computed exactly as the scalar loop ``q += y[i] * t`` over rows,
+    ``t += v * y[k]`` over a row's entries (``t`` from 0, separate multiply and add, no
+    fused multiply-add), so every lane's value is bitwise that of a scalar computation.
+    """
+    sig = types.UniTuple(types.float64, LANES)(y, rows, cols, vals, row_ptr, ent_ptr, widths)
+
+    def codegen(context, builder, signature, args):
+        t_y, t_rows, t_cols, t_vals, t_rp, t_ep, t_w = signature.args
+        a_y, a_rows, a_cols, a_vals, a_rp, a_ep, a_w = (
+            context.make_array(t)(context, builder, a) for t, a in zip(signature.args, args))
+        vec = ir.VectorType(ir.DoubleType(), LANES)
+        intp = context.get_value_type(types.intp)
+        i32 = ir.IntType(32)
+        zero = ir.Constant(vec, [0.0] * LANES)
+        one = ir.Constant(intp, 1)
+
+        def item(aty, ary, idx):
+            val = builder.load(cgutils.get_item_pointer(context, builder, aty, ary, [idx]))
+            if isinstance(val.type, ir.IntType) and val.type.width < intp.width:
+                val = builder.sext(val, intp)
+            return val
+
+        def row(k):
+            ptr = cgutils.get_item_pointer(context, builder, t_y, a_y, [k, ir.Constant(intp, 0)])
+            return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=8)
+
+        def splat(v):
+            one_lane = builder.insert_element(ir.Constant(vec, ir.Undefined), v, ir.Constant(i32, 0))
+            return builder.shuffle_vector(one_lane, ir.Constant(vec, ir.Undefined),
+                                          ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+
+        q = cgutils.alloca_once_value(builder, zero)
+        t = cgutils.alloca_once_value(builder, zero)
+        e = cgutils.alloca_once_value(builder, ir.Constant(intp, 0))
+        with cgutils.for_range(builder, builder.extract_value(a_w.shape, 0)) as group:
+            width = item(t_w, a_w, group.index)
+            builder.store(item(t_ep, a_ep, group.index), e)
+            r0 = item(t_rp, a_rp, group.index)
+            r1 = item(t_rp, a_rp, builder.add(group.index, one))
+            with cgutils.for_range_slice(builder, r0, r1, one) as (r, _):
+                builder.store(zero, t)
+                with cgutils.for_range(builder, width):
+                    ei = builder.load(e)
+                    term = builder.fmul(splat(item(t_vals, a_vals, ei)), row(item(t_cols, a_cols, ei)))
+                    builder.store(builder.fadd(builder.load(t), term), t)
+                    builder.store(builder.add(ei, one), e)
+                term = builder.fmul(row(item(t_rows, a_rows, r)), builder.load(t))
+                builder.store(builder.fadd(builder.load(q), term), q)
+        qv = builder.load(q)
+        lanes = [builder.extract_element(qv, ir.Constant(i32, b)) for b in range(LANES)]
+        return context.make_tuple(builder, signature.return_type, lanes)
+
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def lane_quadratic_forms(y, rows, cols, vals, row_ptr, ent_ptr, widths):
+    """:func:`_lane_quadratic_forms` callable from Python (tests)."""
+    return _lane_quadratic_forms(y, rows, cols, vals, row_ptr, ent_ptr, widths)
+
+
+@njit(nogil=True, cache=True)
+def null_statistics(xs, keys, a, c, g, rows, cols, vals, row_ptr, ent_ptr, widths, out):
+    """Permuted statistics of every map under every key, written into ``out``.
+
+    Parameters
+    ----------
+    xs : ndarray of float64, shape (n_maps, n)
+        Maps (C-contiguous).
+    keys : ndarray of uint64, shape (n_perm,)
+    a, c : ndarray of float64, shape (n_maps,)
+        Coefficients of ``y'Uy`` and of ``g'(y * y)``.
+    g : ndarray of float64, shape (n,) or (0,)
+        Weights of the squared term; empty when ``c`` is all zero (Moran).
+    rows, cols, vals, row_ptr, ent_ptr, widths
+        :func:`ell_groups` of ``U``.
+    out : ndarray of float64, shape (n_maps, n_perm)
+    """
+    m, n = xs.shape
+    n_perm = keys.shape[0]
+    swaps = np.empty((LANES, n), dtype=np.int32)
+    perm = np.empty((LANES, n), dtype=np.int32)
+    y = np.zeros((n, LANES))
+    sq = np.zeros(LANES)
+    has_g = g.shape[0] > 0
+    for p0 in range(0, n_perm, LANES):
+        lanes = min(LANES, n_perm - p0)
+        for b in range(LANES):  # idle lanes of a short last group rerun the last key
+            _draw_swaps(keys[p0 + min(b, lanes - 1)], n, swaps[b])
+        if m > 1:  # one shuffle of the indices, then a gather per map
+            for b in range(LANES):
+                perm[b, 0] = 0
+            for i in range(1, n):
+                for b in range(LANES):
+                    j = swaps[b, i]
+                    perm[b, i] = perm[b, j]
+                    perm[b, j] = i
+        for mi in range(m):
+            x = xs[mi]
+            if m > 1:
+                for i in range(n):
+                    for b in range(LANES):
+                        y[i, b] = x[perm[b, i]]
+            else:  # one map: shuffle its values directly (the same y)
+                for b in range(LANES):
+                    y[0, b] = x[0]
+                for i in range(1, n):
+                    xi = x[i]
+                    for b in range(LANES):
+                        j = swaps[b, i]
+                        y[i, b] = y[j, b]
+                        y[j, b] = xi
+            q = _lane_quadratic_forms(y, rows, cols, vals, row_ptr, ent_ptr, widths)
+            if has_g:
+                sq[:] = 0.0
+                for i in range(n):
+                    gi = g[i]
+                    for b in range(LANES):
+                        sq[b] += gi * (y[i, b] * y[i, b])
+                for b in range(lanes):
+                    out[mi, p0 + b] = a[mi] * q[b] + c[mi] * sq[b]
+            else:
+                for b in range(lanes):
+                    out[mi, p0 + b] = a[mi] * q[b]
