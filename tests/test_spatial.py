@@ -351,6 +351,22 @@ def test_seeded_null_is_identical_for_any_jobs_backend_and_batch(rng, monkeypatc
     assert gen.null.shape == (3, 150) and gen.params["seed"] == "Generator"
 
 
+def test_dask_backend_gets_the_null_blocks_and_gives_the_same_null(rng):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed (dev extra)")
+    import joblib
+
+    maps = np.stack([smooth_map(rng, (7, 8)) for _ in range(2)])
+    ref = morans_i(maps, n_permutations=200, seed=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        with joblib.parallel_config(backend="dask"):
+            assert spatial._effective_n_jobs(2) == (2, False)
+            res = morans_i(maps, n_permutations=200, seed=2, n_jobs=2)
+    np.testing.assert_array_equal(ref.null, res.null)
+    assert spatial._effective_n_jobs(None) == (1, True)
+
+
 def test_local_batch_equals_single_and_keeps_null(rng):
     maps = np.stack([smooth_map(rng, (8, 9)) for _ in range(3)])
     maps[2, 0, 0] = np.nan

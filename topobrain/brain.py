@@ -536,13 +536,13 @@ def restrict_adjacency(adjacency, keep=None) -> RestrictedAdjacency:
             f"adjacency must be a scipy.sparse matrix; got {type(adjacency).__name__}. "
             "Build it with mesh_adjacency or lattice_adjacency."
         )
-    a = sp.csr_matrix(adjacency, dtype=np.float64, copy=True)
-    n = a.shape[0]
-    if a.shape != (n, n):
-        raise ValueError(f"adjacency must be square; got shape {a.shape}.")
-    a.setdiag(0)
-    a.eliminate_zeros()
-    a.data[:] = 1.0
+    coo = sp.coo_matrix(adjacency)
+    n = coo.shape[0]
+    if coo.shape != (n, n):
+        raise ValueError(f"adjacency must be square; got shape {coo.shape}.")
+    off = (coo.row != coo.col) & (coo.data != 0)
+    a = sp.csr_matrix((np.ones(int(off.sum())), (coo.row[off], coo.col[off])), shape=(n, n))
+    a.data[:] = 1.0  # duplicates were summed
     a = a.maximum(a.T).tocsr()
     if keep is None:
         keep = np.ones(n, bool)
@@ -550,11 +550,12 @@ def restrict_adjacency(adjacency, keep=None) -> RestrictedAdjacency:
     if keep.shape != (n,):
         raise ValueError(f"keep must have shape ({n},); got shape {keep.shape}.")
     idx = np.flatnonzero(keep)
-    sub = a[idx][:, idx]
-    deg = np.asarray(sub.sum(1)).ravel()
+    sub = a if idx.size == n else a[idx][:, idx]  # skip a copy when everything is kept
+    deg = np.diff(sub.indptr)
     islands = idx[deg == 0]
     idx2 = idx[deg > 0]
-    sub = sub[deg > 0][:, deg > 0].tocsr()
+    if islands.size:
+        sub = sub[deg > 0][:, deg > 0].tocsr()
     n_comp = int(sp.csgraph.connected_components(sub, directed=False)[0]) if idx2.size else 0
     if islands.size:
         logger.info("dropped %d island locations without usable neighbours", islands.size)

@@ -566,9 +566,17 @@ def _drop_islands(idx: np.ndarray, w) -> tuple[np.ndarray, sp.csr_matrix, int]:
             break
         n_islands += int(island.sum())
         ok = np.flatnonzero(~island)
-        idx, w = idx[ok], w[ok][:, ok]
+        idx, w = idx[ok], _submatrix(w, ok)
         w.eliminate_zeros()
     return idx, sp.csr_matrix(w), n_islands
+
+
+def _submatrix(w: sp.csr_matrix, idx: np.ndarray) -> sp.csr_matrix:
+    """Rows and columns ``idx`` (sorted, unique) of a square CSR matrix; ``w`` itself when
+    ``idx`` is every index (a fancy-indexed copy of a 32k-vertex mesh costs milliseconds)."""
+    if idx.size == w.shape[0]:
+        return w
+    return w[idx][:, idx]
 
 
 def _transform(w: sp.csr_matrix, transform) -> sp.csr_matrix:
@@ -589,12 +597,19 @@ class _Weights:
     def __init__(self, idx: np.ndarray, w: sp.csr_matrix, n_islands: int):
         idx.setflags(write=False)
         self.idx, self.w, self.n_islands = idx, w, n_islands
-        self._sums = self._upper = self._rc = None
+        self._sums = self._upper = self._rc = self._sym = None
+
+    @property
+    def sym(self) -> sp.csr_matrix:
+        """``W + W'``."""
+        if self._sym is None:
+            self._sym = (self.w + self.w.T).tocsr()
+        return self._sym
 
     @property
     def sums(self) -> tuple[float, float, float]:
         if self._sums is None:
-            self._sums = _weight_sums(self.w)
+            self._sums = _weight_sums(self.w, self.sym, self.row_col)
         return self._sums
 
     @property
@@ -612,7 +627,7 @@ class _Weights:
         if self._upper is None:
             from ._utils._permnull import ell_groups
 
-            u = _upper_form(self.w)
+            u = _upper_form(self.w, self.sym)
             absu = abs(u)
             rho = 0.5 * float(np.max(np.asarray(absu.sum(0)).ravel()
                                      + np.asarray(absu.sum(1)).ravel()))
@@ -643,7 +658,7 @@ def _group_weights(inp: _Input, keep: np.ndarray, transform) -> _Weights:
               else _grid_group_weights_nocache)
         return fn(tuple(inp.cell_shape), inp.grid_kind, transform, np.packbits(keep).tobytes())
     idx0 = np.flatnonzero(keep)
-    idx, w, isl = _drop_islands(idx0, inp.base[idx0][:, idx0])
+    idx, w, isl = _drop_islands(idx0, _submatrix(inp.base, idx0))
     return _Weights(idx, _transform(w, transform) if idx.size else w, isl)
 
 
@@ -732,13 +747,16 @@ def _sim_summary(null, obs, alternative):
 # ---------------------------------------------------------------------------------------
 # kernels
 # ---------------------------------------------------------------------------------------
-def _weight_sums(w: sp.csr_matrix) -> tuple[float, float, float]:
-    """S0, S1, S2 of Cliff & Ord."""
+def _weight_sums(w: sp.csr_matrix, sym: sp.csr_matrix | None = None,
+                 row_col: np.ndarray | None = None) -> tuple[float, float, float]:
+    """S0, S1, S2 of Cliff & Ord (``sym = W + W'`` and the row plus column sums when known)."""
     s0 = float(w.sum())
-    sym = (w + w.T).tocsr()
-    s1 = 0.5 * float(sym.multiply(sym).sum())
-    rc = np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()
-    s2 = float((rc * rc).sum())
+    if sym is None:
+        sym = (w + w.T).tocsr()
+    s1 = 0.5 * float((sym.data * sym.data).sum())  # not np.dot: no BLAS threads left spinning
+    if row_col is None:
+        row_col = np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()
+    s2 = float((row_col * row_col).sum())
     return s0, s1, s2
 
 
@@ -755,10 +773,14 @@ def _geary_raw(z: np.ndarray, w: sp.csr_matrix) -> np.ndarray:
         return (n - 1) * num / den
 
 
-def _upper_form(w: sp.csr_matrix) -> sp.csr_matrix:
+def _upper_form(w: sp.csr_matrix, sym: sp.csr_matrix | None = None) -> sp.csr_matrix:
     """U with ``x' U x == x' W x``: the upper triangle of ``W + W'`` plus W's diagonal."""
-    u = sp.triu(w + w.T, k=1) + sp.diags(w.diagonal())
-    u = sp.csr_matrix(u)
+    if sym is None:
+        sym = (w + w.T).tocsr()
+    u = sp.triu(sym, k=1, format="csr")
+    diag = w.diagonal()
+    if np.any(diag):
+        u = sp.csr_matrix(u + sp.diags(diag))
     u.eliminate_zeros()
     u.sort_indices()
     return u
@@ -816,34 +838,49 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
     return stat
 
 
-def _effective_n_jobs(n_jobs) -> int:
+# joblib backends that run on this machine: the null runs in threads there instead (its
+# kernel releases the GIL, and a thread pool starts in microseconds where joblib takes
+# about 10 ms). Any other configured backend (dask, ray, ...) gets the work through joblib.
+_LOCAL_BACKENDS = ("LokyBackend", "ThreadingBackend", "MultiprocessingBackend",
+                   "SequentialBackend")
+
+
+def _effective_n_jobs(n_jobs) -> tuple[int, bool]:
+    """Number of jobs, and whether they may run in a local thread pool."""
     if n_jobs is not None and int(n_jobs) == 1:
-        return 1
+        return 1, True
     if n_jobs is None and "joblib" not in sys.modules:
-        return 1  # no joblib.parallel_config can be active: do not pay joblib's import
+        return 1, True  # no joblib.parallel_config can be active: do not pay joblib's import
     from joblib.parallel import get_active_backend
 
     backend, cfg_jobs = get_active_backend()
+    local = type(backend).__name__ in _LOCAL_BACKENDS
     jobs = n_jobs if n_jobs is not None else cfg_jobs
     if jobs is None:
-        return 1
+        return 1, local
     jobs = int(jobs)
     if jobs < 0:
         jobs = max(1, (os.cpu_count() or 1) + 1 + jobs)
-    return max(1, jobs)
+    return max(1, jobs), local
 
 
 def _run_null(spec: _NullSpec, n_perm: int, entropy: int, n_jobs) -> np.ndarray:
     n_blocks = -(-n_perm // _PERM_BLOCK)
-    jobs = min(_effective_n_jobs(n_jobs), n_blocks)
+    jobs, local = _effective_n_jobs(n_jobs)
+    jobs = min(jobs, n_blocks)
     if jobs <= 1:
         return _null_blocks(spec, range(n_blocks), entropy, n_perm)
-    from joblib import Parallel, delayed
-
     splits = [list(s) for s in np.array_split(np.arange(n_blocks), jobs) if len(s)]
-    parts = Parallel(n_jobs=jobs, prefer="threads")(
-        delayed(_null_blocks)(spec, s, entropy, n_perm) for s in splits
-    )
+    if local:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            parts = list(pool.map(lambda s: _null_blocks(spec, s, entropy, n_perm), splits))
+    else:
+        from joblib import Parallel, delayed
+
+        parts = Parallel(n_jobs=jobs)(
+            delayed(_null_blocks)(spec, s, entropy, n_perm) for s in splits)
     return np.concatenate(parts, axis=1)
 
 
@@ -993,8 +1030,10 @@ def morans_i(
     transform : {"r", "b"} or None, default="r"
         Row-standardised (esda's default), binary, or the weights as given.
     n_jobs : int or None
-        X
-        one job by default). Results do not depend on it.
+        Jobs over permutation blocks (``None``: joblib's configuration, one job by
+        default). They run in a thread pool (the compiled kernel releases the GIL) unless
+        a non-local joblib backend such as dask is configured, which then gets them.
+        Results do not depend on it.
 
     Returns
     -------
