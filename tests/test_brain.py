@@ -193,6 +193,25 @@ def test_restrict_adjacency_islands_match_libpysal(fsavg5, rng):
         restrict_adjacency(fsavg5.adjacency(), keep[:5])
 
 
+def test_restricted_is_cached_per_mask_read_only_and_bounded(fsavg5, rng):
+    x = rng.standard_normal(fsavg5.n_vertices)
+    x[:50] = np.nan
+    bm = BrainMap(x, "surface", mesh=fsavg5)
+    r = bm.restricted()
+    assert bm.restricted() is r                       # a cache hit
+    fresh = restrict_adjacency(fsavg5.adjacency(), np.isfinite(x))
+    assert (r.adjacency != fresh.adjacency).nnz == 0
+    np.testing.assert_array_equal(r.index, fresh.index)
+    with pytest.raises(ValueError, match="read-only"):
+        r.adjacency.data[0] = 5.0
+    masks = [rng.random(x.size) < 0.8 for _ in range(5)]
+    rs = [bm.restricted(m) for m in masks]
+    assert rs[0] is not r and rs[-1] is bm.restricted(masks[-1])
+    assert sum(k[0] == "restricted" for k in bm._cache) == 3  # the three most recent
+    np.testing.assert_array_equal(
+        rs[0].index, restrict_adjacency(fsavg5.adjacency(), np.isfinite(x) & masks[0]).index)
+
+
 # ----------------------------------------------------------------------- Moran's I
 def test_morans_i_on_mesh_equals_esda(fsavg5, rng):
     x = smooth_field(fsavg5, rng, n_iter=3) + 0.5 * rng.standard_normal(fsavg5.n_vertices)

@@ -367,6 +367,29 @@ def test_dask_backend_gets_the_null_blocks_and_gives_the_same_null(rng):
     assert spatial._effective_n_jobs(None) == (1, True)
 
 
+def test_given_weights_are_cached_by_content_never_stale(rng):
+    n = 60
+    a = sp.random(n, n, density=0.1, random_state=1, format="csr")
+    a = ((a + a.T) > 0).astype(float).tocsr()
+    x = rng.standard_normal(n)
+    spatial._MATRIX_CACHE.clear()
+    first = morans_i(x, a, n_permutations=50, seed=1)
+    assert len(spatial._MATRIX_CACHE._items) == 1
+    again = morans_i(x, a.copy(), n_permutations=50, seed=1)   # same content, new object
+    assert len(spatial._MATRIX_CACHE._items) == 1
+    np.testing.assert_array_equal(first.null, again.null)
+    assert first.I == again.I
+    a.data[:5] = 3.0                                              # changed in place
+    changed = morans_i(x, a, n_permutations=50, seed=1)
+    assert len(spatial._MATRIX_CACHE._items) == 2
+    w = spatial.transform_weights(sp.csr_matrix(a), "r")
+    assert changed.I == pytest.approx(moran_i_raw(x[None], w)[0], rel=1e-12)
+    assert changed.I != first.I
+    for k in range(6):                                            # bounded
+        morans_i(x, a * (k + 2.0), transform="b")
+    assert len(spatial._MATRIX_CACHE._items) == spatial._MATRIX_CACHE.maxsize
+
+
 def test_local_batch_equals_single_and_keeps_null(rng):
     maps = np.stack([smooth_map(rng, (8, 9)) for _ in range(3)])
     maps[2, 0, 0] = np.nan

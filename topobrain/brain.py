@@ -673,8 +673,25 @@ class BrainMap:
         return self._cache[key].copy()
 
     def restricted(self, mask=None, connectivity: Connectivity = 6) -> RestrictedAdjacency:
-        """The adjacency among finite (and ``mask``) locations, islands dropped."""
-        return restrict_adjacency(self.adjacency(connectivity), self.kept(mask))
+        """The adjacency among finite (and ``mask``) locations, islands dropped.
+
+        Cached per mask (the last few); the cached adjacency is read-only.
+        """
+        keep = self.kept(mask)
+        if self.kind == "volume":
+            check_option("connectivity", connectivity, (6, 18, 26))
+        key = ("restricted", int(connectivity) if self.kind == "volume" else None,
+               np.packbits(keep).tobytes())
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = restrict_adjacency(self.adjacency(connectivity), keep)
+            for a in (hit.adjacency.data, hit.adjacency.indices, hit.adjacency.indptr):
+                a.setflags(write=False)
+            self._cache[key] = hit
+            cached = [k for k in self._cache if k[0] == "restricted"]
+            for k in cached[:max(0, len(cached) - 3)]:  # keep the three most recent masks
+                del self._cache[k]
+        return hit
 
     def kept(self, mask=None) -> np.ndarray:
         """Boolean per location: finite value and, when given, inside ``mask``."""
