@@ -54,7 +54,7 @@ def best_alternating(fns, repeats):
             outs[k] = fn()
             walls[k].append(time.perf_counter() - t0)
             cpus[k].append(time.process_time() - c0)
-    return [(min(w), min(c)) for w, c in zip(walls, cpus)], outs
+    return [(min(w), min(c)) for w, c in zip(walls, cpus, strict=True)], outs
 
 
 def smooth_maps(rng, n, shape):

@@ -70,7 +70,7 @@ def test_permutation_stream_equals_a_python_transcription(n, rng):
     keys[1] = np.uint64(2**64 - 1)
     got = _permnull.permutations(keys, n)
     assert got.shape == (5, n) and got.dtype == np.int32
-    for k, row in zip(keys, got):
+    for k, row in zip(keys, got, strict=True):
         np.testing.assert_array_equal(row, reference_permutation(int(k), n))
         np.testing.assert_array_equal(np.sort(row), np.arange(n))
     np.testing.assert_array_equal(_permnull.permutation(int(keys[2]), n), got[2])

@@ -1007,7 +1007,8 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
                 a = np.full(m, -(n - 1) / (s0 * n))
                 c = np.full(m, (n - 1) / (2 * s0 * n))
                 tol = np.full(m, (n - 1) / (2 * s0) * gamma * (np.abs(g).max() + 2 * rho))
-            spec = _NullSpec(xs=np.ascontiguousarray(xs), ell=ell, g=g, a=a, c=c, obs=obs[ok], tol=tol, w=w, kind=kind)
+            spec = _NullSpec(xs=np.ascontiguousarray(xs), ell=ell, g=g, a=a, c=c,
+                             obs=obs[ok], tol=tol, w=w, kind=kind)
             null[good] = _run_null(spec, n_perm, entropy, n_jobs)
     if few:
         warnings.warn(

@@ -140,7 +140,8 @@ def _lane_quadratic_forms(typingctx, y, rows, cols, vals, row_ptr, ent_ptr, widt
     def codegen(context, builder, signature, args):
         t_y, t_rows, t_cols, t_vals, t_rp, t_ep, t_w = signature.args
         a_y, a_rows, a_cols, a_vals, a_rp, a_ep, a_w = (
-            context.make_array(t)(context, builder, a) for t, a in zip(signature.args, args))
+            context.make_array(t)(context, builder, a)
+            for t, a in zip(signature.args, args, strict=True))
         vec = ir.VectorType(ir.DoubleType(), LANES)
         intp = context.get_value_type(types.intp)
         i32 = ir.IntType(32)
@@ -158,8 +159,9 @@ def _lane_quadratic_forms(typingctx, y, rows, cols, vals, row_ptr, ent_ptr, widt
             return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=8)
 
         def splat(v):
-            one_lane = builder.insert_element(ir.Constant(vec, ir.Undefined), v, ir.Constant(i32, 0))
-            return builder.shuffle_vector(one_lane, ir.Constant(vec, ir.Undefined),
+            undef = ir.Constant(vec, ir.Undefined)
+            one_lane = builder.insert_element(undef, v, ir.Constant(i32, 0))
+            return builder.shuffle_vector(one_lane, undef,
                                           ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
 
         q = cgutils.alloca_once_value(builder, zero)
@@ -174,7 +176,8 @@ def _lane_quadratic_forms(typingctx, y, rows, cols, vals, row_ptr, ent_ptr, widt
                 builder.store(zero, t)
                 with cgutils.for_range(builder, width):
                     ei = builder.load(e)
-                    term = builder.fmul(splat(item(t_vals, a_vals, ei)), row(item(t_cols, a_cols, ei)))
+                    v = item(t_vals, a_vals, ei)
+                    term = builder.fmul(splat(v), row(item(t_cols, a_cols, ei)))
                     builder.store(builder.fadd(builder.load(t), term), t)
                     builder.store(builder.add(ei, one), e)
                 term = builder.fmul(row(item(t_rows, a_rows, r)), builder.load(t))
