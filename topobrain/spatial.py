@@ -869,6 +869,9 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
     from ._utils import _permnull
 
     m, n = spec.xs.shape
+    if n >= 2**31:
+        raise ValueError(f"{n} cells: permutation nulls index cells with int32 (at most "
+                         f"{2**31 - 1}); split the map.")
     keys = [_block_keys(entropy, k, n_perm) for k in blocks]
     if not keys:
         return np.empty((m, 0))

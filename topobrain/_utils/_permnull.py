@@ -15,8 +15,8 @@ Permutation ``P`` of key ``k`` is the inside-out Fisher-Yates shuffle of ``0..n-
 ``i = 1 .. n-1``, ``j_i = floor(r_i * (i + 1) / 2**64)`` with
 ``r_i = splitmix64(k + i * 0x9E3779B97F4A7C15)``, then ``P[i] = P[j_i]; P[j_i] = i``.
 ``j_i`` is uniform on ``0..i`` up to a relative bias below ``(i + 1) / 2**64`` (below
-``1e-10`` for any ``n`` under ``2**31``), so ``P`` is a uniform random permutation for every
-practical purpose. :func:`permutation` returns it; tests check it against a plain Python
+``2**-33`` for any ``n`` up to ``2**31``, the int32 limit of the indices), so ``P`` is a
+uniform random permutation for every practical purpose. :func:`permutation` returns it; tests check it against a plain Python
 transcription.
 
 Layout
