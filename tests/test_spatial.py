@@ -676,3 +676,11 @@ def test_import_loads_neither_torch_nor_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_null_refuses_maps_beyond_int32_cells():
+    huge = np.broadcast_to(np.zeros(1), (1, 2**31))  # no memory: a stride-0 view
+    spec = spatial._NullSpec(xs=huge, ell=(), g=np.empty(0), a=np.ones(1), c=np.zeros(1),
+                             obs=np.zeros(1), tol=np.zeros(1), w=None, kind="moran")
+    with pytest.raises(ValueError, match="int32"):
+        spatial._null_blocks(spec, [0], 1, 10)
