@@ -39,6 +39,7 @@ __all__ = ["LANES", "ell_groups", "lane_quadratic_forms", "null_statistics", "pe
            "permutations"]
 
 LANES = 8
+_DRAW_ROWS = 512  # shuffle steps whose draws are made at once
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -51,15 +52,29 @@ def _splitmix64(z):
     return z ^ (z >> np.uint64(31))
 
 
+@njit(inline="always")
+def _bounded(key, i):
+    """The swap partner ``j_i`` (uniform on ``0..i``) of step ``i`` of ``key``'s shuffle."""
+    r = _splitmix64(key + np.uint64(i) * _GOLDEN)
+    m = np.uint64(i + 1) & _LOW32  # < 2**31; the mask lets LLVM use 32-bit multiplies
+    # floor(r * m / 2**64) without 128-bit integers (exact for m < 2**32)
+    return np.int32(((r >> _S32) * m + (((r & _LOW32) * m) >> _S32)) >> _S32)
+
+
 @njit(nogil=True, cache=True)
 def _draw_swaps(key, n, out):
     """``out[i]`` uniform on ``0..i`` for ``i = 1 .. n-1`` (``out[0]`` is left alone)."""
     for i in range(1, n):
-        r = _splitmix64(key + np.uint64(i) * _GOLDEN)
-        m = np.uint64(i + 1)
-        # floor(r * m / 2**64) without 128-bit integers (exact for m < 2**32)
-        hi = (r >> _S32) * m + (((r & _LOW32) * m) >> _S32)
-        out[i] = np.int32(hi >> _S32)
+        out[i] = _bounded(key, i)
+
+
+@njit(inline="always")
+def _draw_lane_swaps(lane_keys, i0, i1, out):
+    """``out[i - i0, b]``: step ``i``'s swap partner for lane ``b``, ``i`` in ``[i0, i1)``
+    (the lanes innermost, so the draws vectorise across them)."""
+    for i in range(i0, i1):
+        for b in range(LANES):
+            out[i - i0, b] = _bounded(lane_keys[b], i)
 
 
 @njit(nogil=True, cache=True)
@@ -214,38 +229,45 @@ def null_statistics(xs, keys, a, c, g, rows, cols, vals, row_ptr, ent_ptr, width
     """
     m, n = xs.shape
     n_perm = keys.shape[0]
-    swaps = np.empty((LANES, n), dtype=np.int32)
-    perm = np.empty((LANES, n), dtype=np.int32)
+    lane_keys = np.empty(LANES, dtype=np.uint64)
+    swaps = np.empty((_DRAW_ROWS, LANES), dtype=np.int32)  # 16 KiB: stays in L1
+    perm = np.empty((n if m > 1 else 0, LANES), dtype=np.int32)
     y = np.zeros((n, LANES))
     sq = np.zeros(LANES)
     has_g = g.shape[0] > 0
     for p0 in range(0, n_perm, LANES):
         lanes = min(LANES, n_perm - p0)
         for b in range(LANES):  # idle lanes of a short last group rerun the last key
-            _draw_swaps(keys[p0 + min(b, lanes - 1)], n, swaps[b])
+            lane_keys[b] = keys[p0 + min(b, lanes - 1)]
         if m > 1:  # one shuffle of the indices, then a gather per map
             for b in range(LANES):
-                perm[b, 0] = 0
-            for i in range(1, n):
-                for b in range(LANES):
-                    j = swaps[b, i]
-                    perm[b, i] = perm[b, j]
-                    perm[b, j] = i
+                perm[0, b] = 0
+            for i0 in range(1, n, _DRAW_ROWS):
+                i1 = min(i0 + _DRAW_ROWS, n)
+                _draw_lane_swaps(lane_keys, i0, i1, swaps)
+                for i in range(i0, i1):
+                    for b in range(LANES):
+                        j = swaps[i - i0, b]
+                        perm[i, b] = perm[j, b]
+                        perm[j, b] = i
         for mi in range(m):
             x = xs[mi]
             if m > 1:
                 for i in range(n):
                     for b in range(LANES):
-                        y[i, b] = x[perm[b, i]]
+                        y[i, b] = x[perm[i, b]]
             else:  # one map: shuffle its values directly (the same y)
                 for b in range(LANES):
                     y[0, b] = x[0]
-                for i in range(1, n):
-                    xi = x[i]
-                    for b in range(LANES):
-                        j = swaps[b, i]
-                        y[i, b] = y[j, b]
-                        y[j, b] = xi
+                for i0 in range(1, n, _DRAW_ROWS):
+                    i1 = min(i0 + _DRAW_ROWS, n)
+                    _draw_lane_swaps(lane_keys, i0, i1, swaps)
+                    for i in range(i0, i1):
+                        xi = x[i]
+                        for b in range(LANES):
+                            j = swaps[i - i0, b]
+                            y[i, b] = y[j, b]
+                            y[j, b] = xi
             q = _lane_quadratic_forms(y, rows, cols, vals, row_ptr, ent_ptr, widths)
             if has_g:
                 sq[:] = 0.0
