@@ -16,12 +16,13 @@ Permutation ``P`` of key ``k`` is the inside-out Fisher-Yates shuffle of ``0..n-
 ``r_i = splitmix64(k + i * 0x9E3779B97F4A7C15)``, then ``P[i] = P[j_i]; P[j_i] = i``.
 ``j_i`` is uniform on ``0..i`` up to a relative bias below ``(i + 1) / 2**64`` (below
 ``2**-33`` for any ``n`` up to ``2**31``, the int32 limit of the indices), so ``P`` is a
-uniform random permutation for every practical purpose. :func:`permutation` returns it; tests check it against a plain Python
-transcription.
+uniform random permutation for every practical purpose. :func:`permutation` returns it;
+tests check it against a plain Python transcription.
 
 Layout
 ------
-Permutations are evaluated eight at a time, one per lane of an ``(n, 8)`` block, and the
+Permutations are evaluated eight at a time, one per lane of an ``(n, 8)`` block (their
+draws are made 512 steps at a time, vectorised across the lanes), and the
 weights' upper form is stored by row length ("ELL" groups: every row of a group has the
 same number of entries), which keeps the inner loop free of unpredictable branches.
 """
