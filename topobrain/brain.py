@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._utils._sparse import submatrix
 from ._utils._validation import check_option
 
 __all__ = [
@@ -550,12 +551,11 @@ def restrict_adjacency(adjacency, keep=None) -> RestrictedAdjacency:
     if keep.shape != (n,):
         raise ValueError(f"keep must have shape ({n},); got shape {keep.shape}.")
     idx = np.flatnonzero(keep)
-    sub = a if idx.size == n else a[idx][:, idx]  # skip a copy when everything is kept
+    sub = submatrix(a, idx)
     deg = np.diff(sub.indptr)
     islands = idx[deg == 0]
     idx2 = idx[deg > 0]
-    if islands.size:
-        sub = sub[deg > 0][:, deg > 0].tocsr()
+    sub = submatrix(sub, np.flatnonzero(deg > 0))
     n_comp = int(sp.csgraph.connected_components(sub, directed=False)[0]) if idx2.size else 0
     if islands.size:
         logger.info("dropped %d island locations without usable neighbours", islands.size)

@@ -85,6 +85,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtr
 
+from ._utils._sparse import submatrix
 from ._utils._stats import moran_i_raw
 from ._utils._validation import check_finite, check_option, check_random_state
 from .sheet import CorticalSheet, grid_weights, transform_weights
@@ -577,17 +578,9 @@ def _drop_islands(idx: np.ndarray, w) -> tuple[np.ndarray, sp.csr_matrix, int]:
             break
         n_islands += int(island.sum())
         ok = np.flatnonzero(~island)
-        idx, w = idx[ok], _submatrix(w, ok)
+        idx, w = idx[ok], submatrix(w, ok)
         w.eliminate_zeros()
     return idx, sp.csr_matrix(w), n_islands
-
-
-def _submatrix(w: sp.csr_matrix, idx: np.ndarray) -> sp.csr_matrix:
-    """Rows and columns ``idx`` (sorted, unique) of a square CSR matrix; ``w`` itself when
-    ``idx`` is every index (a fancy-indexed copy of a 32k-vertex mesh costs milliseconds)."""
-    if idx.size == w.shape[0]:
-        return w
-    return w[idx][:, idx]
 
 
 def _transform(w: sp.csr_matrix, transform) -> sp.csr_matrix:
@@ -674,7 +667,7 @@ def _group_weights(inp: _Input, keep: np.ndarray, transform) -> _Weights:
 
 def _matrix_group_weights(base: sp.csr_matrix, keep: np.ndarray, transform) -> _Weights:
     idx0 = np.flatnonzero(keep)
-    idx, w, isl = _drop_islands(idx0, _submatrix(base, idx0))
+    idx, w, isl = _drop_islands(idx0, submatrix(base, idx0))
     return _Weights(idx, _transform(w, transform) if idx.size else w, isl)
 
 
@@ -796,15 +789,11 @@ def _sim_summary(null, obs, alternative):
 # ---------------------------------------------------------------------------------------
 # kernels
 # ---------------------------------------------------------------------------------------
-def _weight_sums(w: sp.csr_matrix, sym: sp.csr_matrix | None = None,
-                 row_col: np.ndarray | None = None) -> tuple[float, float, float]:
-    """S0, S1, S2 of Cliff & Ord (``sym = W + W'`` and the row plus column sums when known)."""
+def _weight_sums(w: sp.csr_matrix, sym: sp.csr_matrix,
+                 row_col: np.ndarray) -> tuple[float, float, float]:
+    """S0, S1, S2 of Cliff & Ord, given ``sym = W + W'`` and the row plus column sums."""
     s0 = float(w.sum())
-    if sym is None:
-        sym = (w + w.T).tocsr()
     s1 = 0.5 * float((sym.data * sym.data).sum())  # not np.dot: no BLAS threads left spinning
-    if row_col is None:
-        row_col = np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()
     s2 = float((row_col * row_col).sum())
     return s0, s1, s2
 
@@ -822,10 +811,8 @@ def _geary_raw(z: np.ndarray, w: sp.csr_matrix) -> np.ndarray:
         return (n - 1) * num / den
 
 
-def _upper_form(w: sp.csr_matrix, sym: sp.csr_matrix | None = None) -> sp.csr_matrix:
-    """U with ``x' U x == x' W x``: the upper triangle of ``W + W'`` plus W's diagonal."""
-    if sym is None:
-        sym = (w + w.T).tocsr()
+def _upper_form(w: sp.csr_matrix, sym: sp.csr_matrix) -> sp.csr_matrix:
+    """U with ``x' U x == x' W x``: the upper triangle of ``sym = W + W'`` plus W's diagonal."""
     u = sp.triu(sym, k=1, format="csr")
     diag = w.diagonal()
     if np.any(diag):

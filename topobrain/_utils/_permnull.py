@@ -16,7 +16,7 @@ Permutation ``P`` of key ``k`` is the inside-out Fisher-Yates shuffle of ``0..n-
 ``r_i = splitmix64(k + i * 0x9E3779B97F4A7C15)``, then ``P[i] = P[j_i]; P[j_i] = i``.
 ``j_i`` is uniform on ``0..i`` up to a relative bias below ``(i + 1) / 2**64`` (below
 ``2**-33`` for any ``n`` up to ``2**31``, the int32 limit of the indices), so ``P`` is a
-uniform random permutation for every practical purpose. :func:`permutation` returns it;
+uniform random permutation for every practical purpose. :func:`permutations` returns it;
 tests check it against a plain Python transcription.
 
 Layout
@@ -36,8 +36,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "ell_groups", "lane_quadratic_forms", "null_statistics", "permutation",
-           "permutations"]
+__all__ = ["LANES", "ell_groups", "lane_quadratic_forms", "null_statistics", "permutations"]
 
 LANES = 8
 _DRAW_ROWS = 512  # shuffle steps whose draws are made at once
@@ -62,13 +61,6 @@ def _bounded(key, i):
     return np.int32(((r >> _S32) * m + (((r & _LOW32) * m) >> _S32)) >> _S32)
 
 
-@njit(nogil=True, cache=True)
-def _draw_swaps(key, n, out):
-    """``out[i]`` uniform on ``0..i`` for ``i = 1 .. n-1`` (``out[0]`` is left alone)."""
-    for i in range(1, n):
-        out[i] = _bounded(key, i)
-
-
 @njit(inline="always")
 def _draw_lane_swaps(lane_keys, i0, i1, out):
     """``out[i - i0, b]``: step ``i``'s swap partner for lane ``b``, ``i`` in ``[i0, i1)``
@@ -76,32 +68,6 @@ def _draw_lane_swaps(lane_keys, i0, i1, out):
     for i in range(i0, i1):
         for b in range(LANES):
             out[i - i0, b] = _bounded(lane_keys[b], i)
-
-
-@njit(nogil=True, cache=True)
-def _shuffle(key, n, swaps, perm):
-    """Write the permutation of ``key`` into ``perm`` (``swaps`` is scratch)."""
-    _draw_swaps(key, n, swaps)
-    perm[0] = 0
-    for i in range(1, n):
-        j = swaps[i]
-        perm[i] = perm[j]
-        perm[j] = i
-
-
-@njit(nogil=True, cache=True)
-def permutations(keys, n):
-    """The permutations of ``keys``, shape ``(keys.size, n)``, int32."""
-    out = np.empty((keys.shape[0], n), dtype=np.int32)
-    swaps = np.empty(n, dtype=np.int32)
-    for p in range(keys.shape[0]):
-        _shuffle(keys[p], n, swaps, out[p])
-    return out
-
-
-def permutation(key: int, n: int) -> np.ndarray:
-    """The permutation of one 64-bit ``key`` over ``n`` cells, shape ``(n,)``, int32."""
-    return permutations(np.array([key], dtype=np.uint64), int(n))[0]
 
 
 def ell_groups(u: sp.csr_matrix):
@@ -255,6 +221,48 @@ def _lane_quadratic_forms(typingctx, y, rows, cols, vals, row_ptr, ent_ptr, widt
     return sig, codegen
 
 
+@njit(inline="always")
+def _load_lane_keys(keys, p0, lane_keys):
+    """Keys ``p0 ..`` into the lanes; idle lanes of a short last group rerun the last key.
+    Returns the number of lanes in use."""
+    lanes = min(LANES, keys.shape[0] - p0)
+    for b in range(LANES):
+        lane_keys[b] = keys[p0 + min(b, lanes - 1)]
+    return lanes
+
+
+@njit(inline="always")
+def _shuffle_lanes(lane_keys, values, y, swaps):
+    """``y[:, b] = values[P_b]`` with ``P_b`` the permutation of ``lane_keys[b]``: the
+    lanes' inside-out shuffles of ``values`` (``swaps`` is scratch, ``_DRAW_ROWS`` rows)."""
+    n = values.shape[0]
+    for b in range(LANES):
+        y[0, b] = values[0]
+    for i0 in range(1, n, _DRAW_ROWS):
+        i1 = min(i0 + _DRAW_ROWS, n)
+        _draw_lane_swaps(lane_keys, i0, i1, swaps)
+        _lane_shuffle_rows(y, values, swaps, i0, i1)
+
+
+@njit(nogil=True, cache=True)
+def permutations(keys, n):
+    """The permutations of ``keys``, shape ``(keys.size, n)``, int32 (computed by the same
+    lane shuffles as :func:`null_statistics`)."""
+    out = np.empty((keys.shape[0], n), dtype=np.int32)
+    if n == 0:
+        return out
+    iota = np.arange(n, dtype=np.int32)
+    lane_keys = np.empty(LANES, dtype=np.uint64)
+    swaps = np.empty((_DRAW_ROWS, LANES), dtype=np.int32)
+    perm = np.empty((n, LANES), dtype=np.int32)
+    for p0 in range(0, keys.shape[0], LANES):
+        lanes = _load_lane_keys(keys, p0, lane_keys)
+        _shuffle_lanes(lane_keys, iota, perm, swaps)
+        for b in range(lanes):
+            out[p0 + b] = perm[:, b]
+    return out
+
+
 @njit(nogil=True, cache=True)
 def lane_quadratic_forms(y, rows, cols, vals, row_ptr, ent_ptr, widths):
     """:func:`_lane_quadratic_forms` callable from Python (tests)."""
@@ -288,16 +296,9 @@ def null_statistics(xs, keys, a, c, g, rows, cols, vals, row_ptr, ent_ptr, width
     sq = np.zeros(LANES)
     has_g = g.shape[0] > 0
     for p0 in range(0, n_perm, LANES):
-        lanes = min(LANES, n_perm - p0)
-        for b in range(LANES):  # idle lanes of a short last group rerun the last key
-            lane_keys[b] = keys[p0 + min(b, lanes - 1)]
+        lanes = _load_lane_keys(keys, p0, lane_keys)
         if m > 1:  # one shuffle of the indices, then a gather per map
-            for b in range(LANES):
-                perm[0, b] = 0
-            for i0 in range(1, n, _DRAW_ROWS):
-                i1 = min(i0 + _DRAW_ROWS, n)
-                _draw_lane_swaps(lane_keys, i0, i1, swaps)
-                _lane_shuffle_rows(perm, iota, swaps, i0, i1)
+            _shuffle_lanes(lane_keys, iota, perm, swaps)
         for mi in range(m):
             x = xs[mi]
             if m > 1:
@@ -305,12 +306,7 @@ def null_statistics(xs, keys, a, c, g, rows, cols, vals, row_ptr, ent_ptr, width
                     for b in range(LANES):
                         y[i, b] = x[perm[i, b]]
             else:  # one map: shuffle its values directly (the same y)
-                for b in range(LANES):
-                    y[0, b] = x[0]
-                for i0 in range(1, n, _DRAW_ROWS):
-                    i1 = min(i0 + _DRAW_ROWS, n)
-                    _draw_lane_swaps(lane_keys, i0, i1, swaps)
-                    _lane_shuffle_rows(y, x, swaps, i0, i1)
+                _shuffle_lanes(lane_keys, x, y, swaps)
             q = _lane_quadratic_forms(y, rows, cols, vals, row_ptr, ent_ptr, widths)
             if has_g:
                 sq[:] = 0.0
