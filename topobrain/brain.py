@@ -741,22 +741,26 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def _choose_variable(path: Path, what: str, names: list, variable):
+    """The named array to read from a container: ``variable``, or the only one there."""
+    if variable is None and len(names) == 1:
+        return names[0]
+    if variable not in names:
+        from ._utils._validation import suggest
+
+        raise KeyError(
+            f"{path.name} holds {what} {names}; pass variable= to pick one."
+            + (suggest(variable, names) if variable else "")
+        )
+    return variable
+
+
 def _read_vector_file(path: Path, suffix: str, variable) -> np.ndarray:
     if suffix == ".npy":
         return np.load(path, allow_pickle=False)
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            if variable is None and len(keys) == 1:
-                variable = keys[0]
-            if variable not in keys:
-                from ._utils._validation import suggest
-
-                raise KeyError(
-                    f"{path.name} holds arrays {keys}; pass variable= to pick one."
-                    + (suggest(variable, keys) if variable else "")
-                )
-            return z[variable]
+            return z[_choose_variable(path, "arrays", list(z.keys()), variable)]
     if suffix in (".csv", ".tsv", ".txt"):
         sep = "\t" if suffix == ".tsv" else ("," if suffix == ".csv" else None)
         df = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c")
@@ -794,30 +798,12 @@ def _read_vector_file(path: Path, suffix: str, variable) -> np.ndarray:
         with h5py.File(path, "r") as fh:
             names = []
             fh.visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
-            if variable is None and len(names) == 1:
-                variable = names[0]
-            if variable not in names:
-                from ._utils._validation import suggest
-
-                raise KeyError(
-                    f"{path.name} holds datasets {names}; pass variable= to pick one."
-                    + (suggest(variable, names) if variable else "")
-                )
-            return np.asarray(fh[variable][()])
+            return np.asarray(fh[_choose_variable(path, "datasets", names, variable)][()])
     import xarray as xr
 
     with xr.open_dataset(path) as ds:
-        names = list(ds.data_vars)
-        if variable is None and len(names) == 1:
-            variable = names[0]
-        if variable not in names:
-            from ._utils._validation import suggest
-
-            raise KeyError(
-                f"{path.name} holds variables {names}; pass variable= to pick one."
-                + (suggest(variable, names) if variable else "")
-            )
-        return np.asarray(ds[variable].values)
+        return np.asarray(ds[_choose_variable(path, "variables", list(ds.data_vars),
+                                              variable)].values)
 
 
 def _pick(data: np.ndarray, index, what: str, path: Path) -> np.ndarray:
