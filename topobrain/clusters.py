@@ -563,22 +563,27 @@ def _assemble(parts, shape, layout, min_size, params) -> ClusterTable:
     out_labels = np.zeros(shape, dtype=np.int32)
     for part, lookup in zip(parts, lookups, strict=False):
         out_labels += lookup[part[1]]
+    return _table_from_rows(out_labels, layout,
+                            [(r[0], r[2], r[4], r[5], r[6], r[7], r[8]) for r in rows], params)
+
+
+def _table_from_rows(labels: np.ndarray, layout: _Layout, rows: list, params) -> ClusterTable:
+    """A ClusterTable from numbered labels and one row per cluster, in cluster-id order:
+    ``(layer, sign, size, mass, peak_value, peak_unit, centroid or None)``."""
     k = len(rows)
-    grid = layout.grid_shape
-    centroid = (np.array([r[8] for r in rows], dtype=float).reshape(k, 2)
-                if grid is not None else None)
     return ClusterTable(
-        labels=out_labels.reshape((len(layout.layers),) + layout.map_shape),
+        labels=labels.reshape((layout.n_layers,) + layout.map_shape),
         layers=layout.layers,
         cluster_id=np.arange(1, k + 1),
         layer_index=np.array([r[0] for r in rows], dtype=np.intp),
-        sign=np.array([r[2] for r in rows], dtype=np.int8),
-        size=np.array([r[4] for r in rows], dtype=np.intp),
-        mass=np.array([r[5] for r in rows], dtype=float),
-        peak_value=np.array([r[6] for r in rows], dtype=float),
-        peak_unit=np.array([r[7] for r in rows], dtype=np.intp),
-        centroid=centroid,
-        grid_shape=grid,
+        sign=np.array([r[1] for r in rows], dtype=np.int8),
+        size=np.array([r[2] for r in rows], dtype=np.intp),
+        mass=np.array([r[3] for r in rows], dtype=float),
+        peak_value=np.array([r[4] for r in rows], dtype=float),
+        peak_unit=np.array([r[5] for r in rows], dtype=np.intp),
+        centroid=(np.array([r[6] for r in rows], dtype=float).reshape(k, 2)
+                  if layout.grid_shape is not None else None),
+        grid_shape=layout.grid_shape,
         p_fwe=None,
         params=MappingProxyType(dict(params)),
     )
@@ -871,27 +876,11 @@ def seed_and_grow(
             rows.append((li, int(s) if s != 0 else 1, members.size,
                          float(np.sum(values[li, members])), float(values[li, seed]),
                          int(seed), centroid))
-    k = len(rows)
-    return ClusterTable(
-        labels=labels.reshape((layout.n_layers,) + layout.map_shape),
-        layers=layout.layers,
-        cluster_id=np.arange(1, k + 1),
-        layer_index=np.array([r[0] for r in rows], dtype=np.intp),
-        sign=np.array([r[1] for r in rows], dtype=np.int8),
-        size=np.array([r[2] for r in rows], dtype=np.intp),
-        mass=np.array([r[3] for r in rows], dtype=float),
-        peak_value=np.array([r[4] for r in rows], dtype=float),
-        peak_unit=np.array([r[5] for r in rows], dtype=np.intp),
-        centroid=(np.array([r[6] for r in rows], dtype=float).reshape(k, 2)
-                  if layout.grid_shape is not None else None),
-        grid_shape=layout.grid_shape,
-        p_fwe=None,
-        params=MappingProxyType({"method": "seed_and_grow", "alpha": alpha,
-                                 "threshold": alpha, "tail": 0,
-                                 "adjacency": layout.adjacency_name, "min_size": min_size,
-                                 "values": "stat_map" if stat_map is not None
-                                 else "-log10(p)"}),
-    )
+    return _table_from_rows(labels, layout, rows,
+                            {"method": "seed_and_grow", "alpha": alpha, "threshold": alpha,
+                             "tail": 0, "adjacency": layout.adjacency_name,
+                             "min_size": min_size,
+                             "values": "stat_map" if stat_map is not None else "-log10(p)"})
 
 
 # ------------------------------------------------------------------ permutation test
