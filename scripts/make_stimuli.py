@@ -43,6 +43,12 @@ from topobrain.stimuli import (  # noqa: E402
     word_lists,
 )
 
+FEDORENKO_2010 = (
+    "Fedorenko, E., Hsieh, P.-J., Nieto-Castañón, A., Whitfield-Gabrieli, S., & Kanwisher, N.\n"
+    "(2010). New method for fMRI investigations of language: defining ROIs functionally in\n"
+    "individual subjects. *Journal of Neurophysiology*, 104, 1177-1194."
+)
+
 STATS_NOTE = ("*real words (%)*: share of the words among wordfreq's 100,000 most frequent "
               "English words (the generator's criterion); *mean Zipf*: log10 of wordfreq's "
               "occurrences per billion words, 0 for strings it never saw (some pseudowords "
@@ -198,9 +204,7 @@ Topics (`topic`):
 Built with {versions()}.
 
 ## Reference
-Fedorenko, E., Hsieh, P.-J., Nieto-Castañón, A., Whitfield-Gabrieli, S., & Kanwisher, N.
-(2010). New method for fMRI investigations of language: defining ROIs functionally in
-individual subjects. *Journal of Neurophysiology*, 104, 1177-1194.
+{FEDORENKO_2010}
 """
     (folder / "README.md").write_text(readme, encoding="utf-8")
     return stim
@@ -271,9 +275,7 @@ Examples (item 1 of each condition):
 Built with {versions()}.
 
 ## Reference
-Fedorenko, E., Hsieh, P.-J., Nieto-Castañón, A., Whitfield-Gabrieli, S., & Kanwisher, N.
-(2010). New method for fMRI investigations of language: defining ROIs functionally in
-individual subjects. *Journal of Neurophysiology*, 104, 1177-1194.
+{FEDORENKO_2010}
 """
     (folder / "README.md").write_text(readme, encoding="utf-8")
     return stim
