@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.ndimage import gaussian_filter
 
-from topobrain.extract import Activations
+from topobrain.activations import Activations
 from topobrain.readout import fwhm_to_sigma, smooth, smooth_maps, smooth_units
 from topobrain.sheet import CorticalSheet
 

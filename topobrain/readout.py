@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from ._utils._validation import check_finite
-from .extract import Activations
+from .activations import Activations
 from .sheet import CorticalSheet
 
 __all__ = ["fwhm_to_sigma", "smooth", "smooth_maps", "smooth_units"]
