@@ -13,9 +13,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("brain", "clusters", "compare", "contrast", "correction", "extract", "glm",
-               "inference", "models", "nulls", "pipeline", "plotting", "readout", "report",
-               "selectivity", "sheet", "spatial", "stimuli")
+_SUBMODULES = ("activations", "brain", "clusters", "compare", "contrast", "correction",
+               "extract", "glm", "inference", "models", "nulls", "pipeline", "plotting",
+               "readout", "report", "selectivity", "sheet", "spatial", "stimuli")
 
 __all__ = ["__version__", *_SUBMODULES]
 
