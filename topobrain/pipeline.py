@@ -19,8 +19,6 @@ Output folder::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._utils._hashing import hash_json
 from ._utils._io import atomic_save, atomic_write_text
 from ._utils._validation import check_option
 
@@ -81,7 +80,7 @@ def _versions() -> dict:
 def _settings_hash(settings: dict) -> str:
     keys = {k: v for k, v in settings.items() if k not in ("out", "overwrite", "verbose",
                                                            "n_jobs", "device", "cache")}
-    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hash_json(keys)[:16]
 
 
 def _prepare_out(out: Path, settings_hash: str, overwrite: bool) -> None:
