@@ -28,7 +28,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -55,7 +55,7 @@ LATTICE_ADJACENCIES = (6, 18, 26)
 GridAdjacency = Literal["rook", "queen"]
 LatticeAdjacency = Literal[6, 18, 26]
 #: What an ``adjacency`` parameter accepts (a libpysal W/Graph is accepted too).
-Adjacency = Union[GridAdjacency, LatticeAdjacency, sp.spmatrix, sp.sparray, Any, None]
+Adjacency = GridAdjacency | LatticeAdjacency | sp.spmatrix | sp.sparray | Any | None
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
