@@ -1,17 +1,72 @@
-"""Atomic file writes: a temp file in the same folder, then ``os.replace``."""
+"""Atomic writes: a temporary file or folder beside the target, then one rename.
+
+Every file and folder the package writes goes through here, so that
+
+- a crash never leaves a half-written file under the final name (the temporary
+  sits beside the target, on the same file system, and ``os.replace`` is atomic);
+- the result gets the modes any other program would give it: files
+  ``0o666 & ~umask`` and folders ``0o777 & ~umask`` (``0o644``/``0o755`` under the
+  usual umask 022, group-writable under 002). :func:`tempfile.mkstemp` and
+  :func:`tempfile.mkdtemp` create ``0o600`` and ``0o700`` instead, which a rename
+  would carry over and which colleagues on a shared server cannot read; here the
+  kernel applies the umask itself at creation (``os.open(..., 0o666)``,
+  ``os.mkdir(..., 0o777)``), so the umask is never read or changed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save", "make_temp_dir",
+           "atomic_dir"]
+
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) \
+    | getattr(os, "O_CLOEXEC", 0)
+
+
+def _temp_path(folder: Path, name: str, suffix: str) -> Path:
+    # a hidden name that globs such as ``*.npz`` or ``chunk-*`` never match
+    return folder / f".{name}.{secrets.token_hex(6)}{suffix}"
+
+
+def _create_temp_file(path: Path, suffix: str) -> tuple[int, Path]:
+    """An open descriptor on a new empty file beside ``path``, created ``0o666 & ~umask``."""
+    for _ in range(100):
+        tmp = _temp_path(path.parent, path.name, suffix)
+        try:
+            return os.open(tmp, _FILE_FLAGS, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits collide
+            continue
+    raise FileExistsError(f"Could not create a temporary file beside {path}.")  # pragma: no cover
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; a crash never leaves a half-written file."""
+    """Write ``data`` to ``path`` atomically, with the mode ``0o666 & ~umask``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to write; missing parent folders are created (``0o777 & ~umask``).
+    data : bytes
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp_file(path, ".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -19,29 +74,88 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
     return path
 
 
 def atomic_write_text(path, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
+    """Write UTF-8 ``text`` to ``path`` atomically (as :func:`atomic_write_bytes`)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_save(path, writer) -> Path:
-    """Call ``writer(tmp_path)`` then move the result to ``path`` atomically."""
+def atomic_save(path, writer: Callable[[str], object]) -> Path:
+    """Call ``writer(tmp_path)``, then move the file it wrote to ``path`` atomically.
+
+    ``tmp_path`` (a str) names an existing empty file beside ``path`` with the same
+    suffix (so that writers choosing a format by suffix choose the right one), created
+    ``0o666 & ~umask``; a writer that truncates it keeps that mode, one that replaces it
+    creates a file of the same mode.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp",
-                               dir=path.parent)
+    fd, tmp = _create_temp_file(path, path.suffix or ".tmp")
     os.close(fd)
     try:
-        writer(tmp)
+        writer(str(tmp))
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
     return path
+
+
+def make_temp_dir(parent, prefix: str = "") -> Path:
+    """A new empty folder in ``parent`` (a hidden, random name), mode ``0o777 & ~umask``.
+
+    The replacement for :func:`tempfile.mkdtemp` (``0o700``) where the folder is
+    published by a rename later. ``parent`` is created when missing.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = _temp_path(parent, prefix or "tmp", ".tmpdir")
+        try:
+            os.mkdir(tmp, 0o777)
+        except FileExistsError:  # pragma: no cover
+            continue
+        return tmp
+    raise FileExistsError(f"Could not create a temporary folder in {parent}.")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def atomic_dir(folder, *, overwrite: bool = True) -> Iterator[Path]:
+    """Build a folder under a temporary name and publish it at ``folder`` in one rename.
+
+    Use as ``with atomic_dir(out) as tmp: (tmp / "a.txt").write_text(...)``. On an
+    exception the temporary folder is removed and ``folder`` is left as it was. An
+    existing ``folder`` is replaced (moved aside, then removed) when ``overwrite``,
+    else a FileExistsError is raised before anything is written.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary folder (``0o777 & ~umask``), beside ``folder``.
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise FileExistsError(f"{folder} exists; remove it or allow overwriting.")
+    tmp = make_temp_dir(folder.parent, folder.name)
+    old = None
+    try:
+        yield tmp
+        if folder.exists():
+            if not overwrite:
+                raise FileExistsError(f"{folder} appeared while it was being written; "
+                                      f"remove it or allow overwriting.")
+            old = _temp_path(folder.parent, folder.name, ".old")
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not folder.exists():
+            os.replace(old, folder)  # put the previous folder back
+            old = None
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,120 @@
+"""Tests for topobrain._utils._io: atomic writes that respect the umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+import numpy as np
+import pytest
+
+from topobrain._utils._io import (
+    atomic_dir,
+    atomic_save,
+    atomic_write_bytes,
+    atomic_write_text,
+    make_temp_dir,
+)
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes and umask")
+
+
+@pytest.fixture(params=[0o022, 0o002, 0o077])
+def umask(request):
+    before = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(before)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def no_leftovers(folder):
+    return [p.name for p in os.scandir(folder) if p.name.startswith(".")] == []
+
+
+def test_files_and_folders_get_the_umask_modes(umask, tmp_path):
+    want_file, want_dir = 0o666 & ~umask, 0o777 & ~umask
+    out = atomic_write_bytes(tmp_path / "new" / "a.bin", b"\x00\x01")
+    assert out.read_bytes() == b"\x00\x01"
+    assert mode(out) == want_file and mode(tmp_path / "new") == want_dir
+    txt = atomic_write_text(tmp_path / "b.txt", "häh\n")
+    assert txt.read_text(encoding="utf-8") == "häh\n" and mode(txt) == want_file
+
+    # a writer that writes into the file it is given, one that replaces it, one that
+    # chooses its format by the suffix
+    def rewrite(tmp):
+        os.unlink(tmp)
+        with open(tmp, "w") as fh:
+            fh.write("x")
+
+    for name, writer in [("c.txt", lambda tmp: open(tmp, "w").write("x")),
+                         ("d.txt", rewrite),
+                         ("e.npy", lambda tmp: np.save(tmp, np.arange(3)))]:
+        out = atomic_save(tmp_path / name, writer)
+        assert mode(out) == want_file, name
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), np.arange(3))
+    # an existing file keeps its content until the rename, and gets the new mode
+    os.chmod(txt, 0o600)
+    atomic_write_text(txt, "new")
+    assert txt.read_text() == "new" and mode(txt) == want_file
+
+    tmp = make_temp_dir(tmp_path / "p" / "q", "run")
+    assert tmp.is_dir() and mode(tmp) == want_dir and mode(tmp_path / "p") == want_dir
+    with atomic_dir(tmp_path / "model") as folder:
+        (folder / "w.txt").write_text("1")
+        assert not (tmp_path / "model").exists()
+    assert mode(tmp_path / "model") == want_dir
+    assert mode(tmp_path / "model" / "w.txt") == want_file
+    os.rmdir(tmp)
+    for folder in (tmp_path, tmp_path / "p" / "q"):
+        assert no_leftovers(folder)
+
+
+def test_the_package_writers_respect_the_umask(umask, tmp_path):
+    """The files topobrain writes for users: activations, stimulus tables."""
+    from topobrain.activations import Activations
+    from topobrain.sheet import CorticalSheet
+    from topobrain.stimuli import StimulusSet
+
+    acts = Activations.from_arrays({"x": np.zeros((2, 4))},
+                                   {"x": CorticalSheet((2, 2), name="x")})
+    stim = StimulusSet({"condition": ["S", "S"], "text": ["a b", "c d"]})
+    written = [acts.save(tmp_path / "a.npz"), acts.save(tmp_path / "a.nc"),
+               stim.to_tsv(tmp_path / "s.tsv"), stim.to_csv(tmp_path / "s.csv")]
+    for path in written:
+        assert mode(path) == 0o666 & ~umask, path.name
+    assert no_leftovers(tmp_path)
+
+
+def test_failures_leave_nothing_behind(tmp_path):
+    target = tmp_path / "t.txt"
+    target.write_text("old")
+
+    def failing(tmp):
+        with open(tmp, "w") as fh:
+            fh.write("half")
+        raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError, match="writer failed"):
+        atomic_save(target, failing)
+    assert target.read_text() == "old" and no_leftovers(tmp_path)
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "keep.txt").write_text("old model")
+    with pytest.raises(RuntimeError, match="midway"), atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("midway")
+    assert (tmp_path / "model" / "keep.txt").read_text() == "old model"
+    assert not (tmp_path / "model" / "half.txt").exists() and no_leftovers(tmp_path)
+    # replacing an existing folder, or refusing to
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "new.txt").write_text("new model")
+    assert sorted(os.listdir(tmp_path / "model")) == ["new.txt"] and no_leftovers(tmp_path)
+    with pytest.raises(FileExistsError, match="exists"), \
+            atomic_dir(tmp_path / "model", overwrite=False):
+        pass  # pragma: no cover
