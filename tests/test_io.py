@@ -52,8 +52,12 @@ def test_files_and_folders_get_the_umask_modes(umask, tmp_path):
         with open(tmp, "w") as fh:
             fh.write("x")
 
+    def private(tmp):  # as safetensors' save_file does
+        os.unlink(tmp)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))
+
     for name, writer in [("c.txt", lambda tmp: open(tmp, "w").write("x")),
-                         ("d.txt", rewrite),
+                         ("d.txt", rewrite), ("f.bin", private),
                          ("e.npy", lambda tmp: np.save(tmp, np.arange(3)))]:
         out = atomic_save(tmp_path / name, writer)
         assert mode(out) == want_file, name
@@ -118,3 +122,20 @@ def test_failures_leave_nothing_behind(tmp_path):
     with pytest.raises(FileExistsError, match="exists"), \
             atomic_dir(tmp_path / "model", overwrite=False):
         pass  # pragma: no cover
+
+
+def test_a_saved_model_folder_respects_the_umask(umask, tmp_path):
+    torch = pytest.importorskip("torch")
+    from topobrain.models.checkpoint import save_model
+    from topobrain.models.gpt import GPTConfig, TopoGPT
+
+    torch.manual_seed(0)
+    model = TopoGPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=1,
+                              sheet_shape=(2, 2)))
+    folder = save_model(tmp_path / "models" / "tiny", model, {}, None, {"name": "tiny"})
+    assert mode(folder) == 0o777 & ~umask and mode(folder.parent) == 0o777 & ~umask
+    files = sorted(p.name for p in folder.iterdir())
+    assert "model.safetensors" in files and "config.json" in files
+    for name in files:
+        assert mode(folder / name) == 0o666 & ~umask, name
+    assert no_leftovers(folder.parent)

@@ -19,6 +19,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -89,15 +90,18 @@ def atomic_save(path, writer: Callable[[str], object]) -> Path:
 
     ``tmp_path`` (a str) names an existing empty file beside ``path`` with the same
     suffix (so that writers choosing a format by suffix choose the right one), created
-    ``0o666 & ~umask``; a writer that truncates it keeps that mode, one that replaces it
-    creates a file of the same mode.
+    ``0o666 & ~umask``; whatever file the writer leaves there gets that mode (some
+    writers, such as safetensors', replace it with a ``0o600`` file of their own).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp_file(path, path.suffix or ".tmp")
+    want = stat.S_IMODE(os.fstat(fd).st_mode)  # 0o666 & ~umask, as the kernel made it
     os.close(fd)
     try:
         writer(str(tmp))
+        if stat.S_IMODE(os.stat(tmp).st_mode) != want:
+            os.chmod(tmp, want)  # the writer made its own file (safetensors: 0o600)
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
