@@ -16,13 +16,12 @@ import csv
 import io
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._utils._io import atomic_write_text
+from .._utils._io import atomic_save, atomic_write_text, make_temp_dir
 from ..sheet import CorticalSheet
 
 __all__ = ["save_model", "read_positions_csv", "write_positions_csv", "FORMAT"]
@@ -119,7 +118,7 @@ def save_model(folder, model, sheets: dict[str, CorticalSheet], tokenizer, card:
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = make_temp_dir(folder.parent, folder.name)  # 0o777 & ~umask, not 0o700
     try:
         state = {}
         torch_dtype = getattr(torch, dtype)
@@ -127,7 +126,8 @@ def save_model(folder, model, sheets: dict[str, CorticalSheet], tokenizer, card:
             if k == "lm_head.weight":
                 continue  # tied with transformer.wte.weight
             state[k] = v.detach().to("cpu", torch_dtype).contiguous()
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        atomic_save(tmp / "model.safetensors",  # its own file is 0o600: umask mode
+                    lambda path: save_file(state, path, metadata={"format": FORMAT}))
         (tmp / "config.json").write_text(json.dumps(
             {"format": FORMAT, "version": 1, "model": model.config.to_dict(),
              "layers": list(sheets)}, indent=1))
