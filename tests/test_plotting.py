@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-import matplotlib
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import numpy as np
@@ -414,8 +413,30 @@ def test_save_figure_png_and_svg_atomic(tmp_path, rng):
     assert img.ndim == 3 and min(img.shape[:2]) > 50 and np.ptp(img[..., :3]) > 0.5
     root = ET.parse(written[1]).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    assert not plt.fignum_exists(fig.number)  # closed after saving
+    assert fig.canvas.manager is None  # drawn outside pyplot: no window, nothing to close
 
+
+def test_save_figure_closes_a_pyplot_figure(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    save_figure(fig, tmp_path / "p", svg=False)
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_svg_and_png_are_byte_reproducible(tmp_path, rng):
+    """The same figure drawn twice gives the same bytes: no date, fixed element ids
+    (imshow clip paths and images carry ids that are random by default)."""
+    t = _t_map(rng)
+    outline = np.abs(np.nan_to_num(t)) > 1
+    files = []
+    for k in range(2):
+        fig = plot_layer_grid({"a": t, "b": -t}, outlines={"a": outline}, title="x")
+        files.append(save_figure(fig, tmp_path / f"run{k}" / "grid"))
+    for a, b in zip(*files, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    svg = files[0][1].read_text()
+    assert "<dc:date>" not in svg
+    assert 'id="p' in svg  # clip-path ids exist, and they were equal above
 
 def test_save_figure_png_only_and_overwrite(tmp_path, rng):
     (tmp_path / "m.png").write_bytes(b"old")
@@ -442,8 +463,33 @@ def test_save_figure_failure_leaves_no_file(tmp_path, rng, monkeypatch):
     assert (tmp_path / "keep.png").read_bytes() == b"previous"
 
 
-def test_plotting_uses_non_interactive_backend():
-    assert matplotlib.get_backend().lower() == "agg"
+@pytest.mark.parametrize("backend", ["pdf", "svg"])
+def test_plotting_and_compare_leave_the_backend_alone(backend, tmp_path):
+    """A user's backend survives importing, plotting and saving; pyplot is never loaded
+    by the library (its figures live outside pyplot's registry)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys, matplotlib
+matplotlib.use({backend!r})
+import numpy as np, pandas as pd
+import topobrain.plotting as p, topobrain.compare as c
+assert "matplotlib.pyplot" not in sys.modules, "import loaded pyplot"
+fig = p.plot_sheet_map(np.arange(12.0).reshape(3, 4) - 5)
+p.save_figure(fig, {str(tmp_path / "m")!r})
+table = pd.DataFrame({{"source": ["model", "brain"], "name": ["m", "b"],
+                      "layer": ["mean", "map"], "published": [False, False],
+                      **{{k: [0.5, 0.7] for k in c.METRICS}}}})
+res = c.ComparisonResult(table, None, "m", None, "S - N")
+c.plot_comparison(res, path={str(tmp_path / "cmp.png")!r})
+assert "matplotlib.pyplot" not in sys.modules, "plotting loaded pyplot"
+print(matplotlib.get_backend())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == backend
+    assert (tmp_path / "m.svg").is_file() and (tmp_path / "cmp.png").is_file()
 
 
 def test_save_figure_keeps_dots_in_names(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._utils._io import atomic_save, atomic_write_text
+from ._utils._io import atomic_write_text
 
 __all__ = ["ComparisonResult", "compare", "read_model_results", "plot_comparison",
            "PUBLISHED", "LAYERS_COLUMNS", "CLUSTERS_COLUMNS"]
@@ -386,6 +386,9 @@ def plot_comparison(result: ComparisonResult, path=None):
     """Side-by-side bars: model and control (mean over layers, dots per layer), brain,
     and published reference values (open diamonds) for each metric.
 
+    The figure is drawn by :func:`topobrain.plotting.plot_comparison`; the backend is never
+    switched.
+
     Parameters
     ----------
     result : ComparisonResult
@@ -393,60 +396,10 @@ def plot_comparison(result: ComparisonResult, path=None):
         Save the figure there (PNG, atomically) and return the path; otherwise return
         the figure.
     """
-    import matplotlib
+    from .plotting import plot_comparison as draw
+    from .plotting import save_figure
 
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    t = result.table
-    titles = {
-        "morans_i": "Moran's I", "percent_selective": "% selective",
-        "n_clusters": "clusters", "largest_cluster_fraction": "largest cluster\n(fraction)",
-        "median_cluster_fraction": "median cluster\n(fraction)",
-        "decay_distance": "decay distance\n(model: sheet units, brain: mm)",
-    }
-    sources = [s for s in ("model", "control", "brain") if (t["source"] == s).any()]
-    colors = {"model": "#1b9e77", "control": "#7570b3", "brain": "#d95f02"}
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.0 * len(METRICS), 3.4))
-    for axm, metric in zip(axes, METRICS, strict=False):
-        for i, src in enumerate(sources):
-            sub = t[(t["source"] == src) & (~t["published"])]
-            summary = sub[sub["layer"].isin(["mean", "map"])][metric].to_numpy(float)
-            val = summary[0] if summary.size else np.nan
-            axm.bar(i, 0 if not np.isfinite(val) else val, color=colors[src], alpha=0.8)
-            per_layer = sub[~sub["layer"].isin(["mean", "map"])][metric].to_numpy(float)
-            if per_layer.size:
-                jitter = np.linspace(-0.2, 0.2, per_layer.size)
-                axm.plot(i + jitter, per_layer, "o", color="k", ms=2.5, alpha=0.6)
-        if metric == "morans_i" and "morans_i_null_mean" in t:
-            for i, src in enumerate(sources):
-                sub = t[(t["source"] == src) & (t["layer"] == "mean")]
-                null = sub["morans_i_null_mean"].to_numpy(float)
-                if null.size and np.isfinite(null[0]):
-                    axm.hlines(null[0], i - 0.4, i + 0.4, colors="k", linestyles="--", lw=1.2,
-                               label="label-shuffled null" if i == 0 else None)
-        if metric == "morans_i":
-            pub = t[t["published"]]
-            xs = {"TopoLM": 0, "TopoLM control": 1, "human brain": len(sources) - 1}
-            for _, r in pub.iterrows():
-                x = xs.get(r["name"], len(sources) - 1)
-                if r["name"] == "TopoLM control" and "control" not in sources:
-                    x = 0
-                axm.plot(x + 0.3, r["morans_i"], "D", mfc="none", mec="k", ms=5)
-            axm.plot([], [], "D", mfc="none", mec="k", ms=5, label="published")
-            axm.legend(fontsize=7, loc="upper left", frameon=False)
-        axm.set_xticks(range(len(sources)))
-        axm.set_xticklabels(sources, rotation=30, fontsize=8)
-        axm.set_title(titles[metric], fontsize=9)
-        axm.spines[["top", "right"]].set_visible(False)
-    fig.suptitle(f"{result.model_name} vs brain: {result.contrast}", fontsize=10)
-    fig.tight_layout()
+    fig = draw(result)
     if path is None:
         return fig
-    try:
-        saved = atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-    return saved
-
+    return save_figure(fig, path, svg=False)[0]

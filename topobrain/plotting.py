@@ -11,26 +11,47 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ._utils._io import atomic_save  # noqa: E402
+from ._utils._io import atomic_save
 
 __all__ = ["plot_sheet_map", "plot_layer_grid", "plot_morans_by_layer", "plot_distance_curves",
            "plot_response_profiles", "plot_null_distributions", "plot_category_map",
-           "save_figure"]
+           "plot_preferred_conditions", "plot_comparison", "save_figure"]
 
 DIVERGING = "RdBu_r"
+SVG_HASHSALT = "topobrain"  # fixed SVG element ids: the same figure, the same bytes
+
+
+def _figure(n_rows: int = 1, n_cols: int = 1, *, figsize, squeeze: bool = True):
+    """A new ``Figure`` and its axes, outside pyplot.
+
+    The figure belongs to no pyplot window and no backend is switched: the caller's
+    backend (a notebook's inline one, a GUI) stays as it was, and nothing needs closing.
+    """
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(n_rows, n_cols, squeeze=squeeze)
+    return fig, axes
+
+
+def _cmap(name):
+    return matplotlib.colormaps[name]
 
 
 def save_figure(fig, path, *, svg: bool = True, dpi: int = 120) -> list[Path]:
-    """Save ``fig`` as ``path`` (PNG) and, with ``svg=True``, beside it as SVG; close it.
+    """Save ``fig`` as ``path`` (PNG) and, with ``svg=True``, beside it as SVG.
 
     ``path`` may end in ``.png``/``.svg`` or have no extension; any other dot stays part
-    of the name (``layer.3.mlp`` becomes ``layer.3.mlp.png``).
+    of the name (``layer.3.mlp`` becomes ``layer.3.mlp.png``). Both files are
+    byte-reproducible: the same figure gives the same bytes (the SVG carries no date and
+    its element ids come from a fixed salt). A pyplot figure is closed after saving.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The PNG, then the SVG when written.
     """
     path = Path(path)
     if path.suffix.lower() in (".png", ".svg"):
@@ -39,11 +60,22 @@ def save_figure(fig, path, *, svg: bool = True, dpi: int = 120) -> list[Path]:
                            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight",
                                                    format="png"))]
     if svg:
-        written.append(atomic_save(path.with_name(path.name + ".svg"),
-                                   lambda tmp: fig.savefig(tmp, bbox_inches="tight",
-                                                           format="svg")))
-    plt.close(fig)
+        def write_svg(tmp):
+            with matplotlib.rc_context({"svg.hashsalt": SVG_HASHSALT}):
+                fig.savefig(tmp, bbox_inches="tight", format="svg", metadata={"Date": None})
+
+        written.append(atomic_save(path.with_name(path.name + ".svg"), write_svg))
+    _close_if_pyplot(fig)
     return written
+
+
+def _close_if_pyplot(fig) -> None:
+    """Close ``fig`` in pyplot's registry when it came from there (never imports pyplot)."""
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None and getattr(fig.canvas, "manager", None) is not None:
+        plt.close(fig)
 
 
 def _outline_segments(mask: np.ndarray) -> np.ndarray:
@@ -123,13 +155,13 @@ def plot_sheet_map(stat_map, *, ax=None, vmax=None, outline=None, title=None,
     if vmax is not None and not (np.isfinite(vmax) and vmax > 0):
         raise ValueError(f"vmax must be a positive finite number (the colour limit); got {vmax}.")
     if ax is None:
-        fig, ax = plt.subplots(figsize=(3.6, 3.2))
+        fig, ax = _figure(figsize=(3.6, 3.2))
     else:
         fig = ax.figure
     if vmax is None:
         finite = np.abs(stat_map[np.isfinite(stat_map)])
         vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    cm = plt.get_cmap(cmap).with_extremes(bad="0.8")
+    cm = _cmap(cmap).with_extremes(bad="0.8")
     im = ax.imshow(np.ma.masked_invalid(stat_map), cmap=cm, vmin=-vmax, vmax=vmax,
                    interpolation="nearest")
     if outline is not None and np.any(outline):
@@ -162,9 +194,9 @@ def plot_layer_grid(maps: dict, *, outlines: dict | None = None, title=None, cba
         vals = np.concatenate([np.abs(np.asarray(m, float)[np.isfinite(m)]) for m in maps.values()])
         vmax = float(np.percentile(vals, 99)) if vals.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.3 * n_cols + 1.0, 2.3 * n_rows + 0.6),
+    fig, axes = _figure(n_rows, n_cols, figsize=(2.3 * n_cols + 1.0, 2.3 * n_rows + 0.6),
                              squeeze=False)
-    cm = plt.get_cmap(DIVERGING).with_extremes(bad="0.8")
+    cm = _cmap(DIVERGING).with_extremes(bad="0.8")
     im = None
     for k, ax in enumerate(axes.ravel()):
         if k >= n:
@@ -205,10 +237,10 @@ def plot_morans_by_layer(layers: pd.DataFrame, *, brain_reference: float | None 
     if "null_mean" in layers and "null_sd" not in layers:
         raise ValueError("layers has null_mean but no null_sd: pass both (label-permutation "
                          "null mean and sd) or neither.")
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * layers["layer"].nunique() + 2), 3.4))
+    fig, ax = _figure(figsize=(max(5.0, 0.45 * layers["layer"].nunique() + 2), 3.4))
     order = list(dict.fromkeys(layers["layer"]))
     x = np.arange(len(order))
-    palette = plt.get_cmap("tab10")
+    palette = _cmap("tab10")
     for k, (model, df) in enumerate(layers.groupby("model", sort=False)):
         df = df.set_index("layer").reindex(order)
         color = palette(k)
@@ -239,8 +271,8 @@ def plot_distance_curves(profiles: pd.DataFrame, *, title=None):
     ``correlation``.
     """
     _require_columns(profiles, ["model", "layer", "distance", "correlation"], "profiles")
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    palette = plt.get_cmap("tab10")
+    fig, ax = _figure(figsize=(4.6, 3.4))
+    palette = _cmap("tab10")
     for k, (model, df) in enumerate(profiles.groupby("model", sort=False)):
         g = df.groupby("distance")["correlation"]
         mean, sd = g.mean(), g.std().fillna(0)
@@ -263,9 +295,9 @@ def plot_response_profiles(profile: pd.DataFrame, *, title=None):
     _require_columns(profile, ["model", "condition", "mean", "ci_low", "ci_high"], "profile")
     models = list(dict.fromkeys(profile["model"]))
     conds = list(dict.fromkeys(profile["condition"]))
-    fig, ax = plt.subplots(figsize=(1.1 * len(conds) * len(models) + 2.0, 3.4))
+    fig, ax = _figure(figsize=(1.1 * len(conds) * len(models) + 2.0, 3.4))
     width = 0.8 / max(1, len(models))
-    palette = plt.get_cmap("tab10")
+    palette = _cmap("tab10")
     for k, model in enumerate(models):
         df = profile[profile["model"] == model].set_index("condition").reindex(conds)
         x = np.arange(len(conds)) + (k - (len(models) - 1) / 2) * width
@@ -302,7 +334,7 @@ def plot_null_distributions(null: np.ndarray, observed: np.ndarray, layer_names,
                          f"null {null.shape} and observed {observed.shape}.")
     n_cols = min(n, 6 if n > 8 else 4)
     n_rows = math.ceil(n / n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.3 * n_cols, 1.9 * n_rows + 0.5),
+    fig, axes = _figure(n_rows, n_cols, figsize=(2.3 * n_cols, 1.9 * n_rows + 0.5),
                              squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         if k >= n:
@@ -337,13 +369,13 @@ def plot_category_map(categories: np.ndarray, labels: list[str], *, ax=None, tit
                          f"or NaN for blank; got codes up to {codes.max():g}. Pass one "
                          f"label per category.")
     if n <= 10:
-        colors = list(plt.get_cmap("tab10").colors[:n])
+        colors = list(_cmap("tab10").colors[:n])
     elif n <= 20:
-        colors = list(plt.get_cmap("tab20").colors[:n])
+        colors = list(_cmap("tab20").colors[:n])
     else:
-        colors = [tuple(c) for c in plt.get_cmap("turbo")(np.linspace(0, 1, n))]
+        colors = [tuple(c) for c in _cmap("turbo")(np.linspace(0, 1, n))]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(4.2, 3.4))
+        fig, ax = _figure(figsize=(4.2, 3.4))
     else:
         fig = ax.figure
     cm = ListedColormap(colors).with_extremes(bad="white")
@@ -355,4 +387,90 @@ def plot_category_map(categories: np.ndarray, labels: list[str], *, ax=None, tit
               fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     if title:
         ax.set_title(title, fontsize=9)
+    return fig
+
+
+def plot_preferred_conditions(maps: dict, conditions, *, title=None):
+    """Each layer's map of preferred conditions in one grid (blank: no preference).
+
+    Parameters
+    ----------
+    maps : dict of str to ndarray of shape (n_rows, n_cols)
+        Integer codes into ``conditions`` per layer; -1 or NaN where a unit prefers none.
+    conditions : list of str
+        The condition of each code.
+    """
+    names = list(maps)
+    n = len(names)
+    if n == 0:
+        raise ValueError("maps is empty: pass a dict {layer name: 2-D map of codes} with at "
+                         "least one layer.")
+    n_cols = min(n, 4)
+    n_rows = math.ceil(n / n_cols)
+    fig, axes = _figure(n_rows, n_cols, figsize=(3.6 * n_cols, 3.0 * n_rows), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= n:
+            ax.axis("off")
+            continue
+        plot_category_map(maps[names[k]], conditions, ax=ax, title=names[k])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_comparison(result):
+    """Side-by-side bars of a model/brain comparison, one panel per metric.
+
+    Model and control: the mean over layers (bars) and each layer (dots); the brain map;
+    the label-shuffled null mean of Moran's I (dashed) and published reference values
+    (open diamonds).
+
+    Parameters
+    ----------
+    result : topobrain.compare.ComparisonResult
+    """
+    t = result.table
+    titles = {  # the metrics of topobrain.compare, in its order
+        "morans_i": "Moran's I", "percent_selective": "% selective",
+        "n_clusters": "clusters", "largest_cluster_fraction": "largest cluster\n(fraction)",
+        "median_cluster_fraction": "median cluster\n(fraction)",
+        "decay_distance": "decay distance\n(model: sheet units, brain: mm)",
+    }
+    sources = [s for s in ("model", "control", "brain") if (t["source"] == s).any()]
+    colors = {"model": "#1b9e77", "control": "#7570b3", "brain": "#d95f02"}
+    metrics = [m for m in titles if m in t.columns]
+    fig, axes = _figure(1, len(metrics), figsize=(3.0 * len(metrics), 3.4), squeeze=False)
+    for axm, metric in zip(axes[0], metrics, strict=True):
+        for i, src in enumerate(sources):
+            sub = t[(t["source"] == src) & (~t["published"])]
+            summary = sub[sub["layer"].isin(["mean", "map"])][metric].to_numpy(float)
+            val = summary[0] if summary.size else np.nan
+            axm.bar(i, 0 if not np.isfinite(val) else val, color=colors[src], alpha=0.8)
+            per_layer = sub[~sub["layer"].isin(["mean", "map"])][metric].to_numpy(float)
+            if per_layer.size:
+                jitter = np.linspace(-0.2, 0.2, per_layer.size)
+                axm.plot(i + jitter, per_layer, "o", color="k", ms=2.5, alpha=0.6)
+        if metric == "morans_i" and "morans_i_null_mean" in t:
+            for i, src in enumerate(sources):
+                sub = t[(t["source"] == src) & (t["layer"] == "mean")]
+                null = sub["morans_i_null_mean"].to_numpy(float)
+                if null.size and np.isfinite(null[0]):
+                    axm.hlines(null[0], i - 0.4, i + 0.4, colors="k", linestyles="--", lw=1.2,
+                               label="label-shuffled null" if i == 0 else None)
+        if metric == "morans_i":
+            pub = t[t["published"]]
+            xs = {"TopoLM": 0, "TopoLM control": 1, "human brain": len(sources) - 1}
+            for _, r in pub.iterrows():
+                x = xs.get(r["name"], len(sources) - 1)
+                if r["name"] == "TopoLM control" and "control" not in sources:
+                    x = 0
+                axm.plot(x + 0.3, r["morans_i"], "D", mfc="none", mec="k", ms=5)
+            axm.plot([], [], "D", mfc="none", mec="k", ms=5, label="published")
+            axm.legend(fontsize=7, loc="upper left", frameon=False)
+        axm.set_xticks(range(len(sources)))
+        axm.set_xticklabels(sources, rotation=30, fontsize=8)
+        axm.set_title(titles[metric], fontsize=9)
+        axm.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(f"{result.model_name} vs brain: {result.contrast}", fontsize=10)
+    fig.tight_layout()
     return fig
