@@ -29,6 +29,7 @@ import pandas as pd
 
 from ._utils._hashing import hash_json
 from ._utils._io import atomic_save, atomic_write_text
+from ._utils._versions import versions
 from ._utils._validation import check_option
 
 __all__ = ["LocalizeResult", "localize"]
@@ -71,12 +72,6 @@ class LocalizeResult:
 
 
 # --------------------------------------------------------------------------- helpers
-def _versions() -> dict:
-    from ._cli.sys_info import versions
-
-    return versions()
-
-
 def _settings_hash(settings: dict) -> str:
     keys = {k: v for k, v in settings.items() if k not in ("out", "overwrite", "verbose",
                                                            "n_jobs", "device", "cache")}
@@ -436,7 +431,7 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
     settings_hash = _settings_hash(settings)
     _prepare_out(out, settings_hash, overwrite)
     settings.update(settings_hash=settings_hash, out=str(out), device=device, n_jobs=n_jobs,
-                    versions=_versions())
+                    versions=versions())
     atomic_write_text(out / RUN_FILE, yaml.safe_dump(settings, sort_keys=False))
 
     results, acts_by_role, sel_frames = {}, {}, []

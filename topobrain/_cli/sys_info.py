@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-import platform
-import sys
-from importlib import metadata
-
-PACKAGES = ["numpy", "scipy", "pandas", "xarray", "torch", "matplotlib", "tokenizers",
-            "safetensors", "nibabel", "nilearn", "transformers", "esda", "libpysal", "mne",
-            "statsmodels"]
-
-
-def versions() -> dict:
-    """Versions of Python, topobrain and the packages it works with (None if absent)."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in ["topobrain", *PACKAGES]:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+from .._utils._versions import versions
 
 
 def run(args) -> int:
