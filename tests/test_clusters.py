@@ -104,7 +104,7 @@ def test_find_clusters_table_by_hand():
     t[1, 1:4] = [3.25, 5.0, 3.5]
     t[2, 4] = 4.0  # touches (1, 3) at a corner only: queen links it, rook does not
     t[4, 0:2] = [-6.0, -3.5]
-    rook = find_clusters(t, 3.0)
+    rook = find_clusters(t, 3.0, adjacency="rook")
     frame = rook.to_frame()
     assert list(frame.columns) == ["layer", "cluster_id", "sign", "size", "mass",
                                    "peak_value", "peak_row", "peak_col", "centroid_row",
@@ -119,14 +119,15 @@ def test_find_clusters_table_by_hand():
     assert rook.labels[0, 1, 2] == 1 and rook.labels[0, 2, 4] == 3
     queen = find_clusters(t, 3.0, adjacency="queen")
     assert queen.to_frame()["size"].tolist() == [4, 2]
-    assert find_clusters(t, 3.0, tail=1).to_frame()["sign"].tolist() == [1, 1]
-    neg = find_clusters(t, 3.0, tail=-1)
+    assert find_clusters(t, 3.0, tail=1, adjacency="rook").to_frame()["sign"].tolist() == [1, 1]
+    neg = find_clusters(t, 3.0, tail=-1, adjacency="rook")
     assert neg.to_frame()["mass"].tolist() == [-9.5]
     assert find_clusters(t, -3.0, tail=-1).to_frame()["mass"].tolist() == [-9.5]  # MNE spelling
-    assert find_clusters(t, 3.0, min_size=2).to_frame()["size"].tolist() == [3, 2]
+    assert find_clusters(t, 3.0, min_size=2, adjacency="rook").to_frame()["size"].tolist() == [3, 2]
     # strict threshold, as MNE: a unit exactly at the threshold stays out
-    assert find_clusters(t, 4.0).to_frame()["mass"].tolist() == [-6.0, 5.0]
-    assert find_clusters(t, 3.25).to_frame()["mass"].tolist() == [-9.5, 8.5, 4.0]
+    assert find_clusters(t, 4.0, adjacency="rook").to_frame()["mass"].tolist() == [-6.0, 5.0]
+    assert find_clusters(t, 3.25, adjacency="rook").to_frame()["mass"].tolist() == [-9.5, 8.5,
+                                                                                4.0]
     assert "ClusterTable(3 clusters" in repr(rook)
 
 
@@ -181,6 +182,35 @@ def test_find_clusters_mesh_equals_mne(rng):
     assert via_sparse.to_frame().equals(via_grid.to_frame())
 
 
+def test_adjacency_default_forms_and_record(rng):
+    """One default (queen, as Moran's I); names, sparse, dense and libpysal W agree;
+    every result records the adjacency it used."""
+    from topobrain._utils._adjacency import DEFAULT_ADJACENCY
+
+    libpysal = pytest.importorskip("libpysal", reason="libpysal W is one accepted form")
+    g = _smooth_noise(rng, (2, 6, 8)) * 3
+    default = find_clusters(g, 1.0)
+    queen = find_clusters(g, 1.0, adjacency="queen")
+    assert DEFAULT_ADJACENCY == "queen"
+    assert default.to_frame().equals(queen.to_frame())
+    assert default.params["adjacency"] == "queen"
+    assert find_clusters(g, 1.0, adjacency="rook").params["adjacency"] == "rook"
+    w = libpysal.weights.lat2W(6, 8, rook=False)  # ids row-major, as the sheet's cells
+    dense = grid_weights((6, 8), "queen", transform="b").toarray()
+    for form in (w, dense, sp.csr_array(dense)):
+        other = find_clusters(g, 1.0, adjacency=form)
+        np.testing.assert_array_equal(other.labels, queen.labels)
+        assert other.to_frame().equals(queen.to_frame())
+    assert find_clusters(g, 1.0, adjacency=w).params["adjacency"].startswith("libpysal W (48 x 48")
+    assert find_clusters(g, 1.0, adjacency=dense).params["adjacency"].startswith("dense (48 x 48")
+    x = rng.standard_normal((8, 6, 8))
+    for kw in ({}, {"adjacency": "rook"}):
+        res = permutation_cluster_test(x, threshold=1.0, n_permutations=3, seed=0, **kw)
+        assert res.params["adjacency"] == kw.get("adjacency", "queen")
+        assert res.clusters.params["adjacency"] == res.params["adjacency"]
+    assert seed_and_grow(rng.uniform(size=(6, 8))).params["adjacency"] == "queen"
+
+
 def test_find_clusters_dict_and_no_mutation(rng):
     maps = {"attn.0": rng.standard_normal((5, 5)) * 3, "mlp.0": rng.standard_normal((5, 5)) * 3}
     before = {k: v.copy() for k, v in maps.items()}
@@ -221,10 +251,12 @@ def test_find_clusters_properties(seed, thr, kind):
 
 def test_find_clusters_errors():
     x = np.zeros((4, 4))
-    with pytest.raises(ValueError, match="Invalid value for the 'adjacency'.*Did you mean 'queen'"):
+    with pytest.raises(ValueError, match="Invalid adjacency 'quen'.*Did you mean 'queen'"):
         find_clusters(x, 1.0, adjacency="quen")
-    with pytest.raises(TypeError, match="adjacency must be 'rook', 'queen' or a scipy.sparse"):
-        find_clusters(x, 1.0, adjacency=np.eye(16))
+    with pytest.raises(TypeError, match="adjacency must be one of 'rook', 'queen', a scipy"):
+        find_clusters(x, 1.0, adjacency=[1, 2])
+    with pytest.raises(ValueError, match="Invalid adjacency 26"):
+        find_clusters(x, 1.0, adjacency=26)
     with pytest.raises(ValueError, match="square"):
         find_clusters(np.zeros(6), 1.0, adjacency=sp.csr_matrix((6, 5)))
     with pytest.raises(ValueError, match="does not fit an adjacency over 7 vertices"):
@@ -312,7 +344,7 @@ def test_one_sample_equals_mne(rng, tail, cluster_stat):
         t_power=1 if cluster_stat == "mass" else 0, rng=np.random.default_rng(11),
         out_type="mask")
     res = permutation_cluster_test(x, threshold=thr, tail=tail, cluster_stat=cluster_stat,
-                                   permutations=signs)
+                                   adjacency="rook", permutations=signs)
     np.testing.assert_allclose(res.stat_map[0], t_obs, rtol=1e-10)
     np.testing.assert_allclose(res.stat_map[0], _one_sample(x), rtol=1e-10)
     assert len(clusters) >= (2 if tail == 0 else 1)
@@ -340,8 +372,8 @@ def test_two_sample_equals_mne(rng, stat, equal_var, stat_fun):
         [a, b], threshold=thr, tail=1, stat_fun=stat_fun, n_permutations=n_perm,
         rng=np.random.default_rng(7), out_type="mask")
     res = permutation_cluster_test(data, groups, stat=stat, equal_var=equal_var,
-                                   threshold=thr, tail=1, permutations=_mne_orders(
-                                       n0 + n1, n_perm, 7))
+                                   threshold=thr, tail=1, adjacency="rook",
+                                   permutations=_mne_orders(n0 + n1, n_perm, 7))
     np.testing.assert_allclose(res.stat_map[0], t_obs, rtol=1e-10)
     assert len(clusters) >= 2
     expected = _cluster_dict(clusters, pv)
@@ -366,7 +398,8 @@ def test_two_sample_two_tailed_equals_mne_clustering(rng):
     data[:n0, 6:9, 5:9] -= 1.0
     groups = [np.arange(n0 + n1) < n0, np.arange(n0 + n1) >= n0]
     orders = _mne_orders(n0 + n1, n_perm, 3)
-    res = permutation_cluster_test(data, groups, threshold=1.7, permutations=orders)
+    res = permutation_cluster_test(data, groups, threshold=1.7, adjacency="rook",
+                                   permutations=orders)
     t_obs, clusters, _, _ = mne.stats.permutation_cluster_test(
         [data[:n0], data[n0:]], threshold=1.7, tail=0, stat_fun=_welch, n_permutations=n_perm,
         rng=np.random.default_rng(3), out_type="mask")
@@ -469,14 +502,14 @@ def test_tfce_one_sample_equals_mne(rng, tail, params):
         x, threshold=threshold, tail=tail, n_permutations=n_perm,
         rng=np.random.default_rng(9), out_type="mask")
     res = permutation_cluster_test(x, tail=tail, cluster_stat="tfce", tfce_params=params,
-                                   permutations=signs)
+                                   adjacency="rook", permutations=signs)
     assert res.clusters is None and res.threshold is None and res.p_fwe is None
     np.testing.assert_allclose(res.tfce_map[0], t_tfce, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res.null_distribution, np.abs(h0[1:]), rtol=1e-12)
     np.testing.assert_allclose(res.p_fwe_map[0].ravel(), pv, rtol=1e-12)
     # the stand-alone transform gives the same map
-    np.testing.assert_allclose(tfce(res.stat_map, tail=tail, tfce_params=params), res.tfce_map,
-                               rtol=1e-12)
+    np.testing.assert_allclose(tfce(res.stat_map, tail=tail, tfce_params=params,
+                                    adjacency="rook"), res.tfce_map, rtol=1e-12)
     frame = res.to_frame()
     assert list(frame.columns) == ["layer", "row", "col", "stat", "tfce", "p_fwe"]
     assert len(frame) == 72
@@ -489,7 +522,8 @@ def test_tfce_negative_tail_and_two_sample_f_equal_mne(rng):
     t_tfce, *_ = mne.stats.permutation_cluster_1samp_test(
         x, threshold={"start": 0, "step": -0.2}, tail=-1, n_permutations=8,
         rng=np.random.default_rng(0))
-    np.testing.assert_allclose(tfce(_one_sample(x), tail=-1)[0], t_tfce, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tfce(_one_sample(x), tail=-1, adjacency="rook")[0], t_tfce,
+                               rtol=1e-12, atol=1e-12)
     # negative tail p-values mirror the positive tail of the negated data
     signs = np.where(np.random.default_rng(4).random((30, n_items)) < 0.5, -1.0, 1.0)
     neg = permutation_cluster_test(x, tail=-1, cluster_stat="tfce", permutations=signs)
@@ -503,7 +537,7 @@ def test_tfce_negative_tail_and_two_sample_f_equal_mne(rng):
         rng=np.random.default_rng(1), out_type="mask")
     res = permutation_cluster_test(np.concatenate([a, b]), [np.arange(11) < 5,
                                    np.arange(11) >= 5], stat="f", cluster_stat="tfce",
-                                   tfce_params={"step": 0.5},
+                                   tfce_params={"step": 0.5}, adjacency="rook",
                                    permutations=_mne_orders(11, 40, 1))
     np.testing.assert_allclose(res.tfce_map[0], f_tfce, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res.null_distribution, h0[1:], rtol=1e-12)
@@ -542,7 +576,8 @@ def test_random_permutations_within_monte_carlo_error_of_mne(rng):
     _, clusters, pv, _ = mne.stats.permutation_cluster_1samp_test(
         x, threshold=2.0, n_permutations=n_perm, rng=np.random.default_rng(1),
         out_type="mask")
-    res = permutation_cluster_test(x, threshold=2.0, n_permutations=n_perm - 1, seed=2)
+    res = permutation_cluster_test(x, threshold=2.0, adjacency="rook", n_permutations=n_perm - 1,
+                                   seed=2)
     ours, expected = _our_clusters(res), _cluster_dict(clusters, pv)
     assert ours.keys() == expected.keys()
     assert any(0.01 < p < 0.9 for p in pv)  # some p-values carry Monte Carlo error
@@ -674,7 +709,8 @@ def test_many_groups_f_equals_mne(rng):
         data, threshold=2.5, n_permutations=50, rng=np.random.default_rng(4), out_type="mask")
     lab = np.repeat(np.arange(3), 7)
     res = permutation_cluster_test(np.concatenate(data), [lab == g for g in range(3)],
-                                   stat="f", threshold=2.5, permutations=orders)
+                                   stat="f", threshold=2.5, adjacency="rook",
+                                   permutations=orders)
     np.testing.assert_allclose(res.stat_map[0], f, rtol=1e-10)
     np.testing.assert_allclose(res.null_distribution, h0[1:], rtol=1e-9)
     ours, expected = _our_clusters(res), _cluster_dict(clusters, pv)

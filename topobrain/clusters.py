@@ -60,6 +60,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections import deque
@@ -73,6 +74,13 @@ import scipy.sparse as sp
 from scipy import ndimage
 from scipy.sparse.csgraph import connected_components
 
+from ._utils._adjacency import (
+    DEFAULT_ADJACENCY,
+    GRID_ADJACENCIES,
+    Adjacency,
+    adjacency_name,
+    check_adjacency,
+)
 from ._utils._stats import one_sample_t, one_way_f
 from ._utils._validation import check_option
 
@@ -91,13 +99,11 @@ Tail = Literal[-1, 0, 1]
 Stat = Literal["t", "f"]
 ClusterStat = Literal["mass", "size", "tfce"]
 Family = Literal["all", "layer"]
-GridAdjacency = Literal["rook", "queen"]
 
 _TAILS = (-1, 0, 1)
 _STATS = ("t", "f")
 _CLUSTER_STATS = ("mass", "size", "tfce")
 _FAMILIES = ("all", "layer")
-_GRID_KINDS = ("rook", "queen")
 _TFCE_DEFAULTS = {"e": 0.5, "h": 2.0, "step": 0.2, "start": 0.0}
 
 #: Permutations per block. Fixed, so that block ``b`` always holds the same
@@ -113,7 +119,8 @@ class _Layout:
     """Where the cells of a map are and which of them touch (private)."""
 
     kind: str  # "grid" (ndimage labelling) or "graph" (sparse components)
-    adjacency_name: str  # "rook", "queen" or "sparse"
+    grid_kind: str  # "rook", "queen" or "sparse"
+    adjacency: str  # what results record in params (``adjacency_name``)
     layers: tuple
     n_cells: int  # cells per layer map
     grid_shape: tuple | None  # (n_rows, n_cols) when cells sit on a grid
@@ -133,7 +140,7 @@ class _Layout:
         if self.kind == "grid":
             from .sheet import grid_weights
 
-            return sp.csr_matrix(grid_weights(self.grid_shape, self.adjacency_name, transform="b"))
+            return sp.csr_matrix(grid_weights(self.grid_shape, self.grid_kind, transform="b"))
         i, j = self.edges
         w = sp.coo_matrix((np.ones(i.size), (i, j)), shape=(self.n_cells, self.n_cells))
         return sp.csr_matrix(w + w.T)
@@ -146,32 +153,30 @@ def _grid_structure(kind: str) -> np.ndarray:
     return s3
 
 
-def _check_sparse_adjacency(adjacency) -> tuple[int, tuple]:
-    if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
-        raise ValueError(
-            f"adjacency must be a square (n_vertices, n_vertices) sparse matrix; got shape "
-            f"{adjacency.shape}."
-        )
-    a = sp.coo_matrix(adjacency)
+def _sparse_edges(matrix) -> tuple[int, tuple]:
+    """Upper-triangle edges ``(i, j)``, ``i < j``, of a checked square adjacency: a
+    nonzero entry either way links two cells; the diagonal is ignored."""
+    a = sp.coo_matrix(matrix)
     keep = (a.data != 0) & (a.row != a.col)
     i, j = a.row[keep], a.col[keep]
     lo, hi = np.minimum(i, j), np.maximum(i, j)  # symmetrise: an edge either way links
+    n = int(matrix.shape[0])
     if lo.size:
-        key = np.unique(lo.astype(np.int64) * adjacency.shape[0] + hi)
-        lo, hi = np.divmod(key, adjacency.shape[0])
-    return int(adjacency.shape[0]), (lo.astype(np.intp), hi.astype(np.intp))
+        key = np.unique(lo.astype(np.int64) * n + hi)
+        lo, hi = np.divmod(key, n)
+    return n, (lo.astype(np.intp), hi.astype(np.intp))
 
 
 def _resolve_layout(shape: tuple, adjacency, *, what: str, lead: int) -> tuple[_Layout, bool]:
     """Build the layout for arrays of ``shape`` (after ``lead`` leading item axes).
 
+    ``adjacency`` is what the user passed (checked here by the one ``check_adjacency``).
     Returns the layout and whether the input holds several layers.
     """
     body = tuple(shape[lead:])
-    if isinstance(adjacency, str) or adjacency is None:
-        if adjacency is None:
-            adjacency = "rook"
-        check_option("adjacency", adjacency, _GRID_KINDS)
+    checked = check_adjacency(adjacency, allowed=GRID_ADJACENCIES)
+    name = adjacency_name(adjacency)
+    if isinstance(checked, str):
         if len(body) not in (2, 3):
             raise ValueError(
                 f"{what} must have shape {'(n_items, ' if lead else '('}[n_layers,] n_rows, "
@@ -181,21 +186,18 @@ def _resolve_layout(shape: tuple, adjacency, *, what: str, lead: int) -> tuple[_
         multi = len(body) == 3
         grid = body[-2:]
         return (
-            _Layout("grid", adjacency, (), int(grid[0] * grid[1]), tuple(int(g) for g in grid),
-                    _grid_structure(adjacency), None),
+            _Layout("grid", checked, name, (), int(grid[0] * grid[1]),
+                    tuple(int(g) for g in grid), _grid_structure(checked), None),
             multi,
         )
-    if not sp.issparse(adjacency):
-        raise TypeError(
-            "adjacency must be 'rook', 'queen' or a scipy.sparse (n_vertices, n_vertices) "
-            f"matrix; got {type(adjacency).__name__}."
-        )
-    n_vertices, edges = _check_sparse_adjacency(adjacency)
+    n_vertices, edges = _sparse_edges(checked)
     if len(body) in (1, 2) and body[-1] == n_vertices:
-        return _Layout("graph", "sparse", (), n_vertices, None, None, edges), len(body) == 2
+        return (_Layout("graph", "sparse", name, (), n_vertices, None, None, edges),
+                len(body) == 2)
     if len(body) in (2, 3) and body[-2] * body[-1] == n_vertices:
         grid = (int(body[-2]), int(body[-1]))
-        return _Layout("graph", "sparse", (), n_vertices, grid, None, edges), len(body) == 3
+        return (_Layout("graph", "sparse", name, (), n_vertices, grid, None, edges),
+                len(body) == 3)
     raise ValueError(
         f"{what} of shape {tuple(shape)} does not fit an adjacency over {n_vertices} "
         f"vertices: the last axis (or the last two, for a grid) must hold {n_vertices} "
@@ -251,8 +253,7 @@ def _maps_input(stat_map, adjacency, what: str) -> tuple[np.ndarray, _Layout]:
 
 
 def _with_layers(layout: _Layout, layers: tuple) -> _Layout:
-    return _Layout(layout.kind, layout.adjacency_name, tuple(layers), layout.n_cells,
-                   layout.grid_shape, layout.structure, layout.edges)
+    return dataclasses.replace(layout, layers=tuple(layers))
 
 
 def _data_input(data, adjacency) -> tuple[np.ndarray, _Layout]:
@@ -625,7 +626,7 @@ def find_clusters(
     stat_map,
     threshold: float,
     *,
-    adjacency: GridAdjacency | sp.spmatrix = "rook",
+    adjacency: Adjacency = DEFAULT_ADJACENCY,
     tail: Tail = 0,
     min_size: int = 1,
 ) -> ClusterTable:
@@ -641,11 +642,13 @@ def find_clusters(
         Cluster-forming threshold on the statistic (strict, as in MNE): units with
         ``stat > threshold`` (``tail=1``), ``stat < -threshold`` (``tail=-1``; a
         negative value, MNE's spelling, means the same), or either (``tail=0``).
-    adjacency : {"rook", "queen"} or scipy.sparse matrix, default="rook"
-        Neighbours on the grid (rook: 4 edge neighbours; queen: also the 4 corners), or
-        any symmetric ``(n_vertices, n_vertices)`` adjacency (a mesh, or a grid's
-        ``topobrain.sheet.grid_weights(shape, kind, transform="b")``); nonzero entries
-        link cells. Layers never link to each other.
+    adjacency : {"rook", "queen"}, scipy.sparse matrix or libpysal W, default="queen"
+        Neighbours on the grid (rook: 4 edge neighbours; queen: also the 4 corners; the
+        package's one default for sheets, as for Moran's I), or any ``(n_vertices,
+        n_vertices)`` adjacency (a mesh, a libpysal W, or a grid's
+        ``topobrain.sheet.grid_weights(shape, kind, transform="b")``); a nonzero entry
+        either way links two cells. Layers never link to each other. MNE's lattice
+        (``adjacency=None`` there) is ``"rook"``. Recorded in ``params["adjacency"]``.
     tail : {0, 1, -1}, default=0
         Which clusters to form; with 0, positive and negative units form separate
         clusters.
@@ -678,7 +681,7 @@ def find_clusters(
     min_size = _check_min_size(min_size)
     x, layout = _maps_input(stat_map, adjacency, "stat_map")
     params = {"method": "threshold", "threshold": threshold, "tail": tail,
-              "adjacency": layout.adjacency_name, "min_size": min_size}
+              "adjacency": layout.adjacency, "min_size": min_size}
     return _build_table(x, layout, threshold, tail, min_size, params)
 
 
@@ -717,7 +720,7 @@ def _check_tfce_params(tfce_params) -> dict:
 def tfce(
     stat_map,
     *,
-    adjacency: GridAdjacency | sp.spmatrix = "rook",
+    adjacency: Adjacency = DEFAULT_ADJACENCY,
     tail: Tail = 0,
     tfce_params: Mapping | None = None,
 ) -> np.ndarray:
@@ -727,7 +730,7 @@ def tfce(
     ----------
     stat_map : ndarray or dict
         Statistic maps in any layout of :func:`find_clusters`. Not modified.
-    adjacency : {"rook", "queen"} or scipy.sparse matrix, default="rook"
+    adjacency : {"rook", "queen"}, scipy.sparse matrix or libpysal W, default="queen"
         As in :func:`find_clusters`.
     tail : {0, 1, -1}, default=0
         Enhance positive (1), negative (-1) or both (0) signs, each separately.
@@ -771,7 +774,7 @@ def seed_and_grow(
     p_map,
     *,
     alpha: float = 0.05,
-    adjacency: GridAdjacency | sp.spmatrix = "rook",
+    adjacency: Adjacency = DEFAULT_ADJACENCY,
     min_size: int = 1,
     stat_map=None,
 ) -> ClusterTable:
@@ -792,7 +795,7 @@ def seed_and_grow(
         where no unit sits. Not modified.
     alpha : float, default=0.05
         Significance level; units with ``p_FDR < alpha`` can join a cluster.
-    adjacency : {"rook", "queen"} or scipy.sparse matrix, default="rook"
+    adjacency : {"rook", "queen"}, scipy.sparse matrix or libpysal W, default="queen"
         As in :func:`find_clusters`.
     min_size : int, default=1
         Drop clusters with fewer units (set it to the minimum size of the study you
@@ -878,7 +881,7 @@ def seed_and_grow(
                          int(seed), centroid))
     return _table_from_rows(labels, layout, rows,
                             {"method": "seed_and_grow", "alpha": alpha, "threshold": alpha,
-                             "tail": 0, "adjacency": layout.adjacency_name,
+                             "tail": 0, "adjacency": layout.adjacency,
                              "min_size": min_size,
                              "values": "stat_map" if stat_map is not None else "-log10(p)"})
 
@@ -1238,7 +1241,7 @@ def permutation_cluster_test(
     tail: Tail | None = None,
     cluster_stat: ClusterStat = "mass",
     family: Family = "all",
-    adjacency: GridAdjacency | sp.spmatrix = "rook",
+    adjacency: Adjacency = DEFAULT_ADJACENCY,
     tfce_params: Mapping | None = None,
     n_permutations: int = 1000,
     permutations=None,
@@ -1288,7 +1291,7 @@ def permutation_cluster_test(
     family : {"all", "layer"}, default="all"
         The maximum of the null is taken over all layers at once (FWE over the whole
         model) or per layer (FWE within each layer, as separate tests per layer).
-    adjacency : {"rook", "queen"} or scipy.sparse matrix, default="rook"
+    adjacency : {"rook", "queen"}, scipy.sparse matrix or libpysal W, default="queen"
         As in :func:`find_clusters`; layers never link to each other.
     tfce_params : dict, optional
         TFCE ``e``, ``h``, ``step``, ``start`` (defaults 0.5, 2.0, 0.2, 0.0), see
@@ -1484,7 +1487,7 @@ def permutation_cluster_test(
         "n_items": int(engine.n), "stat": stat,
         "equal_var": bool(equal_var) if stat == "t" and not one_sample else None,
         "tail": tail, "cluster_stat": cluster_stat, "family": family,
-        "threshold": threshold, "df": df, "adjacency": layout.adjacency_name,
+        "threshold": threshold, "df": df, "adjacency": layout.adjacency,
         "tfce": MappingProxyType(tfce_spec) if tfce_spec is not None else None,
         "n_permutations": int(n_permutations),
         "permutations": "given" if perms_all is not None else "random",
@@ -1504,7 +1507,7 @@ def permutation_cluster_test(
             layers=layout.layers, params=MappingProxyType(params))
     table = _build_table(x_obs, layout, threshold, tail, 1,
                          {"method": "threshold", "threshold": threshold, "tail": tail,
-                          "adjacency": layout.adjacency_name, "min_size": 1})
+                          "adjacency": layout.adjacency, "min_size": 1})
     values = (table.size.astype(float) if cluster_stat == "size"
               else np.abs(table.mass))
     p_clusters = p_values(values, table.layer_index)
