@@ -9,7 +9,55 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["two_sample_t", "one_sample_t", "one_way_f", "moran_i_raw", "group_moments"]
+__all__ = [
+    "NEAR_CONSTANT_RTOL",
+    "group_moments",
+    "moran_i_raw",
+    "near_constant",
+    "one_sample_t",
+    "one_way_f",
+    "two_sample_t",
+]
+
+#: A map whose standard deviation is at most this fraction of its largest absolute value
+#: is constant up to rounding (float64 carries ~16 digits: a "map" whose spread sits
+#: 10 digits below its magnitude is a constant plus arithmetic noise).
+NEAR_CONSTANT_RTOL = 1e-10
+
+
+def near_constant(values, axis=-1) -> np.ndarray:
+    """True where a map's variation is at rounding level relative to its magnitude.
+
+    Parameters
+    ----------
+    values : array-like
+        Maps along ``axis`` (NaN entries, e.g. cells where no unit sits, are ignored).
+    axis : int or tuple of int, default=-1
+        The axis (or axes) holding one map's values.
+
+    Returns
+    -------
+    ndarray of bool
+        ``values`` reduced over ``axis``: True where ``std <= NEAR_CONSTANT_RTOL *
+        max|value|`` over the finite entries (exact constancy included), or where fewer
+        than two entries are finite. Statistics of such maps (Moran's I, t, clusters)
+        would be ratios of rounding errors: callers return NaN with a warning.
+
+    Examples
+    --------
+    >>> near_constant(np.array([[1.0, 1.0 + 1e-15, 1.0], [0.0, 1.0, 2.0]]))
+    array([ True, False])
+    """
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    xz = np.where(finite, x, 0.0)
+    count = finite.sum(axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = xz.sum(axis, keepdims=True) / np.maximum(finite.sum(axis, keepdims=True), 1)
+        dev = np.where(finite, x - mean, 0.0)
+        sd = np.sqrt((dev * dev).sum(axis) / np.maximum(count, 1))
+    scale = np.abs(xz).max(axis)
+    return (count < 2) | (sd <= NEAR_CONSTANT_RTOL * scale)
 
 
 def group_moments(y: np.ndarray, masks: np.ndarray):
