@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from topobrain.models import SheetModel, available_models, load
+from topobrain.models import MissingModelPart, SheetModel, available_models, load
 from topobrain.models import loaders as loaders_mod
 from topobrain.models.checkpoint import save_model, write_positions_csv
 from topobrain.models.gpt import GPTConfig, TopoGPT
@@ -508,9 +508,12 @@ def test_topolm_bad_checkpoints(tmp_path, bpe_dir):
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     shutil.copy(ckpt, lonely / "ckpt.pt")
-    with pytest.raises(ValueError, match="No unit positions.*'/authors/cluster/positions', "
-                                         "not found"):
+    with pytest.raises(MissingModelPart, match=r"No unit positions.*'/authors/cluster/"
+                                               r"positions'; tried /authors/cluster/positions, "
+                                               r".*lonely/positions\. Pass positions= "
+                                               r"\(--positions\)") as info:
         load(lonely / "ckpt.pt", tokenizer=bpe_dir)
+    assert (info.value.part, info.value.parameter) == ("unit positions", "positions")
     with pytest.raises(ValueError, match="No tokenizer for"):
         load(ckpt, positions=pos)
     with pytest.raises(TypeError, match="sheet_spec do not apply to a TopoLM checkpoint"):

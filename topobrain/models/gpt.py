@@ -45,9 +45,14 @@ class GPTConfig:
     dropout : float
         Dropout probability during training.
     attn_proj : bool
-        An extra Linear after the attention's ``c_proj`` (a TopoLM variant).
+        An extra Linear after the attention's ``c_proj`` (a TopoLM variant), with a bias
+        when ``bias``.
     with_resid : bool
         Report the residual stream after each add instead of the branch outputs.
+    head_loss : bool
+        The TopoLM ``head_loss`` variant: the attention has no ``c_proj``; its output is
+        the heads' outputs rearranged so that each head fills a square patch of a square
+        grid of heads (``n_head`` and the head width must be perfect squares).
     """
 
     vocab_size: int = 4096
@@ -60,6 +65,7 @@ class GPTConfig:
     dropout: float = 0.0
     attn_proj: bool = False
     with_resid: bool = False
+    head_loss: bool = False
 
     def __post_init__(self):
         self.sheet_shape = tuple(int(s) for s in self.sheet_shape)
@@ -68,6 +74,14 @@ class GPTConfig:
                 f"The width {self.n_embd} (sheet {self.sheet_shape}) must be divisible by "
                 f"n_head={self.n_head}."
             )
+        if self.head_loss:
+            head = self.n_embd // self.n_head
+            if math.isqrt(self.n_head) ** 2 != self.n_head or math.isqrt(head) ** 2 != head:
+                raise ValueError(
+                    f"head_loss lays each head out as a square patch in a square grid of "
+                    f"heads: n_head ({self.n_head}) and the head width ({head}) must both "
+                    f"be perfect squares."
+                )
 
     @property
     def n_embd(self) -> int:
@@ -93,13 +107,32 @@ class GPTConfig:
         return cls(**d)
 
 
+class HeadGrid(nn.Module):
+    """TopoLM's ``head_loss`` output: each head's outputs as a square patch of a head grid.
+
+    Input ``(batch, time, n_head * head)``, heads side by side; output the same width with
+    unit ``(head_row, row, head_col, col)`` in row-major order, where the head index is
+    ``head_row * g + head_col`` (``g = sqrt(n_head)``) and the unit within a head is
+    ``row * s + col`` (``s = sqrt(head)``). No parameters.
+    """
+
+    def __init__(self, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        g, s = math.isqrt(self.n_head), math.isqrt(d // self.n_head)
+        return x.view(b, t, g, g, s, s).permute(0, 1, 2, 4, 3, 5).reshape(b, t, d)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         d = cfg.n_embd
         self.n_head = cfg.n_head
         self.c_attn = nn.Linear(d, 3 * d, bias=cfg.bias)
-        self.c_proj = nn.Linear(d, d, bias=cfg.bias)
+        self.c_proj = HeadGrid(cfg.n_head) if cfg.head_loss else nn.Linear(d, d, bias=cfg.bias)
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,7 +163,8 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg)
-        self.attn_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False) if cfg.attn_proj else None
+        self.attn_proj = (nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj
+                          else None)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)

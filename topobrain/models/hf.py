@@ -18,11 +18,27 @@ Per layer: ``module`` (required), ``shape`` (default the TopoNets rule for the m
 output width), ``layout`` (``"identity"``, as TopoNets, or ``"permuted"``, as TopoLM),
 ``seed`` (of the permutation, default 0; a pattern's layers get independent child seeds),
 ``positions`` (a ``layer,unit,x,y`` CSV, instead of ``layout``).
+
+Presets name the usual choices for GPT-2, GPT-Neo, GPT-NeoX / Pythia and Llama-style
+models (Llama, Mistral, Qwen2, Gemma: ``model.layers.{i}``), found by module names:
+
+- ``"toponets"``: each block's MLP expansion output (GPT-2 / GPT-Neo ``mlp.c_fc``,
+  GPT-NeoX ``mlp.dense_h_to_4h``, Llama ``mlp.gate_proj``, the projection under the
+  activation function), on the TopoNets sheet (``toponets_shape`` of its width) with the
+  identity layout: unit ``j`` at ``(j // n_cols, j % n_cols)``, exactly as TopoLoss
+  reshapes the weight rows (``weight.reshape(n_rows, n_cols, n_in)``). Layers
+  ``layer.{i}.fc``.
+- ``"mlp"``: each block's MLP output before the residual add (``layer.{i}.mlp``).
+- ``"attn+mlp"``: the attention and the MLP outputs before the residual add
+  (``layer.{i}.attn``, ``layer.{i}.mlp``), as TopoLM's two sheets per block.
+
+``"mlp"`` and ``"attn+mlp"`` take the identity layout, or a seeded random permutation per
+layer with ``":permuted"`` (seed 0) or ``":permuted:SEED"``; in a file or dict, write
+``{preset: attn+mlp, layout: permuted, seed: 3}`` (other fields may add layers).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,13 +48,81 @@ import torch
 
 from .._utils._validation import check_option, suggest
 from ..sheet import CorticalSheet, toponets_shape
+from ._assemble import MissingModelPart, check_finite, model_identity
 from .base import SheetModel
 
-__all__ = ["load_hf", "read_sheet_spec", "is_hf_folder"]
+__all__ = ["load_hf", "read_sheet_spec", "is_hf_folder", "PRESETS", "FAMILIES"]
 
-_TOP_KEYS = ("layers", "patterns", "pattern")
+_TOP_KEYS = ("layers", "patterns", "pattern", "preset", "layout", "seed")
 _LAYER_KEYS = ("module", "shape", "layout", "seed", "positions")
 _PATTERN_KEYS = ("name", *_LAYER_KEYS)
+
+#: Sheet spec presets (see the module docstring).
+PRESETS = ("toponets", "mlp", "attn+mlp")
+
+#: Module names of each supported model family: block, attention, MLP, MLP expansion.
+#: A family is recognised by its first block's modules, whatever its ``model_type``.
+FAMILIES = {
+    "gpt2 / gpt_neo": {"block": "transformer.h.{i}", "attn": "attn", "mlp": "mlp",
+                       "fc": "mlp.c_fc"},
+    "gpt_neox / pythia": {"block": "gpt_neox.layers.{i}", "attn": "attention", "mlp": "mlp",
+                          "fc": "mlp.dense_h_to_4h"},
+    "llama / mistral": {"block": "model.layers.{i}", "attn": "self_attn", "mlp": "mlp",
+                        "fc": "mlp.gate_proj"},
+}
+
+
+def parse_preset(text: str) -> dict | None:
+    """``"attn+mlp:permuted:3"`` -> ``{"preset": "attn+mlp", "layout": "permuted",
+    "seed": 3}``; None when ``text`` does not start with a preset name."""
+    parts = str(text).strip().split(":")
+    if parts[0] not in PRESETS:
+        return None
+    if len(parts) > 3:
+        raise ValueError(f"A sheet spec preset is PRESET[:LAYOUT[:SEED]]; got {text!r}.")
+    out = {"preset": parts[0]}
+    if len(parts) > 1:
+        out["layout"] = parts[1]
+    if len(parts) > 2:
+        try:
+            out["seed"] = int(parts[2])
+        except ValueError:
+            raise ValueError(f"The seed in the sheet spec preset {text!r} must be a "
+                             f"non-negative integer; got {parts[2]!r}.") from None
+    return out
+
+
+def _preset_patterns(preset: dict, module_names) -> list[dict]:
+    """The patterns a preset stands for in a model with ``module_names``."""
+    name = preset["preset"]
+    layout = preset.get("layout", "identity")
+    seed = preset.get("seed", 0)
+    check_option("layout", layout, ("identity", "permuted"))
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"The sheet spec seed must be a non-negative integer; got {seed!r}.")
+    if name == "toponets" and layout != "identity":
+        raise ValueError("The 'toponets' preset lays units out as TopoLoss reshapes the "
+                         "weights (identity layout); drop ':permuted', or use 'mlp' or "
+                         "'attn+mlp' for a permuted layout.")
+    family = next((f for f, m in FAMILIES.items()
+                   if m["block"].format(i=0) + "." + m["mlp"] in module_names), None)
+    if family is None:
+        raise ValueError(
+            f"The sheet spec preset {name!r} knows GPT-2, GPT-Neo, GPT-NeoX/Pythia and "
+            f"Llama-style module names ({', '.join(FAMILIES)}); this model has none of "
+            f"them. Write a sheet spec file with 'patterns' naming its modules "
+            f"(list them with dict(model.named_modules()))."
+        )
+    m = FAMILIES[family]
+    kinds = {"toponets": ("fc",), "mlp": ("mlp",), "attn+mlp": ("attn", "mlp")}[name]
+    out = []
+    for k, kind in enumerate(kinds):
+        entry = {"name": f"layer.{{i}}.{kind}", "module": f"{m['block']}.{m[kind]}",
+                 "layout": layout}
+        if layout == "permuted":  # attn and mlp of one block get different permutations
+            entry["seed"] = (int(seed), k)
+        out.append(entry)
+    return out
 
 
 def is_hf_folder(path) -> bool:
@@ -60,17 +144,31 @@ def read_sheet_spec(spec) -> dict:
     dict
         ``{"layers": {...}, "patterns": [...]}``, a new object (the input is not changed).
     """
-    if isinstance(spec, (str, os.PathLike)):
+    if isinstance(spec, str) and not Path(spec).is_file() and parse_preset(spec):
+        spec = parse_preset(spec)
+    elif isinstance(spec, (str, os.PathLike)):
         p = Path(spec)
         if not p.is_file():
-            raise FileNotFoundError(f"Sheet spec file {p} does not exist.")
+            raise FileNotFoundError(
+                f"Sheet spec {str(spec)!r} is neither a file nor a preset. Presets: "
+                f"{', '.join(PRESETS)} (optionally ':permuted' or ':permuted:SEED')."
+                f"{suggest(str(spec).split(':')[0], PRESETS)}")
         text = p.read_text(encoding="utf-8")
-        if p.suffix.lower() == ".json":
-            spec = json.loads(text)
-        else:
-            import yaml
+        try:
+            if p.suffix.lower() == ".json":
+                spec = json.loads(text)
+            else:
+                import yaml
 
-            spec = yaml.safe_load(text)
+                spec = yaml.safe_load(text)
+        except ValueError as exc:  # json.JSONDecodeError
+            raise ValueError(f"Sheet spec file {p} is not valid JSON ({exc}).") from exc
+        except Exception as exc:  # yaml.YAMLError and its subclasses
+            if type(exc).__module__.startswith("yaml"):
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise ValueError(f"Sheet spec file {p} is not valid YAML ({first}); a spec "
+                                 f"is plain YAML or JSON, without tags.") from exc
+            raise
     if not isinstance(spec, dict):
         raise TypeError(
             f"sheet_spec must be a dict or the path of a YAML/JSON file holding one; got "
@@ -81,6 +179,19 @@ def read_sheet_spec(spec) -> dict:
     if unknown:
         raise ValueError(f"Unknown sheet spec fields {unknown}; known: {list(_TOP_KEYS)}."
                          f"{suggest(unknown[0], _TOP_KEYS)}")
+    preset = None
+    if "preset" in spec:
+        preset = parse_preset(str(spec["preset"]))
+        if preset is None:
+            raise ValueError(f"Unknown sheet spec preset {spec['preset']!r}; presets: "
+                             f"{list(PRESETS)}.{suggest(str(spec['preset']), PRESETS)}")
+        for key in ("layout", "seed"):
+            if key in spec:
+                preset[key] = spec[key]
+        check_option("layout", preset.get("layout", "identity"), ("identity", "permuted"))
+    elif "layout" in spec or "seed" in spec:
+        raise ValueError("Top-level 'layout' and 'seed' go with a 'preset'; give them per "
+                         "layer or pattern otherwise.")
     layers = spec.get("layers") or {}
     patterns = spec.get("patterns") or []
     if "pattern" in spec:
@@ -100,9 +211,10 @@ def read_sheet_spec(spec) -> dict:
             raise ValueError(f"pattern {k}: 'module' and 'name' must contain '{{i}}' (the "
                              f"block index); got {entry['module']!r} and {entry['name']!r}.")
         out_patterns.append(entry)
-    if not out_layers and not out_patterns:
-        raise ValueError("The sheet spec names no layers: give 'layers' or 'patterns'.")
-    return {"layers": out_layers, "patterns": out_patterns}
+    if not out_layers and not out_patterns and preset is None:
+        raise ValueError("The sheet spec names no layers: give a 'preset', 'layers' or "
+                         "'patterns'.")
+    return {"layers": out_layers, "patterns": out_patterns, "preset": preset}
 
 
 def _check_entry(entry, keys, where) -> dict:
@@ -129,9 +241,14 @@ def _check_entry(entry, keys, where) -> dict:
 
 
 def _expand(spec: dict, module_names: set[str]) -> dict[str, dict]:
-    """Layer name -> entry, patterns expanded over consecutive block indices from 0."""
+    """Layer name -> entry: explicit layers first, then the patterns (a preset's included)
+    expanded over consecutive block indices from 0, in model order (block by block)."""
     out = dict(spec["layers"])
-    for entry in spec["patterns"]:
+    patterns = list(spec["patterns"])
+    if spec.get("preset"):
+        patterns = _preset_patterns(spec["preset"], module_names) + patterns
+    expanded = []
+    for k, entry in enumerate(patterns):
         n = 0
         while entry["module"].format(i=n) in module_names:
             n += 1
@@ -143,12 +260,14 @@ def _expand(spec: dict, module_names: set[str]) -> dict[str, dict]:
             )
         seeds = np.random.SeedSequence(entry.get("seed", 0)).spawn(n)
         for i in range(n):
-            name = entry["name"].format(i=i)
-            if name in out:
-                raise ValueError(f"Layer {name!r} is named twice in the sheet spec.")
-            out[name] = {**{k: v for k, v in entry.items() if k != "name"},
-                         "module": entry["module"].format(i=i),
-                         "seed": np.random.default_rng(seeds[i])}
+            expanded.append((i, k, entry["name"].format(i=i),
+                             {**{f: v for f, v in entry.items() if f != "name"},
+                              "module": entry["module"].format(i=i),
+                              "seed": np.random.default_rng(seeds[i])}))
+    for _, _, name, entry in sorted(expanded, key=lambda e: (e[0], e[1])):
+        if name in out:
+            raise ValueError(f"Layer {name!r} is named twice in the sheet spec.")
+        out[name] = entry
     return out
 
 
@@ -178,16 +297,7 @@ def _run_hooked(model, modules: dict[str, torch.nn.Module], input_ids, attention
     return captured
 
 
-def _hash(paths, extra: str) -> str:
-    h = hashlib.sha256(extra.encode())
-    for p in paths:
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:20]
-
-
-def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
+def load_hf(path, sheet_spec=None, *, tokenizer=None, name: str | None = None,
             dtype: str = "float32") -> SheetModel:
     """Open a Hugging Face causal LM folder with a sheet spec as a :class:`SheetModel`.
 
@@ -196,9 +306,10 @@ def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
     path : str or path-like
         A folder written by ``save_pretrained`` (``config.json`` and weights; safetensors
         preferred). Opened offline; remote code is never run.
-    sheet_spec : dict or path-like
-        Which modules' outputs are sheets; see the module docstring and
-        :func:`read_sheet_spec`.
+    sheet_spec : str, dict or path-like
+        Which modules' outputs are sheets: a preset (``"toponets"``, ``"mlp"``,
+        ``"attn+mlp"``, ``"attn+mlp:permuted:3"``), a dict, or a YAML/JSON file; see the
+        module docstring and :func:`read_sheet_spec`. Required.
     tokenizer : str, path-like or tokenizers.Tokenizer, optional
         Default: the folder's ``tokenizer.json`` (or GPT-2 ``vocab.json`` and
         ``merges.txt``).
@@ -224,6 +335,12 @@ def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
     if not is_hf_folder(path):
         raise ValueError(f"{path} is not a Hugging Face model folder (config.json with a "
                          f"model_type).")
+    if sheet_spec is None:
+        raise MissingModelPart(
+            f"{path} is a Hugging Face model: pass sheet_spec= (--sheet-spec) to say which "
+            f"modules' outputs are sheets: a preset ({', '.join(PRESETS)}; e.g. "
+            f"'attn+mlp:permuted') or a YAML/JSON spec file.",
+            part="sheet spec", parameter="sheet_spec")
     spec = read_sheet_spec(sheet_spec)
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -241,6 +358,7 @@ def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
                              f"({exc}).") from exc
         raise
     model.eval()
+    check_finite(model.named_parameters(), path)
 
     named = dict(model.named_modules())
     layers = _expand(spec, set(named))
@@ -288,15 +406,12 @@ def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
         try:
             tok = load_tokenizer(tok_path)
         except FileNotFoundError as exc:
-            raise ValueError(
-                f"No tokenizer for {path}: pass tokenizer= a tokenizer.json or a folder with "
-                f"one (or GPT-2's vocab.json and merges.txt). ({exc})"
-            ) from exc
-        tok_files = ([tok_path] if tok_path.is_file() else
-                     [tok_path / f for f in ("tokenizer.json", "vocab.json", "merges.txt")
-                      if (tok_path / f).exists()])
+            raise MissingModelPart(
+                f"No tokenizer for {path}: pass tokenizer= (--tokenizer) a tokenizer.json or "
+                f"a folder with one (or GPT-2's vocab.json and merges.txt). ({exc})",
+                part="tokenizer", parameter="tokenizer") from exc
     else:
-        tok, tok_files = tokenizer, []
+        tok = tokenizer
 
     cfg = model.config
     context = next((int(v) for k in ("n_positions", "max_position_embeddings", "n_ctx")
@@ -306,8 +421,10 @@ def load_hf(path, sheet_spec, *, tokenizer=None, name: str | None = None,
     spec_json = json.dumps({k: {kk: (vv if not isinstance(vv, np.random.Generator) else None)
                                 for kk, vv in v.items()} for k, v in layers.items()},
                            sort_keys=True, default=str)
-    identity = _hash([path / "config.json", *weights, *tok_files],
-                     spec_json + json.dumps({k: s.positions.tolist() for k, s in sheets.items()}))
+    identity = model_identity("huggingface", [path / "config.json", *weights],
+                              tokenizer=tok, sheets=sheets,
+                              settings={"sheet_spec": json.loads(spec_json),
+                                        "dtype": dtype})
 
     def run_layers(input_ids, attention_mask=None):
         return _run_hooked(model, modules, input_ids, attention_mask)

@@ -11,20 +11,30 @@ Supported:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib import resources
 from pathlib import Path
 
-import torch
-
 from .._utils._validation import suggest
+from ._assemble import load_state_strict, model_identity, sheet_model_from_topogpt
 from .base import SheetModel
 from .checkpoint import FORMAT, read_positions_csv
 from .gpt import GPTConfig, TopoGPT
-from .tokenizer import EOT, load_tokenizer
+from .hf import is_hf_folder, load_hf
+from .tokenizer import load_tokenizer
+from .topolm_format import CHECKPOINT_SUFFIXES, load_topolm_checkpoint
 
-__all__ = ["load", "available_models", "bundled_model_dir", "sheet_model_from_topogpt"]
+__all__ = ["load", "available_models", "bundled_model_dir", "model_kind",
+           "sheet_model_from_topogpt", "MODEL_KINDS", "KIND_PARAMETERS"]
+
+#: What :func:`model_kind` returns, and which of :func:`load`'s options apply to each.
+KIND_PARAMETERS = {
+    "bundled": (),
+    "topobrain-folder": (),
+    "topolm-checkpoint": ("positions", "tokenizer", "sheet_shape", "with_resid"),
+    "huggingface": ("tokenizer", "sheet_spec"),
+}
+MODEL_KINDS = tuple(KIND_PARAMETERS)
 
 
 def _models_root() -> Path:
@@ -51,52 +61,56 @@ def bundled_model_dir(name: str) -> Path:
     return folder
 
 
-def _hash_files(paths) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:20]
+def _read_config(folder: Path) -> dict:
+    cfg_path = folder / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{cfg_path} is not valid JSON ({exc}).") from exc
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path} must hold a JSON object; got {type(cfg).__name__}.")
+    return cfg
 
 
-def sheet_model_from_topogpt(name, model: TopoGPT, sheets, tokenizer, identity,
-                             card=None) -> SheetModel:
-    """Wrap a :class:`TopoGPT` and its sheets as a :class:`SheetModel`."""
-    model.eval()
-    missing = [n for n in model.layer_names if n not in sheets]
-    if missing:
-        raise ValueError(f"Positions missing for layers {missing}.")
-    for layer, sheet in sheets.items():
-        if sheet.n_units != model.config.n_embd:
-            raise ValueError(
-                f"Layer {layer!r} has {sheet.n_units} unit positions but the model width is "
-                f"{model.config.n_embd}. The positions do not belong to this model."
-            )
+def model_kind(name_or_path) -> str:
+    """Which loader opens ``name_or_path``: one of :data:`MODEL_KINDS`.
 
-    def run_layers(input_ids, attention_mask=None):
-        _, acts = model(input_ids, return_activations=True, attention_mask=attention_mask)
-        return acts
-
-    eot = tokenizer.token_to_id(EOT) if tokenizer is not None else None
-    return SheetModel(
-        name=name, module=model, tokenizer=tokenizer,
-        sheets={n: sheets[n] for n in model.layer_names},
-        context_length=model.config.block_size, vocab_size=model.config.vocab_size,
-        identity=identity, run_layers=run_layers, bos_token_id=eot,
-        pad_token_id=0 if eot is None else eot, card=card or {},
-    )
+    ``"bundled"`` (a bundled model's name), ``"topobrain-folder"`` (``config.json`` with
+    ``"format": "topobrain-topogpt"``), ``"huggingface"`` (``config.json`` with a
+    ``model_type``) or ``"topolm-checkpoint"`` (a ``.pt``, ``.pth``, ``.ckpt`` or ``.bin``
+    file). Anything else raises FileNotFoundError or ValueError naming what was expected.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        if path.is_dir() and (path / "config.json").exists():
+            cfg = _read_config(path)
+            if cfg.get("format") == FORMAT:
+                return "topobrain-folder"
+            if is_hf_folder(path):
+                return "huggingface"
+        if path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            return "topolm-checkpoint"
+        raise ValueError(
+            f"{path} is not a model this version can read: expected a topobrain model "
+            f"folder (config.json with format {FORMAT!r}), a TopoLM checkpoint "
+            f"({', '.join(CHECKPOINT_SUFFIXES)}) or a Hugging Face model folder "
+            f"(config.json with a model_type)."
+        )
+    if (isinstance(name_or_path, str) and "/" not in name_or_path
+            and path.suffix.lower() not in CHECKPOINT_SUFFIXES):
+        bundled_model_dir(name_or_path)  # a ValueError listing the bundled names
+        return "bundled"
+    raise FileNotFoundError(f"{name_or_path} does not exist.")
 
 
 def _load_topobrain_folder(folder: Path, name: str | None = None) -> SheetModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    cfg_path = folder / "config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{cfg_path} is not valid JSON ({exc}).") from exc
+    cfg = _read_config(folder)
+    if not isinstance(cfg.get("model"), dict):
+        raise ValueError(f"{folder / 'config.json'} has no 'model' object (the architecture);"
+                         f" the folder was not written by topobrain's save_model.")
     gcfg = GPTConfig.from_dict(cfg["model"])
     model = TopoGPT(gcfg)
     weights = folder / "model.safetensors"
@@ -110,7 +124,7 @@ def _load_topobrain_folder(folder: Path, name: str | None = None) -> SheetModel:
         ) from exc
     state = {k: v.float() for k, v in state.items()}
     state.setdefault("lm_head.weight", state.get("transformer.wte.weight"))
-    _load_state(model, state, str(weights))
+    load_state_strict(model, state, str(weights))
     sheets = read_positions_csv(folder / "positions.csv", gcfg.sheet_shape)
     tok = load_tokenizer(folder / "tokenizer.json")
     if tok.get_vocab_size() > gcfg.vocab_size:
@@ -120,35 +134,14 @@ def _load_topobrain_folder(folder: Path, name: str | None = None) -> SheetModel:
         )
     card_path = folder / "card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    identity = _hash_files([weights, folder / "positions.csv", folder / "tokenizer.json"])
+    identity = model_identity("topobrain-folder", [folder / "config.json", weights],
+                              tokenizer=tok, sheets=sheets)
     return sheet_model_from_topogpt(name or folder.name, model, sheets, tok, identity, card)
-
-
-def _load_state(model: torch.nn.Module, state: dict, source: str) -> None:
-    """Load a state dict strictly, listing missing and unexpected keys on failure."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: state dict does not match the model. Missing keys: "
-            f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; unexpected keys: "
-            f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}."
-        )
-    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
-    if bad:
-        k = bad[0]
-        raise ValueError(
-            f"{source}: {len(bad)} tensors have the wrong shape, e.g. {k}: checkpoint "
-            f"{tuple(state[k].shape)}, model {tuple(own[k].shape)}. Check the sheet shape "
-            f"and width in the config."
-        )
-    model.load_state_dict(state, strict=True)
 
 
 def load(name_or_path, *, device: str = "cpu", positions=None, tokenizer=None,
          sheet_spec=None, sheet_shape: tuple[int, int] | None = None,
-         name: str | None = None) -> SheetModel:
+         with_resid: bool | None = None, name: str | None = None) -> SheetModel:
     """Open a model by bundled name or path.
 
     Parameters
@@ -161,15 +154,20 @@ def load(name_or_path, *, device: str = "cpu", positions=None, tokenizer=None,
         Torch device to put the model on.
     positions : path-like, optional
         TopoLM checkpoints: the positions folder (``layer.{i}.{attn,mlp}.pkl``) or a
-        ``layer,unit,x,y`` CSV (default ``model_args["position_dir"]``).
+        ``layer,unit,x,y`` CSV (default ``model_args["position_dir"]``: as written when
+        absolute; a relative one beside the checkpoint, then in the working directory).
     tokenizer : path-like or tokenizers.Tokenizer, optional
         TopoLM checkpoints and Hugging Face folders: ``tokenizer.json`` or a folder with
         it or with GPT-2's ``vocab.json`` and ``merges.txt``.
-    sheet_spec : dict or path-like
-        Hugging Face folders (required): which modules' outputs are sheets, see
-        :func:`topobrain.models.hf.read_sheet_spec`.
+    sheet_spec : str, dict or path-like
+        Hugging Face folders (required): which modules' outputs are sheets, a preset name
+        (``"toponets"``, ``"mlp"``, ``"attn+mlp"``, optionally ``":permuted"`` or
+        ``":permuted:SEED"``) or a spec, see :func:`topobrain.models.hf.read_sheet_spec`.
     sheet_shape : tuple of int, optional
         TopoLM checkpoints: ``(n_rows, n_cols)`` of the width (default the TopoNets rule).
+    with_resid : bool, optional
+        TopoLM checkpoints: report the residual stream after each add (True) or the branch
+        outputs before it (False), overriding ``model_args["with_resid"]``.
     name : str, optional
         Display name.
 
@@ -181,52 +179,26 @@ def load(name_or_path, *, device: str = "cpu", positions=None, tokenizer=None,
     --------
     >>> model = load("topolm-tiny")  # doctest: +SKIP
     >>> model = load("ckpt-311.pt", positions="positions/", tokenizer="gpt2/")  # doctest: +SKIP
-    >>> model = load("gpt2-folder", sheet_spec={"patterns": [{"name": "layer.{i}.mlp",
-    ...     "module": "transformer.h.{i}.mlp", "layout": "permuted"}]})  # doctest: +SKIP
+    >>> model = load("gpt2-folder", sheet_spec="attn+mlp:permuted")  # doctest: +SKIP
     """
-    from .hf import is_hf_folder, load_hf
-    from .topolm_format import CHECKPOINT_SUFFIXES, load_topolm_checkpoint
-
-    extra = {"positions": positions, "tokenizer": tokenizer, "sheet_spec": sheet_spec,
-             "sheet_shape": sheet_shape}
-
-    def refuse(kind, allowed):
-        bad = [k for k, v in extra.items() if v is not None and k not in allowed]
-        if bad:
-            raise TypeError(f"{', '.join(bad)} do not apply to {kind} ({path}); drop "
-                            f"{'it' if len(bad) == 1 else 'them'}.")
-
+    kind = model_kind(name_or_path)
+    given = {"positions": positions, "tokenizer": tokenizer, "sheet_spec": sheet_spec,
+             "sheet_shape": sheet_shape, "with_resid": with_resid}
+    bad = [k for k, v in given.items() if v is not None and k not in KIND_PARAMETERS[kind]]
+    if bad:
+        what = {"bundled": "a bundled model", "topobrain-folder": "a topobrain model folder",
+                "topolm-checkpoint": "a TopoLM checkpoint",
+                "huggingface": "a Hugging Face folder"}[kind]
+        raise TypeError(f"{', '.join(bad)} do not apply to {what} ({name_or_path}); drop "
+                        f"{'it' if len(bad) == 1 else 'them'}.")
     path = Path(name_or_path)
-    if path.exists():
-        if path.is_dir() and (path / "config.json").exists():
-            try:
-                cfg = json.loads((path / "config.json").read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ValueError(f"{path / 'config.json'} is not valid JSON ({exc}).") from exc
-            if isinstance(cfg, dict) and cfg.get("format") == FORMAT:
-                refuse("a topobrain model folder", ())
-                return _load_topobrain_folder(path, name).to(device)
-            if is_hf_folder(path):
-                refuse("a Hugging Face folder", ("tokenizer", "sheet_spec"))
-                if sheet_spec is None:
-                    raise ValueError(
-                        f"{path} is a Hugging Face model: pass sheet_spec= to say which "
-                        f"modules' outputs are sheets, e.g. {{'patterns': [{{'name': "
-                        f"'layer.{{i}}.mlp', 'module': 'transformer.h.{{i}}.mlp'}}]}}."
-                    )
-                return load_hf(path, sheet_spec, tokenizer=tokenizer, name=name).to(device)
-        if path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES:
-            refuse("a TopoLM checkpoint", ("positions", "tokenizer", "sheet_shape"))
-            return load_topolm_checkpoint(path, positions=positions, tokenizer=tokenizer,
-                                          sheet_shape=sheet_shape, name=name).to(device)
-        raise ValueError(
-            f"{path} is not a model this version can read: expected a topobrain model "
-            f"folder (config.json with format {FORMAT!r}), a TopoLM checkpoint "
-            f"({', '.join(CHECKPOINT_SUFFIXES)}) or a Hugging Face model folder."
-        )
-    if (isinstance(name_or_path, str) and ("/" not in name_or_path)
-            and path.suffix.lower() not in CHECKPOINT_SUFFIXES):
-        refuse("a bundled model", ())
+    if kind == "bundled":
         return _load_topobrain_folder(bundled_model_dir(name_or_path),
                                       name or name_or_path).to(device)
-    raise FileNotFoundError(f"{name_or_path} does not exist.")
+    if kind == "topobrain-folder":
+        return _load_topobrain_folder(path, name).to(device)
+    if kind == "huggingface":
+        return load_hf(path, sheet_spec, tokenizer=tokenizer, name=name).to(device)
+    return load_topolm_checkpoint(path, positions=positions, tokenizer=tokenizer,
+                                  sheet_shape=sheet_shape, with_resid=with_resid,
+                                  name=name).to(device)

@@ -22,7 +22,6 @@ model. ICLR 2025.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -36,8 +35,16 @@ import numpy as np
 import torch
 
 from ..sheet import CorticalSheet, toponets_shape
+from ._assemble import (
+    MissingModelPart,
+    load_state_strict,
+    model_identity,
+    sheet_model_from_topogpt,
+)
 from .base import SheetModel
+from .checkpoint import read_positions_csv, write_positions_csv
 from .gpt import GPTConfig, TopoGPT
+from .tokenizer import load_tokenizer
 
 __all__ = ["LayerPositions", "read_layer_positions", "read_positions_dir",
            "positions_dir_to_csv", "load_topolm_checkpoint", "CHECKPOINT_SUFFIXES"]
@@ -292,8 +299,6 @@ def positions_dir_to_csv(folder, path, n_units: int | None = None) -> Path:
     -------
     pathlib.Path
     """
-    from .checkpoint import write_positions_csv
-
     write_positions_csv(path, read_positions_dir(folder, n_units=n_units))
     return Path(path)
 
@@ -345,7 +350,8 @@ def _clean_state(state: dict) -> dict:
     return out
 
 
-def _gpt_config(args: dict, state: dict, sheet_shape, source) -> GPTConfig:
+def _gpt_config(args: dict, state: dict, sheet_shape, source,
+                with_resid: bool | None = None) -> GPTConfig:
     args = dict(args)
     if "n_embed" not in args and "n_embd" in args:
         args["n_embed"] = args["n_embd"]
@@ -368,13 +374,12 @@ def _gpt_config(args: dict, state: dict, sheet_shape, source) -> GPTConfig:
         sheet_shape=tuple(sheet_shape), mlp_ratio=mlp_ratio,
         bias=bool(args.get("bias", False)), dropout=0.0,
         attn_proj=bool(args.get("attn_proj", False)),
-        with_resid=bool(args.get("with_resid", False)),
+        with_resid=bool(args.get("with_resid", False)) if with_resid is None else with_resid,
+        head_loss=bool(args.get("head_loss", False)),
     )
 
 
 def _find_tokenizer(ckpt_path: Path, tokenizer):
-    from .tokenizer import load_tokenizer
-
     if tokenizer is not None:
         if not isinstance(tokenizer, (str, os.PathLike)):
             return tokenizer, []  # a tokenizers.Tokenizer object
@@ -389,15 +394,53 @@ def _find_tokenizer(ckpt_path: Path, tokenizer):
             return _find_tokenizer(ckpt_path, cand)
     if (here / "vocab.json").exists() and (here / "merges.txt").exists():
         return _find_tokenizer(ckpt_path, here)
-    raise ValueError(
-        f"No tokenizer for {ckpt_path}: pass tokenizer= a tokenizer.json, or a folder with "
-        f"GPT-2's vocab.json and merges.txt (the published TopoLM models use GPT-2's "
-        f"byte-level BPE). Nothing is downloaded."
-    )
+    raise MissingModelPart(
+        f"No tokenizer for {ckpt_path} (looked for tokenizer.json, tokenizer/, vocab.json + "
+        f"merges.txt beside it): pass tokenizer= (--tokenizer) a tokenizer.json, or a folder "
+        f"with GPT-2's vocab.json and merges.txt (the published TopoLM models use GPT-2's "
+        f"byte-level BPE). Nothing is downloaded.", part="tokenizer", parameter="tokenizer")
+
+
+def _position_candidates(ckpt_path: Path, position_dir) -> list[Path]:
+    """Where ``model_args['position_dir']`` may be: as written when absolute; a relative
+    one beside the checkpoint, then in the working directory; then its last part beside
+    the checkpoint (a folder copied along with it)."""
+    if not position_dir:
+        return []
+    pdir = Path(str(position_dir))
+    if pdir.is_absolute():
+        cands = [pdir]
+    else:
+        cands = [ckpt_path.parent / pdir, Path.cwd() / pdir]
+    if pdir.name:
+        cands.append(ckpt_path.parent / pdir.name)
+    return list(dict.fromkeys(cands))
+
+
+def find_positions(ckpt_path, position_dir) -> Path:
+    """The positions folder a checkpoint's ``model_args['position_dir']`` points to.
+
+    Raises
+    ------
+    MissingModelPart
+        Listing every path tried and the option that supplies the positions.
+    """
+    ckpt_path = Path(ckpt_path)
+    cands = _position_candidates(ckpt_path, position_dir)
+    found = next((c for c in cands if c.is_dir()), None)
+    if found is None:
+        tried = ", ".join(str(c) for c in cands) or "nothing (model_args has no position_dir)"
+        raise MissingModelPart(
+            f"No unit positions for {ckpt_path}: model_args['position_dir'] is "
+            f"{position_dir!r}; tried {tried}. Pass positions= (--positions) the folder of "
+            f"layer.{{i}}.{{attn,mlp}}.pkl files or a layer,unit,x,y CSV.",
+            part="unit positions", parameter="positions")
+    return found
 
 
 def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
                            sheet_shape: tuple[int, int] | None = None,
+                           with_resid: bool | None = None,
                            name: str | None = None) -> SheetModel:
     """Open a TopoLM authors' checkpoint as a :class:`SheetModel`.
 
@@ -405,10 +448,13 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
     ----------
     path : str or path-like
         The ``.pt`` file (``torch.save`` of ``{"model": state_dict, "model_args": ...}``).
-        Read with ``weights_only=True``; ``_orig_mod.`` prefixes are stripped.
+        Read with ``weights_only=True``; torch.compile's ``_orig_mod.`` and
+        DistributedDataParallel's ``module.`` prefixes are stripped.
     positions : str or path-like, optional
         The positions folder (``layer.{i}.{attn,mlp}.pkl``) or a ``layer,unit,x,y`` CSV.
-        Default: ``model_args["position_dir"]``, absolute or beside the checkpoint.
+        Default: ``model_args["position_dir"]``, as written when absolute; a relative one
+        beside the checkpoint, then in the working directory; then its last part beside
+        the checkpoint.
     tokenizer : str, path-like or tokenizers.Tokenizer, optional
         ``tokenizer.json``, or a folder with it or with GPT-2's ``vocab.json`` and
         ``merges.txt``. Default: one of those beside the checkpoint.
@@ -416,6 +462,10 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
         ``(n_rows, n_cols)`` of the model's width. Default: the grid the positions fill
         when it has ``n_embed`` cells, else the TopoNets rule (``(28, 28)`` for the
         published width 784, whose position files leave some cells empty).
+    with_resid : bool, optional
+        Report the residual stream after each add (True) or the attention and MLP outputs
+        before it (False). Default ``model_args["with_resid"]``, False when absent. The
+        authors' evaluation configs set it per run; so can you.
     name : str, optional
         Display name (default the checkpoint's file name).
 
@@ -424,14 +474,15 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
     SheetModel
         Two sheets per block, ``layer.{i}.attn`` and ``layer.{i}.mlp``: the attention and
         MLP outputs before the residual add (after it when ``with_resid``), after
-        ``attn_proj`` when the checkpoint has one.
+        ``attn_proj`` when the checkpoint has one. Variants read from ``model_args``:
+        ``bias``, ``attn_proj`` (a Linear with a bias when ``bias``), ``with_resid`` and
+        ``head_loss`` (no attention ``c_proj``; each head fills a square patch).
     """
-    from .checkpoint import read_positions_csv
-    from .loaders import _load_state, sheet_model_from_topogpt
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+    if with_resid is not None and not isinstance(with_resid, bool):
+        raise TypeError(f"with_resid must be True, False or None; got {with_resid!r}.")
     ckpt = _read_checkpoint(path)
     args = ckpt["model_args"]
     if not isinstance(args, dict):
@@ -448,29 +499,20 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
         _gpt_config(args, state, sheet_shape, path)  # check it against the width first
 
     if positions is None:
-        pdir = args.get("position_dir")
-        cands = [] if not pdir else [Path(pdir), path.parent / Path(pdir).name,
-                                     path.parent / str(pdir)]
-        found = next((c for c in cands if c.is_dir()), None)
-        if found is None:
-            raise ValueError(
-                f"No unit positions for {path}: pass positions= the folder of "
-                f"layer.{{i}}.{{attn,mlp}}.pkl files (model_args['position_dir'] is "
-                f"{pdir!r}, not found) or a layer,unit,x,y CSV."
-            )
-        positions = found
+        positions = find_positions(path, args.get("position_dir"))
     positions = Path(positions)
     if positions.is_file() and positions.suffix.lower() == ".csv":
         sheets = read_positions_csv(positions, sheet_shape or toponets_shape(n_embed))
-        pos_files = [positions]
-    else:
+    elif positions.is_dir() or not positions.exists():
         sheets = read_positions_dir(positions, n_units=n_embed, shape=sheet_shape)
-        pos_files = sorted(positions.glob("layer.*.pkl"))
+    else:
+        raise ValueError(f"positions must be a folder of layer.{{i}}.{{attn,mlp}}.pkl files "
+                         f"or a layer,unit,x,y .csv file; got {positions}.")
     if sheet_shape is None:
         # the positions' grid when it has n_embed cells, else the TopoNets rule
         grid = next(iter(sheets.values())).shape
         sheet_shape = grid if grid[0] * grid[1] == n_embed else toponets_shape(n_embed)
-    gcfg = _gpt_config(args, state, sheet_shape, path)
+    gcfg = _gpt_config(args, state, sheet_shape, path, with_resid)
     missing = [n for n in gcfg.layer_names if n not in sheets]
     if missing:
         raise ValueError(f"{positions} lacks the positions of layers {missing}.")
@@ -479,24 +521,24 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     if "lm_head.weight" not in state and "transformer.wte.weight" in state:
         state["lm_head.weight"] = state["transformer.wte.weight"]
-    _load_state(model, state, str(path))
-    tok, tok_files = _find_tokenizer(path, tokenizer)
+    load_state_strict(model, state, str(path))
+    tok, _ = _find_tokenizer(path, tokenizer)
     if tok.get_vocab_size() > gcfg.vocab_size:
         raise ValueError(
             f"The tokenizer has {tok.get_vocab_size()} tokens but the checkpoint's vocabulary "
             f"has {gcfg.vocab_size}: they do not belong together."
         )
-    h = hashlib.sha256()
-    for f in [path, *pos_files, *tok_files]:
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+    settings = {"with_resid": gcfg.with_resid, "sheet_shape": list(gcfg.sheet_shape)}
+    identity = model_identity("topolm-checkpoint", [path], tokenizer=tok, sheets=sheets,
+                              settings=settings)
     card = {
         "source": "topolm-checkpoint", "checkpoint": str(path), "positions": str(positions),
         "model_args": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                        for k, v in args.items()},
+        "with_resid": gcfg.with_resid,
+        "with_resid_from": ("override" if with_resid is not None else
+                            "model_args" if "with_resid" in args else "default (False)"),
         "iter_num": ckpt.get("iter_num") if isinstance(ckpt.get("iter_num"), int) else None,
         "n_shared": {k: s.n_shared for k, s in sheets.items()},
     }
-    return sheet_model_from_topogpt(name or path.name, model, sheets, tok,
-                                    h.hexdigest()[:20], card)
+    return sheet_model_from_topogpt(name or path.name, model, sheets, tok, identity, card)
