@@ -7,10 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Property tests: derandomized under CI (CI=true), so that CI never fails by chance; random
+# locally ("dev"), so that local runs keep exploring. HYPOTHESIS_PROFILE overrides both.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", derandomize=False, deadline=None)
+settings.load_profile(os.environ.get(
+    "HYPOTHESIS_PROFILE",
+    "ci" if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes") else "dev"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -278,3 +278,23 @@ def test_near_constant():
     maps[1, 0, 0] = np.nan
     np.testing.assert_array_equal(near_constant(maps, axis=(1, 2)), [True, False, True, False])
     assert near_constant(np.array([np.nan, 2.0]))  # fewer than two finite values
+
+
+# ---------------------------------------------------------------------------------------
+# the hypothesis profiles of tests/conftest.py
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ci, derandomized", [("true", True), ("", False)])
+def test_hypothesis_profile_follows_ci(ci, derandomized):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
+    env["CI"] = ci
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import conftest; "
+            "from hypothesis import settings; print(settings.default.derandomize)")
+    out = subprocess.run([sys.executable, "-c", code, str(tests)], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == str(derandomized)
