@@ -298,3 +298,43 @@ def test_hypothesis_profile_follows_ci(ci, derandomized):
     out = subprocess.run([sys.executable, "-c", code, str(tests)], env=env,
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == str(derandomized)
+
+
+# ---------------------------------------------------------------------------------------
+# shared parameter docs (topobrain._utils._docs)
+# ---------------------------------------------------------------------------------------
+def test_fill_doc():
+    from topobrain._utils._docs import docdict, fill_doc
+
+    def f():
+        """Sum 95% of it.
+
+        Parameters
+        ----------
+        %(seed)s
+        %(n_permutations)s
+        """
+
+    fill_doc(f)
+    assert "%(" not in f.__doc__ and "Sum 95% of it." in f.__doc__
+    first = docdict["seed"].splitlines()[0]
+    assert f"\n        {first}\n" in f.__doc__
+    assert "\n            Seeds the permutations." in f.__doc__  # body indented one level more
+
+    def g():
+        """%(no_such_entry)s"""
+
+    with pytest.raises(KeyError, match="no_such_entry"):
+        fill_doc(g)
+
+
+def test_shared_docs_filled_in_statistics_modules():
+    import inspect
+
+    from topobrain import inference, nulls, selectivity
+
+    for module in (inference, nulls, selectivity):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            doc = inspect.getdoc(obj) or ""
+            assert "%(" not in doc, f"{module.__name__}.{name} has an unfilled doc entry"
