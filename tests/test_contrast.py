@@ -66,3 +66,19 @@ def test_dict_and_contrast_inputs():
     with pytest.raises(TypeError, match="string like 'S - N'"):
         parse_contrast(3)
     assert isinstance(c, Contrast)
+
+
+@pytest.mark.parametrize("expr, slug", [
+    ("S - N", "S_minus_N"),
+    ("(S + W)/2 - N", "S_plus_W_over_2_minus_N"),
+    ("0.5*J + 0.5*W - N", "c_0p5_times_J_plus_0p5_times_W_minus_N"),
+    ("`noun-concrete` - `verb concrete`", "noun_concrete_minus_verb_concrete"),
+    ("1e-1*A - B", "c_1em1_times_A_minus_B"),
+    ("`é/ü` - N", "x_minus_N"),
+])
+def test_slug_is_safe_for_every_format(expr, slug):
+    import re
+
+    got = parse_contrast(expr).slug
+    assert got == slug
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", got)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._utils._validation import suggest
 
-__all__ = ["Contrast", "parse_contrast"]
+__all__ = ["Contrast", "contrast_slug", "parse_contrast"]
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
@@ -66,6 +66,11 @@ class Contrast:
             )
         return np.array([self.weights.get(c, 0.0) for c in conditions], dtype=np.float64)
 
+    @property
+    def slug(self) -> str:
+        """A name for files, netCDF variables and CSV columns (see :func:`contrast_slug`)."""
+        return contrast_slug(self.expression)
+
     def __str__(self) -> str:
         return self.expression
 
@@ -107,6 +112,47 @@ def parse_contrast(expression, conditions=None) -> Contrast:
     if conditions is not None:
         result.vector(conditions)
     return result
+
+
+_OP_WORDS = {"-": "minus", "+": "plus", "*": "times", "/": "over", "(": "", ")": ""}
+
+
+def contrast_slug(expression: str) -> str:
+    """A name derived from a contrast that every file format accepts.
+
+    Only ASCII letters, digits and ``_``, starting with a letter: a file name on every
+    system, a netCDF/HDF5 variable name (no ``/``), a CSV header and a Python identifier.
+    Operators become words and decimal points ``p``; the contrast text itself is kept by
+    the caller as an attribute.
+
+    Parameters
+    ----------
+    expression : str
+        A contrast such as ``"(S + W)/2 - N"`` (it must parse).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> contrast_slug("(S + W)/2 - N")
+    'S_plus_W_over_2_minus_N'
+    >>> contrast_slug("`noun-concrete` - 0.5*verb")
+    'noun_concrete_minus_0p5_times_verb'
+    """
+    words = []
+    for kind, val in _tokens(str(expression)):
+        if kind == "op":
+            word = _OP_WORDS[val]
+        elif kind == "num":
+            word = val.replace(".", "p").replace("+", "").replace("-", "m")
+        else:
+            word = re.sub(r"[^A-Za-z0-9]+", "_", val).strip("_") or "x"
+        if word:
+            words.append(word)
+    slug = "_".join(words)
+    return slug if slug[:1].isalpha() else f"c_{slug}"
 
 
 def _tokens(expr: str):
