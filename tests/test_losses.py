@@ -55,11 +55,16 @@ def ref_correlation(acts, pos, shape, radius, n_neighbourhoods, inclusive, dista
     return float(np.mean(losses)) if losses else 0.0
 
 
-def ref_resize(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Bilinear resize of (..., h, w) with half-pixel centres (align_corners=False)."""
+def ref_resize(a: np.ndarray, out_h: int, out_w: int, step: float | None = None) -> np.ndarray:
+    """Bilinear resize of (..., h, w) with half-pixel centres (align_corners=False).
+
+    Output sample ``j`` reads the input at ``(j + 0.5) * step - 0.5`` (clamped at 0), with
+    ``step = n_in / n_out`` by default; ``step = phi`` is what a resize by a scale factor
+    ``1 / phi`` does (the points are spaced by exactly ``phi``, whatever the output size).
+    """
 
     def axis_weights(n_in, n_out):
-        src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        src = (np.arange(n_out) + 0.5) * (step if step is not None else n_in / n_out) - 0.5
         src = np.maximum(src, 0.0)
         i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
         i1 = np.minimum(i0 + 1, n_in - 1)
@@ -78,8 +83,8 @@ def ref_topoloss(weight: np.ndarray, phi: float, tau: float, shape) -> float:
     n_out, n_in = weight.shape
     h, w = shape
     sheet = weight.reshape(h, w, n_in).transpose(2, 0, 1)
-    small = (max(1, round(h / phi)), max(1, round(w / phi)))
-    blurred = ref_resize(ref_resize(sheet, *small), h, w)
+    small = (math.floor(h / phi), math.floor(w / phi))  # the package's shrunk grid
+    blurred = ref_resize(ref_resize(sheet, *small, step=phi), h, w)
     a = sheet.reshape(n_in, -1)
     b = blurred.reshape(n_in, -1)
     cos = (a * b).sum(0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0))
@@ -242,6 +247,55 @@ def test_topoloss_matches_float64_reference(rng, n_out, n_in, phi, tau, shape):
     np.testing.assert_allclose(float(ours), ref, rtol=1e-10)
 
 
+def _package_topoloss(weight: torch.Tensor, phi: float, tau: float) -> float:
+    """The ``topoloss`` package (0.0.2) on an nn.Linear holding ``weight``."""
+    topoloss_pkg = pytest.importorskip(
+        "topoloss", reason="the TopoNets reference needs the peers extra: "
+                           "pip install 'topobrain[peers]' (topoloss==0.0.2)")
+    n_out, n_in = weight.shape
+    lin = torch.nn.Linear(n_in, n_out, bias=False, dtype=weight.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(weight)
+    loss = topoloss_pkg.TopoLoss(losses=[topoloss_pkg.LaplacianPyramid(
+        layer_name="fc", factor_h=phi, factor_w=phi, scale=tau)])
+    return float(loss.compute(torch.nn.ModuleDict({"fc": lin})).detach())
+
+
+@pytest.mark.parametrize("n_out, phi", [
+    (784, 2), (784, 3), (784, 4), (784, 5),     # TopoLM's 28 x 28 sheet: 3, 5 do not divide
+    (3072, 3), (3072, 5),                       # GPT-Neo-125M c_fc, 48 x 64
+    (196, 4), (150, 4), (150, 2.5), (35, 3)])   # 14 x 14, 10 x 15, 5 x 7
+def test_topoloss_equals_the_topoloss_package(rng, n_out, phi):
+    n_in = 6 if n_out > 1000 else 9
+    w = torch.from_numpy(rng.standard_normal((n_out, n_in)))
+    ours = float(topoloss(w, phi=phi, tau=0.7))
+    ref = _package_topoloss(w, phi, 0.7)
+    assert ours == pytest.approx(ref, rel=1e-12, abs=1e-14)
+    # and the numpy reference of the rule (floor(h / phi), sample points phi apart)
+    assert ours == pytest.approx(ref_topoloss(w.numpy(), phi, 0.7, toponets_shape(n_out)),
+                                 rel=1e-10)
+
+
+def test_topoloss_conv1d_is_transposed(rng):
+    """GPT-2's c_fc is a Conv1D whose weight is stored (n_in, n_out)."""
+    from transformers.pytorch_utils import Conv1D
+
+    conv = Conv1D(36, 8).double()  # nf = 36 outputs, nx = 8 inputs
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(rng.standard_normal((8, 36))))
+    assert tuple(conv.weight.shape) == (8, 36)
+    x = torch.from_numpy(rng.standard_normal((3, 8)))
+    torch.testing.assert_close(conv(x), x @ conv.weight + conv.bias)  # outputs are columns
+    ours = float(topoloss(conv, phi=2.0).detach())
+    assert ours == pytest.approx(_package_topoloss(conv.weight.T.detach(), 2.0, 1.0), rel=1e-12)
+    assert ours == pytest.approx(float(topoloss(conv.weight.T, phi=2.0)), rel=1e-15)
+    lin = torch.nn.Linear(8, 36, dtype=torch.float64)
+    assert float(topoloss(lin, phi=2.0)) == float(topoloss(lin.weight, phi=2.0))
+    with pytest.raises(TypeError, match="a torch.nn.Linear or a transformers Conv1D; got "
+                                        "Embedding"):
+        topoloss(torch.nn.Embedding(4, 4))
+
+
 def test_topoloss_phi_one_is_zero_and_tau_scales(rng):
     w = torch.from_numpy(rng.standard_normal((20, 6)))
     assert abs(float(topoloss(w, phi=1.0))) < 1e-12
@@ -276,6 +330,9 @@ def test_topoloss_errors():
         topoloss(torch.randn(24))
     with pytest.raises(ValueError, match="phi .* must be positive"):
         topoloss(torch.randn(24, 3), phi=0)
+    with pytest.raises(ValueError, match=r"phi = 5 shrinks the \(4, 6\) sheet to nothing.*"
+                                         r"at most the shorter side, 4"):
+        topoloss(torch.randn(24, 3), phi=5)
 
 
 def test_topoloss_value_range(rng):
@@ -287,7 +344,7 @@ def test_topoloss_value_range(rng):
 
 @settings(max_examples=20, deadline=None)
 @given(n_out=st.sampled_from([12, 20, 36, 49]), n_in=st.integers(1, 6),
-       phi=st.floats(1.2, 5.0), scale=st.floats(0.01, 100.0), seed=st.integers(0, 2**16))
+       phi=st.floats(1.2, 3.0), scale=st.floats(0.01, 100.0), seed=st.integers(0, 2**16))
 def test_topoloss_invariances(n_out, n_in, phi, scale, seed):
     """Cosines ignore a positive scale and the order of the input columns."""
     rng = np.random.default_rng(seed)

@@ -174,29 +174,72 @@ def correlation_loss(
 
 
 def _blur(w: torch.Tensor, phi: float) -> torch.Tensor:
-    """Bilinear down-sampling by ``1/phi`` then up-sampling; w is (d, h, w)."""
+    """Bilinear down-sampling by ``1/phi`` then up-sampling; w is (d, h, w).
+
+    As the ``topoloss`` package: the small grid is ``floor(h / phi) x floor(w / phi)`` and
+    its sample points are spaced by ``phi`` (``F.interpolate(scale_factor=1 / phi)``), then
+    the grid is resized back to ``(h, w)``.
+    """
     h, wd = w.shape[-2:]
-    small = (max(1, round(h / phi)), max(1, round(wd / phi)))
-    down = F.interpolate(w[None], size=small, mode="bilinear", align_corners=False)
-    return F.interpolate(down, size=(h, wd), mode="bilinear", align_corners=False)[0]
+    down = F.interpolate(w[None], scale_factor=(1.0 / phi, 1.0 / phi), mode="bilinear")
+    return F.interpolate(down, size=(h, wd), mode="bilinear")[0]
+
+
+def _weight_rows(weight) -> torch.Tensor:
+    """A Linear-layout ``(n_out, n_in)`` weight from a tensor, a Linear or a Conv1D."""
+    if isinstance(weight, torch.Tensor):
+        return weight
+    if isinstance(weight, torch.nn.Linear):
+        return weight.weight
+    if (type(weight).__name__ == "Conv1D" and hasattr(weight, "nf")
+            and isinstance(getattr(weight, "weight", None), torch.Tensor)
+            and weight.weight.ndim == 2 and weight.weight.shape[1] == weight.nf):
+        # transformers' Conv1D (GPT-2's c_fc) stores the weight as (n_in, n_out)
+        return weight.weight.T
+    raise TypeError(
+        f"topoloss takes a weight tensor of shape (n_out, n_in), a torch.nn.Linear or a "
+        f"transformers Conv1D; got {type(weight).__name__}."
+    )
 
 
 def topoloss(
-    weight: torch.Tensor, *, phi: float = 3.0, tau: float = 1.0,
+    weight, *, phi: float = 3.0, tau: float = 1.0,
     shape: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """TopoNets' TopoLoss of one Linear weight.
+    """TopoNets' TopoLoss of one Linear weight, equal to the ``topoloss`` package's.
 
     The ``n_out`` rows of ``weight`` (``(n_out, n_in)``, ``torch.nn.Linear`` layout) are
-    laid out on an ``(h, w)`` sheet (the TopoNets shape rule by default), blurred by
-    bilinear down-sampling by ``1/phi`` and up-sampling, and compared with their blurred
-    copy: ``tau * (1 - mean cosine(row, blurred row))``.
+    laid out on an ``(h, w)`` sheet (the TopoNets shape rule by default) in row-major
+    order, ``weight.reshape(h, w, n_in)``; the sheet is blurred by bilinear down-sampling
+    by ``1/phi`` (to ``floor(h / phi) x floor(w / phi)``) and up-sampling back; the loss is
+    ``tau * (1 - mean over units of cosine(row, blurred row))``. This is
+    ``LaplacianPyramid(factor_h=phi, factor_w=phi, scale=tau)`` of the ``topoloss``
+    package (0.0.2), to rounding.
+
+    Parameters
+    ----------
+    weight : Tensor of shape (n_out, n_in), torch.nn.Linear or transformers Conv1D
+        The layer's weight. A Conv1D (GPT-2's ``c_fc``) stores its weight transposed,
+        ``(n_in, n_out)``: pass the module and it is transposed; a bare Conv1D weight
+        tensor must be passed as ``weight.T``.
+    phi : float, default=3.0
+        Down-sampling factor (TopoNets' README uses 3), at most the sheet's shorter side.
+    tau : float, default=1.0
+        Scale of the loss.
+    shape : tuple of int, optional
+        ``(n_rows, n_cols)`` of the sheet, ``n_rows * n_cols == n_out``.
 
     Returns
     -------
     Tensor, scalar
         In ``[0, 2 * tau]``; 0 when the weights are already smooth on the sheet.
+
+    References
+    ----------
+    Deb, M., Deb, M., & Murty, N. A. R. (2025). TopoNets: high performing vision and
+    language models with brain-like topography. ICLR 2025.
     """
+    weight = _weight_rows(weight)
     if weight.ndim != 2:
         raise ValueError(
             f"weight must be a Linear weight of shape (n_out, n_in); got shape "
@@ -208,6 +251,9 @@ def topoloss(
     h, w = shape if shape is not None else toponets_shape(n_out)
     if h * w != n_out:
         raise ValueError(f"A ({h}, {w}) sheet does not hold the {n_out} rows of the weight.")
+    if phi > min(h, w):
+        raise ValueError(f"phi = {phi} shrinks the ({h}, {w}) sheet to nothing: it must be at "
+                         f"most the shorter side, {min(h, w)}.")
     sheet = weight.reshape(h, w, n_in).permute(2, 0, 1)  # (n_in, h, w)
     blurred = _blur(sheet, phi)
     cos = F.cosine_similarity(sheet.reshape(n_in, -1), blurred.reshape(n_in, -1), dim=0)
