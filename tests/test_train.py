@@ -251,7 +251,8 @@ def test_cli_train_in_process(tmp_path, corpus, prepared, capsys):
     p.write_text(yaml.safe_dump({**cfg, "max_step": 3}))
     assert main(["train", "--config", str(p)]) == 2
     err = capsys.readouterr().err
-    assert "topobrain train: error: Unknown training config fields ['max_step']" in err
+    assert f"topobrain train: error: {p}:" in err
+    assert "Unknown training config fields ['max_step']" in err and "'max_steps'" in err
 
 
 def test_torchrun_two_gloo_processes(tmp_path, corpus, prepared):

@@ -10,25 +10,28 @@ processes it trains data-parallel (gloo on CPU, NCCL on CUDA).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
 import os
 import time
+import types
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .._utils._hashing import hash_files
 from .._utils._io import atomic_write_bytes, atomic_write_text
 from ..sheet import CorticalSheet
 from .gpt import GPTConfig, TopoGPT
 from .losses import correlation_loss, topoloss
 from .tokenizer import EOT, load_tokenizer, train_tokenizer
 
-__all__ = ["TrainConfig", "prepare_corpus", "train", "load_config"]
+__all__ = ["TrainConfig", "prepare_corpus", "train", "load_config", "RESUMABLE_CHANGES"]
 
 logger = logging.getLogger("topobrain")
 
@@ -80,20 +83,22 @@ class TrainConfig:
     verbose: int = 1
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown training config fields {unknown}. Known fields: {sorted(known)}."
-            )
+    def from_dict(cls, d: dict, *, _where: Callable[[str], str] | None = None) -> TrainConfig:
+        """Build a config from a mapping, checking every key, type and range.
+
+        Raises
+        ------
+        ValueError
+            For an unknown key or a value out of range (one line: the key, what it must
+            be, what came in).
+        TypeError
+            For a value of the wrong type (``max_steps: ten``).
+        """
+        where = _where or (lambda key: "")
+        _check_section(d, cls, "", where)
         cfg = cls(**d)
-        spatial_known = {f.name for f in dataclasses.fields(SpatialConfig)}
-        bad = sorted(set(cfg.spatial) - spatial_known)
-        if bad:
-            raise ValueError(
-                f"Unknown spatial config fields {bad}. Known fields: {sorted(spatial_known)}."
-            )
+        _check_section(cfg.spatial, SpatialConfig, "spatial.", where)
+        _check_section(cfg.model, GPTConfig, "model.", where)
         GPTConfig.from_dict({**cfg.model, "vocab_size": cfg.vocab_size})
         return cfg
 
@@ -103,25 +108,277 @@ class TrainConfig:
 
 
 def load_config(path) -> TrainConfig:
-    """Read a YAML training config."""
+    """Read a YAML training config (plain YAML only: ``yaml.safe_load``).
+
+    Errors name the file and line: a syntax error, a tag such as ``!!python/object``
+    (never constructed), an unknown key, a value of the wrong type or out of range.
+    """
     import yaml
 
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Training config {path} does not exist; pass a YAML file "
+                                f"such as configs/topolm-tiny.yaml to --config.") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         f"save the training config as UTF-8.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        raise ValueError(_yaml_error_text(path, exc)) from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())}).") from None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a training config must be a YAML mapping.")
-    return TrainConfig.from_dict(data)
+        raise ValueError(f"{path}: a training config must be a YAML mapping (key: value "
+                         f"lines); got a {type(data).__name__}.")
+    lines = _key_lines(text)
+
+    def where(key: str) -> str:
+        line = lines.get(key) or lines.get(key.split(".")[0])
+        return f"{path}:{line}: " if line else f"{path}: "
+
+    return TrainConfig.from_dict(data, _where=where)
+
+
+def _yaml_error_text(path, exc) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = " ".join(str(exc.problem or exc.context or "").split())
+    if "constructor for the tag" in problem:
+        tag = problem.split("tag", 1)[1].strip()
+        return (f"{at}: the YAML tag {tag} is not allowed: training configs hold plain "
+                f"values only (read with yaml.safe_load, nothing is constructed); remove it.")
+    context = " ".join(str(exc.context or "").split())
+    if context and exc.problem and exc.context_mark is not None and mark is not None \
+            and exc.context_mark.line != mark.line:
+        context += f" from line {exc.context_mark.line + 1}"
+    detail = f"{problem} ({context})" if context and exc.problem else problem
+    return f"{at}: not valid YAML: {detail}; fix the syntax (see configs/topolm-tiny.yaml)."
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """1-based line of each key (``max_steps``, ``spatial.alpha``) of a YAML mapping."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only: nothing constructed
+    except yaml.YAMLError:
+        return {}
+    out: dict[str, int] = {}
+
+    def walk(node, prefix):
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    name = f"{prefix}{key.value}"
+                    out.setdefault(name, key.start_mark.line + 1)
+                    walk(value, name + ".")
+
+    walk(root, "")
+    return out
+
+
+# the ranges of the numbers in a training config: key -> (low, high, low_open)
+_RANGES = {
+    "vocab_size": (2, None, False), "val_fraction": (0, 1, False), "layout_seed": (0, None, False),
+    "seed": (0, None, False), "batch_size": (1, None, False), "max_steps": (1, None, False),
+    "lr": (0, None, True), "min_lr_ratio": (0, 1, False), "warmup_steps": (0, None, False),
+    "weight_decay": (0, None, False), "grad_clip": (0, None, False),
+    "eval_interval": (1, None, False), "eval_batches": (1, None, False),
+    "checkpoint_interval": (1, None, False), "threads": (1, None, False),
+    "spatial.alpha": (0, None, False), "spatial.radius": (0, None, True),
+    "spatial.n_neighbourhoods": (1, None, False), "spatial.phi": (0, None, True),
+    "spatial.tau": (0, None, True), "model.block_size": (1, None, False),
+    "model.n_layer": (1, None, False), "model.n_head": (1, None, False),
+    "model.mlp_ratio": (1, None, False), "model.dropout": (0, 1, False),
+}
+_OPTIONS = {"save_dtype": ("float16", "bfloat16", "float32"),
+            "spatial.kind": ("correlation", "topoloss"),
+            "spatial.distance": ("inverse", "negative")}
+
+
+def _type_ok(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (dict,) or origin is dict:
+        return isinstance(value, dict)
+    if hint in (list, tuple) or origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(_type_ok, value, args))
+        inner = args[0] if args else typing.Any
+        return all(_type_ok(v, inner) for v in value)
+    return True
+
+
+def _type_name(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             dict: "a mapping", list: "a list", tuple: "a list", type(None): "null"}
+    if origin is tuple and args:
+        return f"a list of {len(args)} {_type_name(args[0]).split(' ', 1)[-1]}s"
+    if origin in (list, tuple):
+        return "a list"
+    return names.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
+def _check_section(d, cls, prefix: str, where) -> None:
+    """Keys, types and ranges of one section of a training config (one line per error)."""
+    section = prefix.rstrip(".") or "training"
+    if not isinstance(d, dict):
+        raise TypeError(f"{where(section)}{section} must be a mapping (key: value); got "
+                        f"{d!r} ({type(d).__name__}).")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        from .._utils._validation import suggest
+
+        raise ValueError(
+            f"{where(prefix + unknown[0])}Unknown {section} config fields {unknown}. Known "
+            f"fields: {sorted(known)}.{suggest(unknown[0], sorted(known))}"
+        )
+    hints = typing.get_type_hints(cls)
+    for key, value in d.items():
+        name = prefix + key
+        if not _type_ok(value, hints[key]):
+            raise TypeError(f"{where(name)}{name} must be {_type_name(hints[key])}; got "
+                            f"{value!r} ({type(value).__name__}).")
+        if name in _RANGES and value is not None:
+            low, high, low_open = _RANGES[name]
+            bad = (value < low or (low_open and value == low)
+                   or (high is not None and value > high))
+            if bad:
+                allowed = (f"in [{low}, {high}]" if high is not None else
+                           f"{'>' if low_open else '>='} {low}")
+                raise ValueError(f"{where(name)}{name} must be {allowed}; got {value!r}.")
+        if name in _OPTIONS and value not in _OPTIONS[name]:
+            raise ValueError(f"{where(name)}{name} must be one of {list(_OPTIONS[name])}; "
+                             f"got {value!r}.")
+    if prefix == "" and "betas" in d and not all(0 <= b < 1 for b in d["betas"]):
+        raise ValueError(f"{where('betas')}betas must be two numbers in [0, 1); got "
+                         f"{d['betas']!r}.")
+
+
+# --------------------------------------------------------------------------- resume
+#: Config keys that may differ when a run resumes, with ``allow_config_change``: they
+#: change when the run stops, how often it is evaluated, checkpointed or logged, and where
+#: it runs, not what it learns up to the resume step. (``max_steps`` also stretches the
+#: cosine learning-rate schedule from the resume step on; the model card records it.)
+RESUMABLE_CHANGES = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval",
+                     "threads", "device", "save_dtype", "name")
+# never compared: how much is printed, and the folder that holds the checkpoint itself
+_NOT_COMPARED = ("verbose", "out")
+
+
+def _flat_config(cfg: TrainConfig) -> dict:
+    """The config as flat ``key`` / ``section.key`` values, defaults filled in."""
+    d = dataclasses.asdict(cfg)
+    d["spatial"] = dataclasses.asdict(SpatialConfig(**cfg.spatial))
+    d["model"] = dataclasses.asdict(GPTConfig.from_dict({**cfg.model,
+                                                         "vocab_size": cfg.vocab_size}))
+    d["model"].pop("vocab_size")
+    d = json.loads(json.dumps(d, default=str))  # tuples -> lists, as on both sides
+    flat = {}
+    for k, v in d.items():
+        if k in _NOT_COMPARED:
+            continue
+        if k in ("spatial", "model"):
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    return flat
+
+
+def _check_allowed(allow) -> tuple[str, ...]:
+    allow = (allow,) if isinstance(allow, str) else tuple(allow or ())
+    allow = tuple(a.strip() for item in allow for a in str(item).split(",") if a.strip())
+    for a in allow:
+        if a not in RESUMABLE_CHANGES:
+            from .._utils._validation import suggest
+
+            raise ValueError(
+                f"allow_config_change={a!r}: only {list(RESUMABLE_CHANGES)} may change "
+                f"when a run resumes; anything else changes the model being trained, so "
+                f"start a new run (another out folder) instead.{suggest(a, RESUMABLE_CHANGES)}"
+            )
+    return allow
+
+
+def resume_changes(saved: dict | None, cfg: TrainConfig, *, allow=(), path=None) -> dict:
+    """The config keys that differ from a checkpoint's, refused unless allowed.
+
+    Parameters
+    ----------
+    saved : dict or None
+        The checkpoint's config (``dataclasses.asdict`` of its TrainConfig).
+    cfg : TrainConfig
+        The config of the run that resumes.
+    allow : iterable of str
+        Keys of :data:`RESUMABLE_CHANGES` that may differ.
+    path : path-like, optional
+        The checkpoint, for the message.
+
+    Returns
+    -------
+    dict
+        ``{key: [checkpoint value, new value]}`` for the allowed keys that changed.
+
+    Raises
+    ------
+    ValueError
+        One line listing every key that differs, old and new values, and the way out.
+    """
+    allow = _check_allowed(allow)
+    if saved is None:
+        return {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        old = _flat_config(TrainConfig(**{k: v for k, v in saved.items() if k in known}))
+    except (TypeError, ValueError):  # a checkpoint of another version: compare as saved
+        old = {k: v for k, v in json.loads(json.dumps(saved, default=str)).items()
+               if k not in _NOT_COMPARED}
+    new = _flat_config(cfg)
+    changed = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k)}
+    refused = {k: v for k, v in changed.items() if k not in allow}
+    if refused:
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        harmless = [k for k in refused if k in RESUMABLE_CHANGES]
+        other = [k for k in refused if k not in RESUMABLE_CHANGES]
+        fix = []
+        if other:
+            fix.append(f"restore {', '.join(other)} to resume, or train a new run into another "
+                       f"out folder")
+        if harmless:
+            fix.append(f"pass allow_config_change={','.join(harmless)!r} to resume with "
+                       f"the new {', '.join(harmless)}")
+        where = f"{path} was" if path is not None else "The checkpoint was"
+        raise ValueError(f"{where} trained with another config: {listed}. "
+                         f"{'; '.join(fix).capitalize()}.")
+    return changed
 
 
 # --------------------------------------------------------------------------- corpus
-def _hash_files(files) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        h.update(Path(f).name.encode())
-        h.update(Path(f).read_bytes())
-    return h.hexdigest()[:16]
-
-
 def prepare_corpus(corpus, prepared, *, vocab_size=4096, tokenizer=None, val_fraction=0.05,
                    seed=0) -> Path:
     """Tokenise a folder of ``.txt`` documents once into memory-mapped token files.
@@ -137,7 +394,7 @@ def prepare_corpus(corpus, prepared, *, vocab_size=4096, tokenizer=None, val_fra
         raise FileNotFoundError(
             f"No .txt documents in {corpus}. Run `python scripts/get_corpus.py` first."
         )
-    key = {"corpus": _hash_files(files), "vocab_size": vocab_size,
+    key = {"corpus": hash_files(files, names=True)[:16], "vocab_size": vocab_size,
            "tokenizer": None if tokenizer is None else str(tokenizer),
            "val_fraction": val_fraction, "seed": seed}
     meta_path = prepared / "meta.json"
@@ -247,20 +504,46 @@ def _evaluate(model, val, cfg, block, device, n_batches) -> float:
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} in the training config is not a device; use "
+                         f"'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} in the training config: CUDA is not available "
+                         f"on this machine; set device: cpu (or auto, which takes a GPU "
+                         f"when there is one).")
+    return dev
 
 
-def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
+def train(config: TrainConfig | dict | str | os.PathLike, *,
+          allow_config_change: Iterable[str] | str = ()) -> Path:
     """Train (or resume) a topographic GPT and export it as a model folder.
+
+    A run whose ``<out>/checkpoint.pt`` exists resumes from it, exactly, after its config
+    is compared with the checkpoint's: any difference is refused (one line listing the
+    keys, old and new values), except the keys named in ``allow_config_change``.
 
     Parameters
     ----------
     config : TrainConfig, dict or path to a YAML file
+    allow_config_change : iterable of str or str, default=()
+        Keys that may differ from the checkpoint's config on resume, among
+        :data:`RESUMABLE_CHANGES` (``max_steps``, ``eval_interval``, ``eval_batches``,
+        ``checkpoint_interval``, ``threads``, ``device``, ``save_dtype``, ``name``); a
+        comma-separated string works too. The model card lists every resume under
+        ``resumes`` (step and the changed keys with old and new values).
 
     Returns
     -------
     pathlib.Path
         The exported model folder, ``<out>/model``.
+
+    Raises
+    ------
+    ValueError
+        For a config that differs from the checkpoint's beyond ``allow_config_change``,
+        or a checkpoint that does not fit the configured model.
     """
     from tqdm.auto import tqdm
 
@@ -272,6 +555,13 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
         config = TrainConfig.from_dict(config)
     cfg = config
     scfg = cfg.spatial_config
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+    state, changed = None, {}
+    allow = _check_allowed(allow_config_change)
+    if ckpt_path.exists():  # compared before any corpus work: a refused resume is quick
+        state = _load_checkpoint(ckpt_path)
+        changed = resume_changes(state.get("config"), cfg, allow=allow, path=ckpt_path)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
 
@@ -288,7 +578,6 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
 
-    out = Path(cfg.out)
     prepared = Path(cfg.prepared)
     if rank == 0:
         prepare_corpus(cfg.corpus, prepared, vocab_size=cfg.vocab_size, tokenizer=cfg.tokenizer,
@@ -320,11 +609,17 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, history = 0, {"step": [], "tokens": [], "train_loss": [], "spatial_loss": [],
                         "val_step": [], "val_loss": [], "seconds": 0.0}
-    ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists():
-        state = _load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    resumes = []
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = " ".join(str(exc).split())[:300]
+            raise ValueError(
+                f"{ckpt_path} does not fit the configured model ({first}); resume with the "
+                f"config it was trained with, or train a new run into another out folder."
+            ) from None
         rng_state, gen_state = state["rng"], state["torch_rng"]
         if isinstance(rng_state, list):  # one state per process (data parallel)
             if len(rng_state) != world:
@@ -341,8 +636,11 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
             if device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
         step, history = state["step"], state["history"]
+        resumes = [*state.get("resumes", []), {"step": step, "changed": changed}]
         if rank == 0:
-            logger.info("resuming %s from step %d", cfg.name, step)
+            logger.info("resuming %s from step %d%s", cfg.name, step,
+                        f" with {', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())}"
+                        if changed else "")
 
     train_model = model
     if world > 1:
@@ -406,7 +704,7 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
             if rank == 0:
                 history["seconds"] = seconds0 + time.perf_counter() - t0
                 _save_checkpoint(ckpt_path, model, opt, rng_states, gen_states, step,
-                                 history, cfg)
+                                 history, cfg, resumes=resumes)
     bar.close()
     if world > 1:
         torch.distributed.barrier()
@@ -426,6 +724,8 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> Path:
             "final_val_loss": history["val_loss"][-1] if history["val_loss"] else None,
             "unigram_val_loss": unigram,
             "history": history,
+            # every resume: the step, and the config keys changed then (old, new)
+            "resumes": resumes,
         }
         save_model(export, model, sheets, load_tokenizer(prepared / "tokenizer.json"), card,
                    dtype=cfg.save_dtype)
@@ -439,14 +739,15 @@ def _corpus_sources(corpus) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
-def _save_checkpoint(path, model, opt, rng, gen, step, history, cfg):
+def _save_checkpoint(path, model, opt, rng, gen, step, history, cfg, *, resumes=()):
     import io
 
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "rng": rng if isinstance(rng, list) else rng.bit_generator.state,
              "torch_rng": gen if isinstance(gen, list) else gen.get_state(),
              "torch_global_rng": torch.get_rng_state(), "step": step,
-             "history": history, "config": dataclasses.asdict(cfg)}
+             "history": history, "config": dataclasses.asdict(cfg),
+             "resumes": list(resumes)}
     if torch.cuda.is_available() and next(model.parameters()).is_cuda:
         state["cuda_rng"] = torch.cuda.get_rng_state(next(model.parameters()).device)
     buf = io.BytesIO()
