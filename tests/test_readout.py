@@ -17,7 +17,14 @@ from hypothesis.extra.numpy import arrays
 from scipy.ndimage import gaussian_filter
 
 from topobrain.activations import Activations
-from topobrain.readout import fwhm_to_sigma, smooth, smooth_maps, smooth_units
+from topobrain.readout import (
+    check_fwhm,
+    fwhm_to_sigma,
+    max_fwhm,
+    smooth,
+    smooth_maps,
+    smooth_units,
+)
 from topobrain.sheet import CorticalSheet
 
 
@@ -106,6 +113,7 @@ finite_maps = arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(2, 6),
 @given(maps=finite_maps, fwhm=st.floats(0.1, 5.0), a=st.floats(-5, 5), b=st.floats(-5, 5),
        holes=st.integers(0, 2**32 - 1))
 def test_affine_equivariance_constants_and_nan_positions(maps, fwhm, a, b, holes):
+    fwhm = min(fwhm, max_fwhm(maps.shape[-2:]))  # wider is refused (tested below)
     rng = np.random.default_rng(holes)
     maps = maps.copy()
     maps[rng.random(maps.shape) < 0.25] = np.nan
@@ -257,3 +265,33 @@ def test_bad_input(rng):
         smooth_units(np.zeros(4), (2, 2), 2.0)
     with pytest.raises(ValueError, match="one entry per sheet unit"):
         smooth_units(np.zeros(5), CorticalSheet((2, 2)), 2.0)
+
+
+# --------------------------------------------------------------------------- the FWHM bound
+def test_the_fwhm_is_bounded_by_the_sheet_diagonal(rng):
+    assert max_fwhm((28, 28)) == pytest.approx(39.5979797, rel=1e-7)
+    assert max_fwhm(CorticalSheet((3, 4))) == 5.0
+    sheets = {"big": CorticalSheet((6, 8), name="big"), "small": CorticalSheet((3, 4),
+                                                                               name="small")}
+    assert check_fwhm(5, sheets) == 5.0 and check_fwhm(0, sheets) == 0.0
+    msg = (r"fwhm must be between 0 and 5 sheet units \(the diagonal of the 3 x 4 grid of "
+           r"layer 'small'\); got 1e\+09, which would smooth every map into one value")
+    with pytest.raises(ValueError, match=msg):
+        check_fwhm(1e9, sheets)
+    with pytest.raises(ValueError, match="between 0 and 5 sheet units"):
+        check_fwhm(5.01, CorticalSheet((3, 4)))
+    acts, _ = _acts(rng)
+    limit = min(max_fwhm(s) for s in acts.sheets.values())
+    for call in (lambda f: smooth(acts, f),
+                 lambda f: smooth_maps(rng.normal(size=(2, *acts.sheets["l0"].shape)), f),
+                 lambda f: smooth_units(acts["l0"], acts.sheets["l0"], f)):
+        with pytest.raises(ValueError, match=r"fwhm must be between 0 and [\d.]+ sheet units"):
+            call(1e9)
+    smooth(acts, limit)  # the bound itself is allowed
+    # why: at the bound a map keeps its structure, far beyond it only rounding is left
+    m = rng.normal(size=(6, 8))
+    at_bound = smooth_maps(m, max_fwhm(m.shape))
+    assert np.std(at_bound) > 1e-2 * np.std(m)
+    beyond = direct_reference(m, 1e9)
+    assert np.std(beyond) <= 1e-12 * max(abs(np.mean(beyond)), 1e-300) + 1e-15
+

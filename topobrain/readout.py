@@ -35,7 +35,8 @@ from ._utils._validation import check_finite
 from .activations import Activations
 from .sheet import CorticalSheet
 
-__all__ = ["fwhm_to_sigma", "smooth", "smooth_maps", "smooth_units"]
+__all__ = ["fwhm_to_sigma", "max_fwhm", "check_fwhm", "smooth", "smooth_maps",
+           "smooth_units"]
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -61,6 +62,83 @@ def _check_fwhm(fwhm) -> float:
         raise ValueError(
             f"fwhm must be a finite number >= 0 (sheet units; 0 means no smoothing); got "
             f"{fwhm}."
+        )
+    return fwhm
+
+
+def max_fwhm(shape) -> float:
+    """The widest readout Gaussian a sheet takes: its diagonal, in sheet units.
+
+    At that FWHM the Gaussian still weighs the sheet's farthest cells 1/16 of the
+    nearest ones; far beyond it every smoothed map is one value up to rounding (and
+    statistics on it would be reading rounding noise), so wider kernels are refused.
+
+    Parameters
+    ----------
+    shape : CorticalSheet or tuple of int
+        A sheet, or a grid shape ``(n_rows, n_cols)``.
+
+    Returns
+    -------
+    float
+        ``hypot(n_rows, n_cols)``.
+
+    Examples
+    --------
+    >>> round(max_fwhm((28, 28)), 2)
+    39.6
+    """
+    if isinstance(shape, CorticalSheet):
+        shape = shape.shape
+    n_rows, n_cols = (int(s) for s in shape)
+    return math.hypot(n_rows, n_cols)
+
+
+def check_fwhm(fwhm, sheets) -> float:
+    """Validate a readout FWHM against the sheets it will smooth, before any work.
+
+    Parameters
+    ----------
+    fwhm : float
+        FWHM in sheet units; 0 means no smoothing.
+    sheets : CorticalSheet, tuple of int, or dict of str to CorticalSheet
+        One sheet (or grid shape), or a model's ``sheets``; the smallest one bounds
+        ``fwhm``.
+
+    Returns
+    -------
+    float
+        ``fwhm`` as a float.
+
+    Raises
+    ------
+    TypeError
+        When ``fwhm`` is not a number.
+    ValueError
+        When ``fwhm`` is negative, not finite, or wider than a sheet's diagonal
+        (:func:`max_fwhm`); the message gives the allowed range.
+
+    Examples
+    --------
+    >>> check_fwhm(2, CorticalSheet((28, 28)))
+    2.0
+    """
+    fwhm = _check_fwhm(fwhm)
+    if isinstance(sheets, dict):
+        if not sheets:
+            return fwhm
+        layer = min(sheets, key=lambda k: max_fwhm(sheets[k]))
+        limit, where = max_fwhm(sheets[layer]), f"layer {layer!r}"
+        shape = sheets[layer].shape if isinstance(sheets[layer], CorticalSheet) \
+            else tuple(sheets[layer])
+    else:
+        limit, where = max_fwhm(sheets), "the sheet"
+        shape = sheets.shape if isinstance(sheets, CorticalSheet) else tuple(sheets)
+    if fwhm > limit:
+        raise ValueError(
+            f"fwhm must be between 0 and {limit:.4g} sheet units (the diagonal of the "
+            f"{shape[0]} x {shape[1]} grid of {where}); got {fwhm:g}, which would smooth "
+            f"every map into one value. TopoLM's readout uses 2."
         )
     return fwhm
 
@@ -94,8 +172,8 @@ def smooth_maps(maps, fwhm: float = 2.0, *, truncate: float = 4.0) -> np.ndarray
     maps : array-like of shape (..., n_rows, n_cols)
         One or more maps; NaN marks cells without a value.
     fwhm : float, default=2.0
-        Full width at half maximum of the Gaussian, in sheet units (cells). 0 returns a
-        float64 copy.
+        Full width at half maximum of the Gaussian, in sheet units (cells), from 0 (a
+        float64 copy) to the grid's diagonal (:func:`max_fwhm`).
     truncate : float, default=4.0
         The kernel stops at ``int(truncate * sigma + 0.5)`` cells along each axis.
 
@@ -121,10 +199,11 @@ def smooth_maps(maps, fwhm: float = 2.0, *, truncate: float = 4.0) -> np.ndarray
             f"values into maps with sheet.to_map(values) or use smooth_units."
         )
     check_finite(x, "maps", allow_nan=True)
+    n_rows, n_cols = x.shape[-2:]
+    check_fwhm(fwhm, (n_rows, n_cols))
     if fwhm == 0:
         return x
     sigma = fwhm / _FWHM_PER_SIGMA
-    n_rows, n_cols = x.shape[-2:]
     k_rows = _kernel_matrix(n_rows, sigma, truncate)
     k_cols = _kernel_matrix(n_cols, sigma, truncate)
     valid = ~np.isnan(x)
@@ -152,7 +231,7 @@ def smooth_units(values, sheet: CorticalSheet, fwhm: float = 2.0, *,
     values : array-like of shape (..., n_units)
     sheet : CorticalSheet
     fwhm : float, default=2.0
-        FWHM in sheet units.
+        FWHM in sheet units, at most the sheet's diagonal (:func:`max_fwhm`).
     truncate : float, default=4.0
 
     Returns
@@ -163,6 +242,7 @@ def smooth_units(values, sheet: CorticalSheet, fwhm: float = 2.0, *,
     """
     if not isinstance(sheet, CorticalSheet):
         raise TypeError(f"sheet must be a CorticalSheet; got {type(sheet).__name__}.")
+    check_fwhm(fwhm, sheet)
     return sheet.from_map(smooth_maps(sheet.to_map(values), fwhm, truncate=truncate))
 
 
@@ -174,7 +254,8 @@ def smooth(acts: Activations, fwhm: float = 2.0, *, truncate: float = 4.0) -> Ac
     acts : Activations
         Responses from :func:`topobrain.extract.extract`.
     fwhm : float, default=2.0
-        FWHM of the Gaussian in sheet units (TopoLM: 2). 0 returns ``acts`` unchanged.
+        FWHM of the Gaussian in sheet units (TopoLM: 2), at most the smallest sheet's
+        diagonal (:func:`max_fwhm`). 0 returns ``acts`` unchanged.
     truncate : float, default=4.0
         Kernel radius in sigmas.
 
@@ -195,7 +276,7 @@ def smooth(acts: Activations, fwhm: float = 2.0, *, truncate: float = 4.0) -> Ac
             f"acts must be Activations (from topobrain.extract.extract); got "
             f"{type(acts).__name__}. For plain arrays use smooth_units or smooth_maps."
         )
-    fwhm = _check_fwhm(fwhm)
+    fwhm = check_fwhm(fwhm, acts.sheets)
     truncate = _check_truncate(truncate)
     if fwhm == 0:
         return acts
