@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import random
+import types
 import warnings
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from topobrain.activations import Activations
 from topobrain.extract import default_cache_dir, extract
 from topobrain.sheet import CorticalSheet
 
@@ -30,9 +32,9 @@ HAS_STIMULI = importlib.util.find_spec("topobrain.stimuli") is not None
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A 2-block, 2-head TopoGPT on a 4 x 4 sheet, trained 2 steps on a tiny corpus."""
-    from topobrain.models import load
+def tiny_folder(tmp_path_factory):
+    """The folder of a 2-block, 2-head TopoGPT on a 4 x 4 sheet, trained 2 steps on a
+    tiny corpus."""
     from topobrain.models.train import train
 
     root = tmp_path_factory.mktemp("tiny_model")
@@ -47,8 +49,14 @@ def tiny_model(tmp_path_factory):
                model=dict(n_layer=2, n_head=2, sheet_shape=[4, 4], block_size=32),
                batch_size=4, max_steps=2, warmup_steps=1, eval_interval=2, eval_batches=1,
                checkpoint_interval=2, verbose=0, device="cpu", save_dtype="float32")
-    folder = train(cfg)
-    return load(folder)
+    return train(cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_folder):
+    from topobrain.models import load
+
+    return load(tiny_folder)
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -405,6 +413,128 @@ def test_second_identical_run_is_served_from_the_cache(tiny_model, rng, tmp_path
     extract(model, make_stimuli(np.random.default_rng(1), 10), cache_dir=tmp_path / "c",
             verbose=0)
     assert calls["n"] == 9
+
+
+def test_an_edited_config_misses_the_cache(tiny_folder, rng, tmp_path):
+    """Issue 19: n_head 2 -> 4 keeps every tensor shape, so the weights load, but the
+    forward pass differs; the cached activations of the old config must not be served."""
+    import json
+    import shutil
+
+    from topobrain.models import load
+
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_folder, edited)
+    cfg = json.loads((edited / "config.json").read_text())
+    assert cfg["model"]["n_head"] == 2
+    cfg["model"]["n_head"] = 4
+    (edited / "config.json").write_text(json.dumps(cfg, indent=1))
+    texts = make_texts(rng, 6, lo=3)
+    original, calls = counting(load(tiny_folder))
+    first = extract(original, texts, cache_dir=tmp_path / "c", verbose=0)
+    assert calls["n"] == 1
+    changed, calls = counting(load(edited))
+    assert changed.module.config.n_head == 4
+    second = extract(changed, texts, cache_dir=tmp_path / "c", verbose=0)
+    assert calls["n"] == 1, "the edited model was served the original's cached activations"
+    assert first.params["cache_key"] != second.params["cache_key"]
+    uncached = extract(changed, texts, cache=False, verbose=0)
+    for layer in uncached.layers:
+        np.testing.assert_array_equal(second[layer], uncached[layer])
+    # the heads change what attention computes: responses move beyond float32 rounding
+    # (little, in a model trained two steps, whose attention is still nearly uniform)
+    for layer in first.layers:
+        assert not np.allclose(second[layer], first[layer], rtol=1e-6, atol=0), layer
+
+
+class _ReversedTokenizer:
+    """Another tokenizer for the same model: the same ids in reverse order."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def encode_batch(self, texts, add_special_tokens=False):
+        return [types.SimpleNamespace(ids=list(reversed(e.ids)))
+                for e in self.inner.encode_batch(texts, add_special_tokens=add_special_tokens)]
+
+
+def test_every_setting_that_changes_the_numbers_changes_the_key(tiny_model, tiny_folder, rng,
+                                                                tmp_path):
+    """Same model identity, other numbers: dtype, tokenizer, context (truncation) and
+    sheet positions each miss the cache, and what is then cached is the fresh result."""
+    from topobrain.models import load
+
+    def as_float64(model):
+        model.module.double()  # in place: the forward closes over this module
+        return model
+
+    texts = make_texts(rng, 5, lo=4) + [" ".join(rng.choice(WORDS, size=40))]
+    with pytest.warns(UserWarning, match="truncated"):
+        base = extract(tiny_model, texts, cache_dir=tmp_path, verbose=0)
+    permuted = {k: CorticalSheet(s.shape, layout="permuted", seed=3, name=k)
+                for k, s in tiny_model.sheets.items()}
+    variants = {
+        "dtype": as_float64(load(tiny_folder)),
+        "tokenizer": dataclasses.replace(tiny_model,
+                                         tokenizer=_ReversedTokenizer(tiny_model.tokenizer)),
+        "context": dataclasses.replace(tiny_model, context_length=8),
+        "sheets": dataclasses.replace(tiny_model, sheets=permuted),
+    }
+    keys = {base.params["cache_key"]}
+    for what, variant in variants.items():
+        model, calls = counting(variant)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # truncation
+            got = extract(model, texts, cache_dir=tmp_path, verbose=0)
+            fresh = extract(variant, texts, cache=False, verbose=0)
+        assert calls["n"] >= 1, f"{what}: served from the cache of another setting"
+        keys.add(got.params["cache_key"])
+        for layer in got.layers:
+            np.testing.assert_array_equal(got[layer], fresh[layer])
+        if what != "sheets":  # positions relabel units; the others change the numbers
+            assert not np.array_equal(got["layer.1.mlp"], base["layer.1.mlp"]), what
+    assert len(keys) == 1 + len(variants)
+    # the identity alone still decides a hit: same settings, new object, no forward
+    again, calls = counting(dataclasses.replace(tiny_model))
+    with pytest.warns(UserWarning, match="truncated"):
+        extract(again, texts, cache_dir=tmp_path, verbose=0)
+    assert calls["n"] == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "other-shapes",
+                                    "other-items"])
+def test_a_damaged_cache_file_is_dropped_with_a_warning_and_recomputed(tiny_model, rng,
+                                                                      tmp_path, damage):
+    stim = make_stimuli(rng, 6)
+    first = extract(tiny_model, stim, cache_dir=tmp_path, verbose=0)
+    (path,) = (tmp_path / "activations").glob("*.npz")
+    good = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"PK\x03\x04 not really a zip file" * 10)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:  # a readable activations file that does not belong under this key
+        n_items = 6 if damage == "other-shapes" else 4
+        sheets = {k: CorticalSheet((2, 2), name=k) for k in first.layers}
+        if damage == "other-items":
+            sheets = first.sheets
+        data = {k: rng.normal(size=(n_items, sheets[k].n_units)) for k in first.layers}
+        Activations.from_arrays(data, sheets, params=first.params).save(path)
+    model, calls = counting(tiny_model)
+    with pytest.warns(UserWarning, match=rf"Dropping the damaged activation cache file "
+                                         rf".*{path.name}"):
+        again = extract(model, stim, cache_dir=tmp_path, verbose=0)
+    assert calls["n"] == 1
+    for layer in first.layers:
+        np.testing.assert_allclose(again[layer], first[layer], rtol=1e-6, atol=1e-8)
+    # rewritten whole: the next run is a clean hit
+    model, calls = counting(tiny_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        extract(model, stim, cache_dir=tmp_path, verbose=0)
+    assert calls["n"] == 0
 
 
 def test_cache_off_callables_env_var_and_default_dir(tiny_model, rng, tmp_path, monkeypatch):

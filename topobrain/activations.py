@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,8 +429,10 @@ def _encode_ids(ids: np.ndarray) -> np.ndarray:
 
 
 def _from_npz(path) -> Activations:
+    """Read an ``.npz`` written by :meth:`Activations.save`; any damage is a ValueError."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        # our own handle: numpy leaves its file open when the header is cut short
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             meta = json.loads(bytes(z["__meta__"]).decode())
             ids = z["__items__"]
             cond = z["__conditions__"] if "__conditions__" in z.files else None
@@ -437,9 +441,13 @@ def _from_npz(path) -> Activations:
                 data[layer] = z[f"data{j}"]
                 sheets[layer] = CorticalSheet(tuple(meta["shapes"][layer]), layout=z[f"pos{j}"],
                                               name=layer)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path} is not a readable activations file ({exc}).") from exc
-    if ids.dtype.kind in "US":
-        ids = ids.astype(object)
-    return Activations.from_arrays(data, sheets, item_ids=ids, labels=cond,
-                                   params=meta["params"])
+        if ids.dtype.kind in "US":
+            ids = ids.astype(object)
+        return Activations.from_arrays(data, sheets, item_ids=ids, labels=cond,
+                                       params=meta["params"])
+    # a truncated or overwritten file fails in zipfile, zlib, numpy's header parser,
+    # json or the shape checks, each with its own exception type
+    except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError,
+            zipfile.BadZipFile, zlib.error) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path} is not a readable activations file ({detail}).") from exc

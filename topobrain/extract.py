@@ -16,9 +16,8 @@ This module imports torch only inside :func:`extract`. :class:`Activations` live
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
+import itertools
 import logging
 import os
 import shutil
@@ -32,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from ._utils._hashing import hash_arrays, hash_json
 from ._utils._io import atomic_write_bytes
 from ._utils._validation import check_option, suggest
 from .activations import Activations, _as_1d, _from_npz, _npz_bytes, load_activations
@@ -57,11 +57,8 @@ class _Items:
 
 
 def _hash_items(texts, ids, conditions) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps([list(texts), [str(i) for i in ids],
-                         None if conditions is None else [str(c) for c in conditions]]
-                        ).encode())
-    return h.hexdigest()[:20]
+    return hash_json([list(texts), [str(i) for i in ids],
+                      None if conditions is None else [str(c) for c in conditions]])[:20]
 
 
 def _per_item(obj, names, n):
@@ -245,11 +242,78 @@ def _pool_batch(acts, n_tok, offset, pooling, memo):
 
 
 # =========================================================================== cache
-def _cache_key(model, items: _Items, layers, pooling_name, bos) -> str:
+def _cache_key(model, items: _Items, layers, sheets, pooling_name, bos_id,
+               tokens_digest: str) -> str:
+    """The content key of one extraction: everything that changes its numbers.
+
+    The model's identity (its loader hashes weights, config, positions, tokenizer and
+    sheet spec), the dtype its parameters are in now, the context length, the stimuli,
+    the token ids actually fed (after truncation: this sees the tokenizer that ran), the
+    layers and their sheets, the pooling and the BOS token. Not the batch size or the
+    device, which change results only at float32 rounding.
+    """
     record = {"format": _CACHE_FORMAT, "model": str(model.identity),
-              "context_length": int(model.context_length), "stimuli": items.identity,
-              "layers": list(layers), "pooling": pooling_name, "bos": bool(bos)}
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
+              "dtype": _model_dtypes(model), "context_length": int(model.context_length),
+              "stimuli": items.identity, "tokens": tokens_digest, "layers": list(layers),
+              "sheets": {k: [list(sheets[k].shape), hash_arrays(sheets[k].positions)]
+                         for k in layers},
+              "pooling": pooling_name, "bos": None if bos_id is None else int(bos_id),
+              "readout": None}  # readout smoothing runs after the cache, on its result
+    return hash_json(record)[:24]
+
+
+def _model_dtypes(model) -> list[str]:
+    """The dtypes of the model's parameters (a model cast to float16 computes otherwise)."""
+    module = getattr(model, "module", None)
+    params = getattr(module, "parameters", None)
+    if params is None:
+        return []
+    return sorted({str(p.dtype) for p in params()})
+
+
+def _tokens_digest(token_lists, lengths) -> str:
+    """A hash of the token ids each item feeds the model (truncated to ``lengths``)."""
+    flat = np.fromiter(itertools.chain.from_iterable(
+        t[:n] for t, n in zip(token_lists, lengths, strict=True)), dtype=np.int64)
+    return hash_arrays(np.asarray(lengths, dtype=np.int64), flat)
+
+
+def _cached(path: Path, key: str, layers, items: _Items, n_units) -> Activations | None:
+    """The cached result at ``path``, or None; a damaged or foreign file is dropped.
+
+    Damage (a truncated or overwritten file, wrong shapes, other items or layers than
+    the key promises) is reported with a warning naming the file, which is deleted so
+    that the run recomputes and rewrites it.
+    """
+    try:
+        hit = _from_npz(path)
+    except ValueError as exc:
+        cause = exc.__cause__
+        problem = f"unreadable: {type(cause).__name__}: {cause}" if cause else str(exc)
+    else:
+        problem = None
+        if hit.params.get("cache_key") != key:
+            problem = "its key does not match its name"
+        elif hit.layers != list(layers):
+            problem = f"it holds layers {hit.layers}, not {list(layers)}"
+        elif hit.n_items != len(items.texts) or [str(i) for i in hit.item_ids] != [
+                str(i) for i in items.item_ids]:
+            problem = "it holds other items"
+        else:
+            for layer in layers:
+                if hit[layer].shape != (len(items.texts), n_units[layer]):
+                    problem = f"layer {layer!r} has shape {hit[layer].shape}"
+                    break
+        if problem is None:
+            return hit
+    warnings.warn(f"Dropping the damaged activation cache file {path} ({problem}); the "
+                  f"activations are recomputed and the file rewritten.", UserWarning,
+                  stacklevel=3)
+    try:
+        path.unlink()
+    except OSError as exc:
+        logger.warning("could not delete the damaged cache file %s (%s)", path, exc)
+    return None
 
 
 def _write_chunk(folder: Path, key: str, index: np.ndarray, results: dict, layers) -> None:
@@ -359,13 +423,18 @@ def extract(
     -----
     UserWarning
         When items are longer than the model's context; they keep their first tokens.
+        When a cache file is damaged (it is deleted and the activations recomputed).
 
     Notes
     -----
     Items are sorted by length before batching so that batches carry little padding;
     padding sits at the end of each row and is masked in attention and pooling. The
-    cache key hashes the model's identity, the stimuli's identity, the layers, the
-    pooling and ``bos``; batch size and device are not part of it.
+    cache key hashes the model's identity (weights, config, positions, tokenizer and
+    sheet spec, as its loader computes it), the dtype of its parameters, its context
+    length, the stimuli's identity, the token ids fed after truncation, the layers and
+    their sheet positions, the pooling and the BOS token; batch size and device are not
+    part of it. Readout smoothing (:func:`topobrain.readout.smooth`) runs on the result,
+    after the cache. A damaged cache file is dropped with a warning and recomputed.
     """
     from tqdm.auto import tqdm
 
@@ -456,19 +525,16 @@ def extract(
     use_cache = bool(cache) and key_pooling is not None and bool(getattr(model, "identity", ""))
     if cache and key_pooling is None:
         logger.info("callable pooling without pooling_name: the cache is bypassed")
-    key = _cache_key(model, items, layer_names, key_pooling, bos) if use_cache else None
+    key = (_cache_key(model, items, layer_names, sheets, key_pooling, bos_id,
+                      _tokens_digest(token_lists, lengths)) if use_cache else None)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     final_path = root / "activations" / f"{key}.npz"
     partial_dir = root / "activations" / f"{key}.partial"
     if use_cache and final_path.exists():
-        try:
-            hit = _from_npz(final_path)
-        except ValueError as exc:
-            logger.warning("cache file %s is unreadable (%s); recomputing", final_path, exc)
-        else:
-            if hit.params.get("cache_key") == key and hit.layers == layer_names:
-                logger.info("activations from cache: %s", final_path)
-                return hit
+        hit = _cached(final_path, key, layer_names, items, n_units)
+        if hit is not None:
+            logger.info("activations from cache: %s", final_path)
+            return hit
 
     results = {k: np.empty((n_items, n_units[k])) for k in layer_names}
     done = np.zeros(n_items, dtype=bool)
