@@ -895,3 +895,157 @@ def word_lists(stimuli, *, condition: str | None = None, label: str = "W", seed=
                      "text": " ".join(words[s][k] for s, k in chosen),
                      "source_items": ";".join(ids[s] for s, _ in chosen)})
     return StimulusSet(pd.DataFrame(rows), name=f"{label}-lists")
+
+
+# --------------------------------------------------------------------------- minimal pairs
+# (lesion measures: a pair is right when the good sentence is the less surprising one)
+
+__all__ += ["load_minimal_pairs", "read_blimp", "read_syntaxgym", "available_minimal_pairs"]
+
+_PAIR_COLUMNS = ["pair_id", "phenomenon", "good", "bad", "source"]
+
+
+def _minimal_pairs_root() -> Path:
+    return Path(str(resources.files("topobrain") / "data" / "minimal_pairs"))
+
+
+def available_minimal_pairs() -> list[str]:
+    """Names of the bundled minimal-pair sets (``"agreement"``)."""
+    root = _minimal_pairs_root()
+    return sorted(p.stem for p in root.glob("*.jsonl")) if root.is_dir() else []
+
+
+def read_blimp(path) -> pd.DataFrame:
+    """Read minimal pairs in BLiMP's JSONL layout (a file, or a folder of ``*.jsonl``).
+
+    Each line is one pair with ``sentence_good`` and ``sentence_bad``; the phenomenon is
+    ``UID`` (else ``linguistics_term``, else the file name), the pair id
+    ``{phenomenon}:{pairID}`` (else the line number).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``pair_id, phenomenon, good, bad, source``, one row per pair.
+
+    References
+    ----------
+    Warstadt, A. et al. (2020). BLiMP: The Benchmark of Linguistic Minimal Pairs for
+    English. TACL 8, 377-392.
+    """
+    import json
+
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"{path}: no BLiMP JSONL file (one pair per line, with "
+                                f"sentence_good and sentence_bad).")
+    rows = []
+    for f in files:
+        for n, line in enumerate(_read_text(f, "utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{f}, line {n}: not valid JSON ({exc.msg}).") from None
+            if not isinstance(rec, dict) or not {"sentence_good", "sentence_bad"} <= set(rec):
+                raise ValueError(f"{f}, line {n}: a BLiMP pair needs 'sentence_good' and "
+                                 f"'sentence_bad'; got {sorted(rec) if isinstance(rec, dict) else type(rec).__name__}.")
+            phen = str(rec.get("UID") or rec.get("linguistics_term") or f.stem)
+            rows.append({"pair_id": f"{phen}:{rec.get('pairID', n)}", "phenomenon": phen,
+                         "good": str(rec["sentence_good"]), "bad": str(rec["sentence_bad"]),
+                         "source": f.name})
+    if not rows:
+        raise ValueError(f"{path} holds no minimal pairs.")
+    frame = pd.DataFrame(rows, columns=_PAIR_COLUMNS)
+    dup = frame["pair_id"].duplicated()
+    if dup.any():
+        frame.loc[dup, "pair_id"] = [f"{p}#{i}" for i, p in zip(frame.index[dup],
+                                                               frame["pair_id"][dup], strict=True)]
+    return frame
+
+
+_SG_TERM = re.compile(r"\(\s*(\d+)\s*;\s*%([^%]+)%\s*\)\s*([<>])\s*\(\s*(\d+)\s*;\s*%([^%]+)%\s*\)")
+
+
+def read_syntaxgym(path) -> pd.DataFrame:
+    """Read a SyntaxGym-style test suite (JSON) as minimal pairs.
+
+    Each prediction of the simple form ``(R;%A%) > (R;%B%)`` (conjunctions with ``&``
+    give several) says that condition ``A`` is more surprising than ``B``: every item
+    then yields one pair with ``B``'s sentence as good and ``A``'s as bad, each sentence
+    the item's regions joined by spaces. Whole sentences are compared, as for BLiMP (the
+    suite's region-level criterion is not reproduced); predictions of any other form
+    (differences of differences) are skipped, and a suite with none of the simple form
+    is refused.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``pair_id, phenomenon, good, bad, source``; phenomenon is the suite's
+        ``meta.name``.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SyntaxGym suite {path} does not exist.")
+    try:
+        suite = json.loads(_read_text(path, "utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc.msg}).") from None
+    if not isinstance(suite, dict) or "items" not in suite or "predictions" not in suite:
+        raise ValueError(f"{path} is not a SyntaxGym suite: it needs 'items' and "
+                         f"'predictions' (and 'meta').")
+    name = str((suite.get("meta") or {}).get("name") or path.stem)
+    comparisons = []
+    for pred in suite["predictions"]:
+        formula = pred.get("formula") if isinstance(pred, dict) else pred
+        for term in str(formula).split("&"):
+            m = _SG_TERM.fullmatch(term.strip().strip("()").strip()) or _SG_TERM.search(term)
+            if m is None or "-" in term.replace("%", "").split(";")[0]:
+                continue
+            a, op, b = m.group(2), m.group(3), m.group(5)
+            comparisons.append((b, a) if op == ">" else (a, b))  # (good, bad)
+    if not comparisons:
+        raise ValueError(f"{path}: no prediction of the form (R;%A%) > (R;%B%); this "
+                         f"suite cannot be read as minimal pairs.")
+    rows = []
+    for item in suite["items"]:
+        sentences = {}
+        for cond in item.get("conditions", []):
+            regions = sorted(cond.get("regions", []), key=lambda r: r.get("region_number", 0))
+            text = " ".join(str(r.get("content", "")).strip() for r in regions)
+            sentences[cond.get("condition_name")] = re.sub(r"\s+", " ", text).strip()
+        for good, bad in dict.fromkeys(comparisons):
+            if good not in sentences or bad not in sentences:
+                raise ValueError(f"{path}: item {item.get('item_number')} has no condition "
+                                 f"{good if good not in sentences else bad!r}; it has "
+                                 f"{list(sentences)}.")
+            rows.append({"pair_id": f"{name}:{item.get('item_number')}:{good}>{bad}",
+                         "phenomenon": name, "good": sentences[good],
+                         "bad": sentences[bad], "source": path.name})
+    return pd.DataFrame(rows, columns=_PAIR_COLUMNS)
+
+
+def load_minimal_pairs(name_or_path) -> pd.DataFrame:
+    """Minimal pairs by bundled name (``"agreement"``), BLiMP JSONL file or folder, or
+    SyntaxGym suite (``.json``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``pair_id, phenomenon, good, bad, source``.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        if path.is_file() and path.suffix.lower() == ".json":
+            return read_syntaxgym(path)
+        return read_blimp(path)
+    names = available_minimal_pairs()
+    if str(name_or_path) in names:
+        return read_blimp(_minimal_pairs_root() / f"{name_or_path}.jsonl")
+    raise FileNotFoundError(
+        f"No minimal-pair file or bundled set {str(name_or_path)!r}. Bundled sets: "
+        f"{names}.{suggest(str(name_or_path), names)} Or give a BLiMP .jsonl file or "
+        f"folder, or a SyntaxGym suite .json.")
