@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from scipy import ndimage, stats
 
 from topobrain import inference
+from topobrain._utils import _permutation as core
 from topobrain._utils._stats import two_sample_t
 from topobrain.clusters import find_clusters
 from topobrain.correction import fdr_correction
 from topobrain.glm import design_matrix, fit_glm, welch_t
 from topobrain.inference import (
-    BLOCK_SIZE,
     PermutationResult,
     SplitHalfResult,
     map_permutation_test,
@@ -49,22 +49,26 @@ def lat_w(shape, rook=False):
 
 
 def replay_permutations(result_kwargs, maps, labels, contrast="S - N", groups=None):
-    """The label vectors the test drew, rebuilt from the documented seeding scheme."""
+    """The label vectors the test drew, rebuilt from the documented seeding scheme (the
+    permutation core's label permutations of the design)."""
     data = inference._prepare_responses(maps)
     design = inference._build_design(labels, contrast, data.n_items, groups, None, False)
-    root = inference._root_seed(result_kwargs["seed"])
+    ss = core.as_seed_sequence(result_kwargs["seed"])
     n = result_kwargs["n_permutations"]
-    blocks = [design.draw(inference._block_rng(root, b), min(BLOCK_SIZE, n - b * BLOCK_SIZE))
-              for b in range(-(-n // BLOCK_SIZE))]
-    return design, np.concatenate(blocks)
+    if design.labels is None:  # one-sample: the core's sign flips of the design's strata
+        return design, core.sign_flips(ss, n, design.rows.size, strata=design.strata).signs
+    perms = core.label_permutations(ss, n, design.labels, strata=design.strata)
+    return design, design.labels[perms.indices]
 
 
 # ------------------------------------------------------------------ unit statistic kernels
 @pytest.mark.parametrize("equal_var", [False, True])
 def test_flat_two_sample_t_matches_kernel_and_scipy(rng, equal_var):
     y = rng.standard_normal((37, 50)) * rng.uniform(0.5, 3, 50) + rng.normal(0, 5, 50)
-    group0 = rng.random((6, 37)) < 0.4
-    t, df = inference._two_sample_t_flat(y, group0, equal_var)
+    labels = (np.arange(37) >= 15).astype(int)  # 15 in group 0
+    idx = np.argsort(rng.random((6, 37)), axis=1)  # random index permutations
+    group0 = labels[idx] == 0
+    t, df = core.permuted_two_sample_t(y, idx, labels, equal_var=equal_var, return_df=True)
     t_ref, df_ref = two_sample_t(y, np.stack([group0, ~group0], axis=1), equal_var=equal_var)
     np.testing.assert_allclose(t, t_ref, rtol=1e-10)
     np.testing.assert_allclose(np.broadcast_to(df, t.shape), np.broadcast_to(df_ref, t.shape),
@@ -113,7 +117,7 @@ def test_morans_i_equals_spatial_module_with_and_without_islands(rng):
     maps[:, 0, 2] = maps[:, 1, 2] = maps[:, 1, 0] = np.nan  # cell (0, 0): an island
     kw = {"n_permutations": 12, "seed": 4}
     for weights in ("queen", "rook"):
-        res = map_permutation_test(maps, LABELS, "S - N", weights=weights, verbose=0, **kw)
+        res = map_permutation_test(maps, LABELS, "S - N", adjacency=weights, verbose=0, **kw)
         design, perms = replay_permutations(kw, maps, LABELS)
         y = maps.reshape(40, -1)
         ok = np.isfinite(y).all(0)
@@ -130,7 +134,7 @@ def test_morans_i_equals_spatial_module_with_and_without_islands(rng):
 
 def test_distance_band_weights_equal_esda(rng):
     maps = smooth_items(rng, 40, (6, 6), 1.0)
-    res = map_permutation_test(maps, LABELS, "S - N", weights="distance_band",
+    res = map_permutation_test(maps, LABELS, "S - N", adjacency="distance_band",
                                n_permutations=5, seed=0, verbose=0)
     t = welch_t(maps.reshape(40, -1), LABELS, "S - N").t
     coords = np.argwhere(np.ones((6, 6)))
@@ -272,7 +276,7 @@ def test_one_sample_groups_flip_together(rng):
     groups = np.repeat(np.arange(10), 4)
     data = inference._prepare_responses(maps)
     design = inference._build_design(LABELS, "S", 40, groups, None, False)
-    signs = design.draw(np.random.default_rng(0), 50)
+    signs = design.permutations(core.as_seed_sequence(0), 50).signs
     g = groups[design.rows]
     for gid in np.unique(g):
         assert (signs[:, g == gid] == signs[:, g == gid][:, :1]).all()
@@ -303,7 +307,7 @@ def test_covariates_give_the_glm_t(rng):
                                 n_permutations=6, seed=0, verbose=0)
     data = inference._prepare_responses(maps)
     design = inference._build_design(labels3, "S - N", 40, None, {"length": cov}, False)
-    codes = design.draw(inference._block_rng(inference._root_seed(0), 0), 6)
+    codes = design.labels[design.permutations(core.as_seed_sequence(0), 6).indices]
     names = np.asarray(design.names)
     for i in (0, 5):
         perm_labels = names[codes[i]]
@@ -324,7 +328,7 @@ def test_permutations_stay_within_groups(n, n_groups, seed):
     labels[:2], labels[2:4] = "S", "N"
     groups = rng.integers(0, n_groups, n)
     design = inference._build_design(labels, "S - N", n, groups, None, False)
-    perms = design.draw(rng, 30)
+    perms = design.labels[design.permutations(core.as_seed_sequence(seed), 30).indices]
     g = groups[design.rows]
     for gid in np.unique(g):
         sel = g == gid
@@ -333,14 +337,16 @@ def test_permutations_stay_within_groups(n, n_groups, seed):
 
 def test_homogeneous_groups_leave_nothing_to_permute(rng):
     """With each group holding one condition, every within-group permutation is the
-    identity: the null is the observed value and p is 1; without groups it is not."""
+    identity: the exact null is the observed value alone and p is 1; without groups it
+    is not."""
     maps = smooth_items(rng, 40, (6, 6), 1.0)
     maps[:20] += 0.5
     groups = np.repeat(["a", "b"], 20)
     with pytest.warns(UserWarning, match="only 1 distinct label permutation"):
         res = map_permutation_test(maps, LABELS, "S - N", groups=groups, n_permutations=30,
                                    seed=0, verbose=0)
-    np.testing.assert_allclose(res.null[:, 0], np.full(30, res.observed[0]), rtol=1e-12)
+    assert res.null.shape == (1, 1) and res.params["exact"]
+    np.testing.assert_allclose(res.null[:, 0], res.observed[0], rtol=1e-12)
     assert res.p[0] == 1.0 and res.params["groups"] == 2
     free = map_permutation_test(maps, LABELS, "S - N", n_permutations=30, seed=0, verbose=0)
     assert np.ptp(free.null[:, 0]) > 0
@@ -518,7 +524,7 @@ def test_result_frame_and_repr(rng):
         ({"seed": "x"}, TypeError, "seed must be"),
         ({"seed": -1}, ValueError, "seed must be non-negative"),
         ({"n_jobs": 0}, ValueError, "non-zero"),
-        ({"weights": "king"}, ValueError, "'weights' parameter"),
+        ({"adjacency": "king"}, ValueError, "Invalid adjacency 'king'"),
         ({"threshold": "high", "statistic": "n_clusters"}, TypeError, "threshold must be"),
         ({"alpha": 1.5, "statistic": "fraction_selective"}, ValueError, "alpha must be"),
         ({"groups": [0, 1]}, ValueError, "one exchangeability-group label per item"),
@@ -640,8 +646,7 @@ def test_split_half_with_groups_keeps_groups_whole(rng):
     labels = np.array(["S", "N", "S", "N", "S"] * 8)
     data = inference._prepare_responses(maps)
     design = inference._build_design(labels, "S - N", data.n_items, groups, None, False)
-    halves = inference._half_assignments(design, "random", 10,
-                                         inference._root_seed(0), True)
+    halves = inference._half_assignments(design, "random", 10, core.as_seed_sequence(0), True)
     for gid in range(8):
         sel = groups[design.rows] == gid
         assert (halves[:, sel] == halves[:, sel][:, :1]).all()

@@ -10,13 +10,18 @@ statistic for every unit of every layer, and keeps the units' correlations intac
 asks whether the contrast is more topographic than the same units' responses to
 arbitrary item groupings.
 
-Randomness: permutations are drawn in fixed blocks of ``BLOCK_SIZE`` permutations, block
-``b`` from ``numpy.random.SeedSequence(entropy, spawn_key=(b,))``. The null therefore
-depends only on ``seed`` and ``n_permutations``: it is identical for any ``n_jobs``,
-``chunk_size`` or joblib backend (Dask included, through
+Randomness: every permutation comes from topobrain's one permutation core
+(``topobrain._utils._permutation``): ``seed`` becomes a ``SeedSequence``, candidates are
+drawn in fixed blocks of ``BLOCK_SIZE``, block ``b`` from ``SeedSequence(entropy,
+spawn_key=(*spawn_key, b))``, without duplicates and never the identity; a design with
+no more distinct permutations than ``n_permutations`` is enumerated (an exact test). The
+null therefore depends only on ``seed`` and ``n_permutations``: it is identical for any
+``n_jobs``, ``chunk_size`` or joblib backend (Dask included, through
 ``joblib.parallel_config(backend="dask")``), and the first ``m`` permutations of a run
 are those of a run with ``n_permutations=m`` (their statistics equal to rounding: a
-shorter last block is a different BLAS call).
+shorter last block is a different BLAS call). The observed statistic is the same
+function applied to the identity, and p-values follow the core's one rule (ties within
+rounding count as at least as extreme).
 
 References
 ----------
@@ -40,8 +45,8 @@ References
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
 import numbers
 import warnings
 from collections.abc import Callable
@@ -52,7 +57,30 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._utils._stats import moran_i_raw, one_sample_t, two_sample_t
+from ._utils._adjacency import (
+    DEFAULT_ADJACENCY,
+    adjacency_name,
+    check_adjacency,
+    deprecated_alias,
+)
+from ._utils._docs import fill_doc
+from ._utils._permutation import (
+    BLOCK_SIZE,
+    PermutationSet,
+    as_seed_sequence,
+    block_rng,
+    centred_moments,
+    check_n_jobs,
+    identity_permutation,
+    label_permutations,
+    permutation_pvalue,
+    permuted_one_sample_t,
+    permuted_two_sample_t,
+    run_blocks,
+    seed_record,
+    sign_flips,
+)
+from ._utils._stats import moran_i_raw, near_constant, one_sample_t, two_sample_t
 from ._utils._validation import check_option
 from .contrast import Contrast, parse_contrast
 from .sheet import grid_weights
@@ -68,10 +96,6 @@ __all__ = [
 
 logger = logging.getLogger("topobrain")
 
-#: Permutations per seeded block. Part of the definition of the null: changing it
-#: changes the numbers, so it is a module constant, not an option.
-BLOCK_SIZE = 64
-
 Statistic = Literal[
     "morans_i",
     "gearys_c",
@@ -85,6 +109,9 @@ Alternative = Literal["greater", "less", "two-sided"]
 _STATISTICS = get_args(Statistic)
 _ALTERNATIVES = get_args(Alternative)
 _CLUSTER_STATISTICS = ("n_clusters", "max_cluster_size", "max_cluster_mass")
+#: Named neighbourhoods of a sheet (the distance kinds weight Moran's I and Geary's C;
+#: cluster statistics link queen neighbours for them).
+_GRID_KINDS = ("queen", "rook", "distance_band", "kernel")
 
 
 # ---------------------------------------------------------------------------------------
@@ -337,7 +364,8 @@ class _Layer:
     gather: np.ndarray | None  # (n_occ,) kept unit of each occupied cell (one unit per cell)
     average: sp.csr_matrix | None  # (n_occ, n_kept) averaging where units share cells
     weights: sp.csr_matrix  # (n_occ, n_occ) spatial weights over the occupied cells
-    kind: str = "queen"  # the weights' kind (grid_weights)
+    kind: Any = "queen"  # the weights' kind (grid_weights) or the user's sparse adjacency
+    links: Any = "queen"  # cluster neighbours: "rook"/"queen", or (n_occ, n_occ) sparse
     islands: bool = False  # occupied cells without a neighbour (spatial drops them)
     bins: tuple | None = None  # smoothness: (A_b sparse, n_pairs_b) per distance bin
 
@@ -388,11 +416,26 @@ def _layer_from_cells(name, shape, columns, cell_of_unit, kind, smoothness=False
             (1.0 / counts[pos], (pos, np.arange(pos.size))), shape=(occ_cells.size, pos.size)
         )
         gather = None
-    weights = grid_weights(shape, kind, transform="r", mask=occupied)
+    if isinstance(kind, str):
+        weights = grid_weights(shape, kind, transform="r", mask=occupied)
+        links = kind if kind in ("rook", "queen") else "queen"
+    else:  # a checked sparse adjacency over every cell of the sheet, row-major
+        if kind.shape[0] != n_rows * n_cols:
+            raise ValueError(
+                f"adjacency covers {kind.shape[0]} locations but layer {name!r} has a "
+                f"{n_rows} x {n_cols} sheet ({n_rows * n_cols} cells): pass an adjacency of "
+                f"shape ({n_rows * n_cols}, {n_rows * n_cols}) over its row-major cells."
+            )
+        links = sp.csr_matrix(kind[occ_cells][:, occ_cells])
+        rows = np.asarray(links.sum(1)).ravel()
+        with np.errstate(divide="ignore"):
+            scale = np.where(rows > 0, 1.0 / rows, 0.0)
+        weights = sp.csr_matrix(sp.diags(scale) @ links)
+        weights.eliminate_zeros()
     islands = bool((np.diff(weights.indptr) == 0).any())
     bins = _distance_bins(occupied) if smoothness else None
     return _Layer(name, tuple(shape), np.asarray(columns), occupied, gather, average, weights,
-                  kind, islands, bins)
+                  kind, links, islands, bins)
 
 
 def _is_activations(obj) -> bool:
@@ -414,7 +457,7 @@ class _Responses:
     def n_items(self) -> int:
         return int(self.y.shape[0])
 
-    def select(self, rows: np.ndarray, weights_kind: str, smoothness: bool = False):
+    def select(self, rows: np.ndarray, weights_kind, smoothness: bool = False):
         """Rows of the used items; units constant over them left out. -> (y, layers)."""
         y = self.y if np.array_equal(rows, np.arange(self.n_items)) else self.y[rows]
         keep = (y != y[:1]).any(0)  # not constant over the items tested
@@ -545,117 +588,39 @@ class _Design:
                 "glm": "ols_t"}[self.kind]
 
     def identity(self) -> np.ndarray:
+        """The identity permutation (index row) or sign flip (row of ones), shape (1, n)."""
         if self.kind == "one_sample":
             return np.ones((1, self.rows.size))
-        return self.labels[None, :]
+        return identity_permutation(self.rows.size)
 
-    def draw(self, rng: np.random.Generator, k: int) -> np.ndarray:
-        """k permuted label vectors (k, n_rows) or sign vectors (k, n_rows)."""
-        n = self.rows.size
+    def permutations(self, ss: np.random.SeedSequence, n_permutations: int) -> PermutationSet:
+        """The scheme's permutations from the core: label permutations within strata, or
+        sign flips with each stratum's items flipped together."""
         if self.kind == "one_sample":
-            n_strata = int(self.strata.max()) + 1
-            flips = rng.integers(0, 2, size=(k, n_strata)) * 2.0 - 1.0
-            return flips[:, self.strata]
-        keys = rng.random((k, n)) + self.strata[None, :]
-        order = np.argsort(keys, axis=1)
-        out = np.empty((k, n), dtype=self.labels.dtype)
-        out[:, self._base] = self.labels[order]
-        return out
-
-    @property
-    def _base(self) -> np.ndarray:
-        return np.argsort(self.strata, kind="stable")
+            return sign_flips(ss, n_permutations, self.rows.size, strata=self.strata)
+        return label_permutations(ss, n_permutations, self.labels, strata=self.strata)
 
     def statistic(self, y: np.ndarray, perm: np.ndarray, moments: tuple | None = None,
                   need_df: bool = True):
-        """Unit statistic for each row of ``perm``: t (k, n_units) and df (k, n_units),
-        df None when not needed (two-sample only).
+        """Unit statistic for each row of ``perm`` (index rows, or sign rows for the
+        one-sample scheme): t (k, n_units) and df (k, n_units), df None when not needed
+        (two-sample only). The identity row gives the observed statistic by the same
+        arithmetic.
 
-        ``moments`` (from :func:`_centred_moments`) saves recomputing them per block.
+        ``moments`` (from :func:`~topobrain._utils._permutation.centred_moments`) saves
+        recomputing them per block.
         """
         if self.kind == "one_sample":
-            t = self.sign * one_sample_t(y, perm)
+            t = self.sign * permuted_one_sample_t(y, perm)
             return t, np.full_like(t, y.shape[0] - 1.0)
         if self.kind == "glm":
-            return _glm_t(y, perm, self)
-        return _two_sample_t_flat(y, perm == 0, self.kind == "student", moments, need_df)
-
-    def n_distinct(self) -> int:
-        """Number of distinct label vectors (or sign vectors) the scheme can produce."""
-        if self.kind == "one_sample":
-            return 2 ** (int(self.strata.max()) + 1)
-        total = 1
-        for s in np.unique(self.strata):
-            lab = self.labels[self.strata == s]
-            counts = np.unique(lab, return_counts=True)[1]
-            rest = int(lab.size)
-            for c in counts:
-                total *= math.comb(rest, int(c))
-                rest -= int(c)
-        return total
-
-
-def _centred_moments(y: np.ndarray) -> tuple:
-    """Centred responses, their squares and both column sums: shared by every block."""
-    yc = y - y.mean(0)
-    yc2 = yc * yc
-    return yc, yc2, yc.sum(0), yc2.sum(0)
-
-
-def _two_sample_t_flat(y: np.ndarray, group0: np.ndarray, equal_var: bool,
-                       moments: tuple | None = None, need_df: bool = True):
-    """Two-sample t (group 0 minus group 1) for many label vectors at once.
-
-    The same statistic as ``_stats.two_sample_t`` (a test pins them together), but the
-    group sums come from one flat ``(k, n_items) @ (n_items, n_units)`` product and the
-    second group's sums are the totals minus the first's (~30x faster than the batched
-    ``(k, 2, n_items) @ ...`` product on 2 cores for localizer-sized data); the
-    elementwise work is done in place, and the Welch degrees of freedom only when
-    asked for (``df`` is None otherwise).
-    """
-    m0 = np.asarray(group0, dtype=np.float64)
-    n = y.shape[0]
-    yc, yc2, t1, t2 = _centred_moments(y) if moments is None else moments
-    n0 = m0.sum(1, keepdims=True)
-    n1 = n - n0
-    s1 = m0 @ yc  # becomes mean0
-    s2 = m0 @ yc2  # becomes v0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean1 = np.subtract(t1, s1)
-        mean1 /= n1
-        v1 = np.subtract(t2, s2)
-        s1 /= n0
-        mean0 = s1
-        tmp = mean0 * mean0
-        tmp *= n0
-        s2 -= tmp
-        s2 /= n0 - 1
-        v0 = np.maximum(s2, 0.0, out=s2)
-        np.multiply(mean1, mean1, out=tmp)
-        tmp *= n1
-        v1 -= tmp
-        v1 /= n1 - 1
-        np.maximum(v1, 0.0, out=v1)
-        df = None
-        if equal_var:
-            if need_df:
-                df = np.broadcast_to(n0 + n1 - 2.0, v0.shape)
-            v0 *= (n0 - 1) / (n0 + n1 - 2.0)
-            v1 *= (n1 - 1) / (n0 + n1 - 2.0)
-            v0 += v1
-            v0 *= 1.0 / n0 + 1.0 / n1
-            se = np.sqrt(v0, out=v0)
-        else:
-            v0 /= n0
-            v1 /= n1
-            if need_df:
-                df = (v0 + v1) ** 2 / (v0 * v0 / (n0 - 1) + v1 * v1 / (n1 - 1))
-            v0 += v1
-            se = np.sqrt(v0, out=v0)
-        mean0 -= mean1
-        t = np.divide(mean0, se, out=mean0)
-    t[~(se > 0)] = np.nan
-    return t, (None if df is None else np.asarray(df))
+            return _glm_t(y, self.labels[perm], self)
+        if need_df:
+            return permuted_two_sample_t(y, perm, self.labels, equal_var=self.kind == "student",
+                                         return_df=True, moments=moments)
+        t = permuted_two_sample_t(y, perm, self.labels, equal_var=self.kind == "student",
+                                  moments=moments)
+        return t, None
 
 
 def _glm_t(y: np.ndarray, codes: np.ndarray, design: _Design):
@@ -801,7 +766,6 @@ class _StatSpec:
     func: Callable | None = None  # a user callable map -> float
     threshold: float | None = None
     alpha: float = 0.05
-    adjacency: str = "queen"  # grid neighbours of the cluster statistics
 
     def evaluate(self, layer: _Layer, t: np.ndarray, df: np.ndarray) -> np.ndarray:
         """The statistic of each row of a layer's unit statistic, shape (k,)."""
@@ -819,16 +783,18 @@ class _StatSpec:
             func = spatial.morans_i if name == "morans_i" else spatial.gearys_c
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # islands: dropped, as direct
-                if layer.kind in ("queen", "rook"):
+                if isinstance(layer.kind, str) and layer.kind in ("queen", "rook"):
                     res = func(layer.maps(cells), layer.kind)
                 else:
                     res = func(cells, layer.weights, transform=None)
             return np.asarray(res.I if name == "morans_i" else res.C, dtype=np.float64)
         if name == "smoothness":
             return _map_smoothness(cells, layer.bins)
-        maps = layer.maps(cells)
         if name in _CLUSTER_STATISTICS:
-            return _cluster_statistic(name, maps, self.threshold, self.adjacency)
+            if isinstance(layer.links, str):
+                return _cluster_statistic(name, layer.maps(cells), self.threshold, layer.links)
+            return _cluster_statistic(name, cells, self.threshold, layer.links)
+        maps = layer.maps(cells)
         out = np.empty(maps.shape[0])
         for i, m in enumerate(maps):
             out[i] = _map_statistic(self, m, layer)
@@ -888,38 +854,15 @@ def _map_statistic(spec: _StatSpec, m: np.ndarray, layer: _Layer) -> float:
 # ---------------------------------------------------------------------------------------
 # Permutations
 # ---------------------------------------------------------------------------------------
-def _root_seed(seed) -> tuple:
-    """(entropy, spawn_key) of the SeedSequence whose children seed the blocks."""
-    if seed is None:
-        return np.random.SeedSequence().entropy, ()
-    if isinstance(seed, np.random.SeedSequence):
-        return seed.entropy, tuple(seed.spawn_key)
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(0, 2**63)), ()
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral,)):
-        raise TypeError(
-            f"seed must be None, a non-negative int, a numpy.random.SeedSequence or a "
-            f"numpy.random.Generator; got {type(seed).__name__}."
-        )
-    if int(seed) < 0:
-        raise ValueError(f"seed must be non-negative; got {seed}.")
-    return int(seed), ()
+def _null_chunk(y, design, layers, spec, perms: PermutationSet, moments, blocks) -> np.ndarray:
+    """Null statistics of the given blocks of ``perms``, shape (n_perm_in_blocks, n_layers)."""
+    return np.concatenate([_statistics(y, design, layers, spec, perms.block(int(b)), moments)
+                           for b in blocks], axis=0)
 
 
-def _block_rng(root: tuple, block: int) -> np.random.Generator:
-    entropy, key = root
-    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(*key, block)))
-
-
-def _run_blocks(y, design, layers, spec, root, blocks, n_permutations,
-                moments=None) -> np.ndarray:
-    """Null statistics of the given blocks, shape (n_perm_in_blocks, n_layers)."""
-    out = []
-    for b in blocks:
-        k = min(BLOCK_SIZE, n_permutations - b * BLOCK_SIZE)
-        perm = design.draw(_block_rng(root, int(b)), k)
-        out.append(_statistics(y, design, layers, spec, perm, moments))
-    return np.concatenate(out, axis=0)
+#: Map statistics undefined on a map that is constant up to rounding (ratios of its
+#: spread): NaN there, never a number made of rounding errors.
+_SCALE_FREE = ("morans_i", "gearys_c", "smoothness")
 
 
 def _statistics(y, design, layers, spec, perm, moments=None) -> np.ndarray:
@@ -929,29 +872,11 @@ def _statistics(y, design, layers, spec, perm, moments=None) -> np.ndarray:
         df = np.broadcast_to(df, t.shape)
     res = np.empty((t.shape[0], len(layers)))
     for j, layer in enumerate(layers):
-        res[:, j] = spec.evaluate(layer, t[:, layer.columns],
-                                  None if df is None else df[:, layer.columns])
+        tj = t[:, layer.columns]
+        res[:, j] = spec.evaluate(layer, tj, None if df is None else df[:, layer.columns])
+        if spec.name in _SCALE_FREE:
+            res[near_constant(tj, axis=1), j] = np.nan
     return res
-
-
-def _pvalue(observed, null, alternative) -> np.ndarray:
-    """Permutation p with the +1 correction, over the finite null values."""
-    observed = np.asarray(observed, dtype=np.float64)
-    valid = np.isfinite(null)
-    n = valid.sum(0)
-    tol = 1e-12 * np.maximum(1.0, np.abs(observed))  # ties up to rounding count
-    with np.errstate(invalid="ignore"):
-        ge = ((null >= observed - tol) & valid).sum(0)
-        le = ((null <= observed + tol) & valid).sum(0)
-    p_greater = (1.0 + ge) / (1.0 + n)
-    p_less = (1.0 + le) / (1.0 + n)
-    if alternative == "greater":
-        p = p_greater
-    elif alternative == "less":
-        p = p_less
-    else:
-        p = np.minimum(1.0, 2.0 * np.minimum(p_greater, p_less))
-    return np.where(np.isfinite(observed), p, np.nan)
 
 
 def _zscore(observed, null) -> np.ndarray:
@@ -971,7 +896,7 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def _stat_spec(statistic, threshold, alpha, weights="queen") -> _StatSpec:
+def _stat_spec(statistic, threshold, alpha) -> _StatSpec:
     if callable(statistic):
         return _StatSpec(getattr(statistic, "__name__", "callable"), func=statistic,
                          threshold=threshold, alpha=alpha)
@@ -995,10 +920,11 @@ def _stat_spec(statistic, threshold, alpha, weights="queen") -> _StatSpec:
     if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) \
             or not 0 < alpha < 1:
         raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}.")
-    adjacency = weights if weights in ("rook", "queen") else "queen"
-    return _StatSpec(statistic, threshold=threshold, alpha=float(alpha), adjacency=adjacency)
+    return _StatSpec(statistic, threshold=threshold, alpha=float(alpha))
 
 
+@deprecated_alias(weights="adjacency")
+@fill_doc
 def map_permutation_test(
     responses,
     conditions,
@@ -1007,14 +933,14 @@ def map_permutation_test(
     statistic: Statistic | Callable = "morans_i",
     n_permutations: int = 1000,
     seed=None,
-    n_jobs: int | None = 1,
+    n_jobs: int | None = None,
     groups=None,
     covariates=None,
     equal_var: bool = False,
     alternative: Alternative | None = None,
     threshold: float | None = None,
     alpha: float = 0.05,
-    weights: str = "queen",
+    adjacency=DEFAULT_ADJACENCY,
     chunk_size: int | None = None,
     verbose: int = 1,
 ) -> PermutationResult:
@@ -1059,17 +985,9 @@ def map_permutation_test(
         layer on one-sided p, or ``t > threshold`` when a threshold is given), or a
         callable taking one map ``(n_rows, n_cols)`` (NaN where no unit sits) and
         returning a float.
-    n_permutations : int, default=1000
-        Number of label permutations (or sign flips), drawn at random with replacement
-        from all of them (the identity may be drawn).
-    seed : int, numpy.random.Generator, numpy.random.SeedSequence or None
-        Seeds the permutations. The null depends on nothing else: not on ``n_jobs``,
-        ``chunk_size`` or the joblib backend. With None a fresh seed is drawn and
-        recorded in ``params["seed"]``.
-    n_jobs : int or None, default=1
-        Parallel jobs through joblib. None leaves the choice to the active
-        ``joblib.parallel_config``: with ``parallel_config(backend="dask")`` inside a
-        ``dask.distributed.Client`` the permutations run on the Dask cluster.
+    %(n_permutations)s
+    %(seed)s
+    %(n_jobs)s
     groups : sequence, optional
         Exchangeability group of each item (run, block, session): labels are permuted
         only within groups; for one-sample contrasts each group's items are flipped
@@ -1092,22 +1010,29 @@ def map_permutation_test(
         of t below it) or marking selective units for ``"fraction_selective"``.
     alpha : float, default=0.05
         FDR level of ``"fraction_selective"`` without a threshold.
-    weights : {"queen", "rook", "distance_band", "kernel"}, default="queen"
-        Spatial weights of Moran's I and Geary's C over the occupied cells
-        (:func:`topobrain.sheet.grid_weights`, row-standardised); the cluster statistics
-        link rook or queen neighbours as given (queen for the other kinds).
+    adjacency : {"queen", "rook", "distance_band", "kernel"} or scipy.sparse matrix, \
+default="queen"
+        Neighbours of the sheet's cells. Moran's I and Geary's C use the spatial
+        weights over the occupied cells (:func:`topobrain.sheet.grid_weights` for the
+        names, row-standardised); the cluster statistics link rook or queen neighbours
+        as given (queen for the distance kinds). A sparse matrix (or libpysal W) of
+        shape ``(n_rows * n_cols, n_rows * n_cols)`` over the row-major cells of every
+        layer's sheet gives custom neighbours (restricted to the occupied cells,
+        row-standardised for Moran's I and Geary's C). Recorded in
+        ``params["adjacency"]``. The old name ``weights=`` still works, with a
+        DeprecationWarning.
     chunk_size : int, optional
-        Permutations per joblib task (rounded up to a multiple of ``BLOCK_SIZE``); only
+        Permutations per parallel task (rounded up to a multiple of ``BLOCK_SIZE``); only
         the scheduling changes, never the numbers.
-    verbose : int, default=1
-        0 silences the progress bar.
+    %(verbose)s
 
     Returns
     -------
     PermutationResult
         Observed statistic per layer and averaged over layers, the null
-        ``(n_permutations, n_layers)``, p-values with the +1 correction and the
-        null-standardised effect ``z``; ``to_frame()`` gives one row per layer.
+        ``(n_permutations, n_layers)`` (fewer rows when the design allows fewer distinct
+        permutations: all of them, an exact test), p-values and the null-standardised
+        effect ``z``; ``to_frame()`` gives one row per layer.
 
     Raises
     ------
@@ -1119,8 +1044,10 @@ def map_permutation_test(
     -----
     UserWarning
         When the scheme has no more distinct permutations than ``n_permutations`` (tiny
-        designs): the null then repeats permutations and the smallest attainable p is
-        about one over their number.
+        designs): the test enumerates them all (exact) and the smallest attainable p is
+        one over their number. When a layer's observed map is constant up to rounding
+        (its Moran's I, Geary's C or smoothness would be a ratio of rounding errors): that
+        layer's statistic and p are NaN, and the mean over layers leaves it out.
 
     Notes
     -----
@@ -1150,63 +1077,68 @@ def map_permutation_test(
     >>> res.null.shape, bool(res.p_mean < 0.05)
     ((99, 2), True)
     """
-    check_option("weights", weights, ("queen", "rook", "distance_band", "kernel"))
-    spec = _stat_spec(statistic, threshold, alpha, weights)
+    adjacency = _check_grid_adjacency(adjacency)
+    spec = _stat_spec(statistic, threshold, alpha)
     n_permutations = _check_int("n_permutations", n_permutations, 1)
     if alternative is None:
         alternative = "less" if spec.name == "gearys_c" else "greater"
     check_option("alternative", alternative, _ALTERNATIVES)
-    check_option("weights", weights, ("queen", "rook", "distance_band", "kernel"))
     if not isinstance(equal_var, (bool, np.bool_)):
         raise TypeError(f"equal_var must be True or False; got {equal_var!r}.")
-    if n_jobs is not None:
-        n_jobs = _check_int("n_jobs", n_jobs, -(10**6))
-        if n_jobs == 0:
-            raise ValueError("n_jobs must be a non-zero integer or None; got 0.")
+    n_jobs = check_n_jobs(n_jobs)
     if chunk_size is not None:
         chunk_size = _check_int("chunk_size", chunk_size, 1)
-    root = _root_seed(seed)
+    ss = as_seed_sequence(seed)
 
     data = _prepare_responses(responses)
     if conditions is None and data.conditions is not None:
         conditions = data.conditions
     design = _build_design(conditions, contrast, data.n_items, groups, covariates, equal_var)
-    y, layers = data.select(design.rows, weights, spec.name == "smoothness")
+    y, layers = data.select(design.rows, adjacency, spec.name == "smoothness")
 
-    n_distinct = design.n_distinct()
-    if n_distinct <= n_permutations:
+    perms = design.permutations(ss, n_permutations)
+    if perms.exact:
         warnings.warn(
-            f"The design allows only {n_distinct} distinct {design.scheme}s, no more than "
-            f"n_permutations={n_permutations}: permutations repeat, and the smallest "
-            f"attainable p is about {1 / n_distinct:.3g}. Use more items (or fewer, larger "
-            "groups).", UserWarning, stacklevel=2)
+            f"The design allows only {perms.n_distinct} distinct {design.scheme}s, no more "
+            f"than n_permutations={n_permutations}: the test enumerates all of them (exact), "
+            f"and the smallest attainable p is {1 / perms.n_distinct:.3g}. Use more items "
+            "(or fewer, larger groups) for a finer null.", UserWarning, stacklevel=3)
 
-    moments = _centred_moments(y) if design.kind in ("welch", "student") else None
+    moments = centred_moments(y) if design.kind in ("welch", "student") else None
     observed = _statistics(y, design, layers, spec, design.identity(), moments)[0]
-    null = _permute(y, design, layers, spec, root, n_permutations, n_jobs, chunk_size,
-                    verbose, moments)
-    observed_mean = float(np.mean(observed))
-    null_mean_layers = null.mean(1)
-    p = _pvalue(observed, null, alternative)
-    p_mean = float(_pvalue(np.array([observed_mean]), null_mean_layers[:, None],
-                           alternative)[0])
+    undefined = np.isnan(observed) & (spec.name in _SCALE_FREE)
+    if undefined.any():
+        names = [layers[j].name for j in np.flatnonzero(undefined)]
+        warnings.warn(
+            f"The observed map of layer(s) {names[:5]} is constant up to rounding: its "
+            f"{spec.name} is undefined, so its statistic and p are NaN and the mean over "
+            "layers leaves it out. Check the responses of those layers.",
+            UserWarning, stacklevel=3)
+    null = _permute(y, design, layers, spec, perms, n_jobs, chunk_size, verbose, moments)
+    kept = ~undefined
+    observed_mean = float(np.mean(observed[kept])) if kept.any() else float("nan")
+    null_mean_layers = null[:, kept].mean(1) if kept.any() else np.full(len(null), np.nan)
+    p = permutation_pvalue(observed, null, alternative, exact=perms.exact)
+    p_mean = float(permutation_pvalue(observed_mean, null_mean_layers, alternative,
+                                      exact=perms.exact))
     params = {
         "statistic": spec.name,
         "contrast": str(design.contrast or parse_contrast(contrast)),
         "unit_statistic": design.unit_statistic,
         "scheme": design.scheme,
         "alternative": alternative,
-        "n_permutations": n_permutations,
-        "seed": root[0],
-        "spawn_key": root[1],
+        "n_permutations": perms.n_permutations,
+        "n_permutations_requested": n_permutations,
+        "exact": perms.exact,
+        **seed_record(ss),
         "block_size": BLOCK_SIZE,
         "groups": None if groups is None
         else int(pd.Series(np.asarray(groups, dtype=object).tolist()).astype(str).nunique()),
         "threshold": spec.threshold,
         "alpha": spec.alpha if spec.name == "fraction_selective" else None,
-        "weights": weights,
+        "adjacency": adjacency_name(adjacency),
         "n_items": int(design.rows.size),
-        "n_distinct_permutations": n_distinct if n_distinct < 10**18 else None,
+        "n_distinct_permutations": perms.n_distinct,
         "covariates": None if design.covariates is None else list(design.covariates),
     }
     return PermutationResult(
@@ -1224,32 +1156,21 @@ def map_permutation_test(
     )
 
 
-def _permute(y, design, layers, spec, root, n_permutations, n_jobs, chunk_size, verbose,
-             moments=None):
-    """The null (n_permutations, n_layers), computed block by block through joblib."""
-    from joblib import Parallel, delayed, effective_n_jobs
+def _permute(y, design, layers, spec, perms, n_jobs, chunk_size, verbose,
+             moments=None) -> np.ndarray:
+    """The null (n_permutations, n_layers), block by block through the core's dispatcher."""
+    per_chunk = None if chunk_size is None else max(1, -(-chunk_size // BLOCK_SIZE))
+    logger.info("map_permutation_test: %d permutations (%s) in %d blocks",
+                perms.n_permutations, "exact" if perms.exact else "drawn", perms.n_blocks)
+    func = functools.partial(_null_chunk, y, design, layers, spec, perms, moments)
+    parts = run_blocks(func, range(perms.n_blocks), n_jobs=n_jobs, verbose=verbose,
+                       desc="permutations", chunk_size=per_chunk)
+    return np.concatenate(parts, axis=0)
 
-    n_blocks = -(-n_permutations // BLOCK_SIZE)
-    if chunk_size is None:
-        # a few tasks per worker: load balance and a progress bar
-        n_tasks = 4 * max(1, effective_n_jobs(n_jobs))
-        per_task = max(1, -(-n_blocks // n_tasks))
-    else:
-        per_task = max(1, -(-chunk_size // BLOCK_SIZE))
-    tasks = [list(range(b, min(b + per_task, n_blocks))) for b in range(0, n_blocks, per_task)]
-    logger.info("map_permutation_test: %d permutations in %d tasks of <= %d blocks",
-                n_permutations, len(tasks), per_task)
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-    results = parallel(
-        delayed(_run_blocks)(y, design, layers, spec, root, task, n_permutations, moments)
-        for task in tasks
-    )
-    if verbose and len(tasks) > 1:
-        from tqdm.auto import tqdm
 
-        results = tqdm(results, total=len(tasks), desc="permutations", unit="task",
-                       leave=False)
-    return np.concatenate(list(results), axis=0)
+def _check_grid_adjacency(adjacency):
+    """The inference adjacency: a grid name (incl. the distance kinds) or a sparse matrix."""
+    return check_adjacency(adjacency, allowed=_GRID_KINDS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1283,7 +1204,7 @@ def _spearman_brown(r: np.ndarray) -> np.ndarray:
         return 2.0 * r / (1.0 + r)
 
 
-def _half_assignments(design: _Design, method: str, n_splits: int, root,
+def _half_assignments(design: _Design, method: str, n_splits: int, ss,
                       grouped: bool) -> np.ndarray:
     """Boolean (n_splits, n_rows): True for items of half A.
 
@@ -1300,7 +1221,7 @@ def _half_assignments(design: _Design, method: str, n_splits: int, root,
     strata = _codes(np.array([str(s) for s in signature], dtype=object))
     out = np.empty((n_splits, units.size), dtype=bool)
     for i in range(n_splits):
-        rng = None if method == "odd_even" else _block_rng(root, i)
+        rng = None if method == "odd_even" else block_rng(ss, i)
         in_a = np.zeros(n_units, dtype=bool)
         for s in range(int(strata.max()) + 1):
             members = np.flatnonzero(strata == s)
@@ -1370,7 +1291,8 @@ def split_half_reliability(
     n_splits : int, optional
         Number of random splits (default 100); must be 1 (or None) with ``"odd_even"``.
     seed : int, numpy.random.Generator, numpy.random.SeedSequence or None
-        Seeds the random splits (split ``i`` from the ``i``-th child of the seed).
+        Seeds the random splits (split ``i`` from block ``i`` of the seed, by the
+        permutation core's seed and block rules).
     correlation : {"pearson", "spearman"}, default="pearson"
         Correlation between the halves' maps, over the cells both define.
     spearman_brown : bool, default=True
@@ -1406,13 +1328,13 @@ def split_half_reliability(
         )
     if not isinstance(equal_var, (bool, np.bool_)):
         raise TypeError(f"equal_var must be True or False; got {equal_var!r}.")
-    root = _root_seed(seed) if method == "random" else (None, ())
+    ss = as_seed_sequence(seed) if method == "random" else None
     data = _prepare_responses(responses)
     if conditions is None and data.conditions is not None:
         conditions = data.conditions
     design = _build_design(conditions, contrast, data.n_items, groups, covariates, equal_var)
     y, layers = data.select(design.rows, "queen")
-    halves = _half_assignments(design, method, n_splits, root, groups is not None)
+    halves = _half_assignments(design, method, n_splits, ss, groups is not None)
     if design.kind in ("welch", "student"):
         pos = design.labels == 0
         short = np.minimum.reduce([(halves & pos).sum(1), (halves & ~pos).sum(1),
@@ -1439,7 +1361,7 @@ def split_half_reliability(
         "n_splits": n_splits,
         "correlation": correlation,
         "spearman_brown": bool(spearman_brown),
-        "seed": root[0],
+        **(seed_record(ss) if ss is not None else {"seed": None, "spawn_key": ()}),
         "contrast": str(design.contrast or parse_contrast(contrast)),
         "unit_statistic": design.unit_statistic,
         "groups": None if groups is None

@@ -62,7 +62,7 @@ import numbers
 import os
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -146,7 +146,7 @@ def as_seed_sequence(seed) -> np.random.SeedSequence:
             f"numpy.random.Generator; got {type(seed).__name__}."
         )
     if int(seed) < 0:
-        raise ValueError(f"seed must be a non-negative int; got {int(seed)}. Pass abs(seed).")
+        raise ValueError(f"seed must be non-negative (an int >= 0); got {int(seed)}.")
     return np.random.SeedSequence(int(seed))
 
 
