@@ -220,25 +220,50 @@ def test_type_errors():
         StimulusSet(pd.DataFrame([[1, 2]], columns=["a", "a"]))
 
 
-def test_file_encoding_errors(tmp_path):
+def test_file_encodings_and_byte_order_marks(tmp_path):
     body = "condition\ttext\nS\tthe café\nS\tla mer\nN\tblor fep\nN\tnif tarp\n"
-    bom = tmp_path / "bom.tsv"
-    bom.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
-    with pytest.raises(ValueError, match="byte-order mark.*encoding='utf-8-sig'"):
-        read_table(bom)
-    assert read_table(bom, encoding="utf-8-sig").texts[0] == "the café"
+    # a byte-order mark (Excel's UTF-8, or UTF-16/32) is recognised under any UTF codec
+    for bom, codec in [(b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"),
+                       (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe\x00\x00", "utf-32-le")]:
+        path = tmp_path / f"bom-{codec}.tsv"
+        path.write_bytes(bom + body.encode(codec))
+        for encoding in ("utf-8", None, "utf-8-sig", "UTF8", "utf-16"):
+            got = read_table(path, encoding=encoding)
+            assert got.columns == ["item_id", "condition", "text"], (codec, encoding)
+            assert got.texts[0] == "the café"
+        assert load_stimuli(path).identity == got.identity
+        with pytest.raises(ValueError, match=r"starts with a UTF-(8|16|32) byte-order mark, so "
+                                             r"it is UTF-\d+, not latin-1; pass encoding="):
+            read_table(path, encoding="latin-1")
     latin = tmp_path / "latin.tsv"
     latin.write_bytes(body.encode("latin-1"))
     with pytest.raises(ValueError, match=r"not valid utf-8: byte b'\\xe9' .*\(line 2\).*"
                                          r"encoding='latin-1'"):
         read_table(latin)
     assert read_table(latin, encoding="latin-1").texts[0] == "the café"
-    utf16 = tmp_path / "u16.tsv"
-    utf16.write_bytes(body.encode("utf-16"))
-    with pytest.raises(ValueError, match="UTF-16"):
+    assert load_stimuli(latin, encoding="cp1252").texts[0] == "the café"
+    utf16 = tmp_path / "u16.tsv"  # no byte-order mark: NUL bytes everywhere in UTF-8
+    utf16.write_bytes(body.encode("utf-16-le"))
+    with pytest.raises(ValueError, match=r"holds NUL bytes \(first on line 1\).*"
+                                         r"encoding='utf-16'"):
         read_table(utf16)
-    with pytest.raises(ValueError, match="Unknown encoding"):
+    assert read_table(utf16, encoding="utf-16-le").texts[0] == "the café"
+    with pytest.raises(ValueError, match="Unknown encoding 'klingon'"):
         read_table(latin, encoding="klingon")
+    with pytest.raises(ValueError, match="Unknown encoding 'klingon'"):
+        load_stimuli("langloc", encoding="klingon")
+    with pytest.raises(TypeError, match="encoding must be a string"):
+        read_table(latin, encoding=8)
+
+
+def test_langloc_folder_honours_the_encoding(tmp_path):
+    rows = ["item,w1,w2,w3,cond"] + [f"{i},CAFÉ,MER,SOL,S" for i in (1, 2)] + \
+        [f"{i},BLOR,FEP,NIF,N" for i in (1, 2)]
+    (tmp_path / "langloc_fmri_run1_stim_set1.csv").write_bytes(
+        ("\n".join(rows) + "\n").encode("latin-1"))
+    with pytest.raises(ValueError, match="not valid utf-8.*encoding='latin-1'"):
+        load_stimuli(tmp_path)
+    assert load_stimuli(tmp_path, encoding="latin-1").texts[0] == "café mer sol"
 
 
 def test_file_errors(tmp_path):
@@ -564,7 +589,8 @@ def test_cli_validate(tmp_path, capsys):
     assert "OK" in out and "4 items" in out and "{'S': 1.0, 'N': -1.0}" in out
     assert main(["stimuli", "validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("topobrain stimuli: error:") and "no 'condition' column" in err
+    assert re.match(r"topobrain stimuli( validate)?: error:", err)
+    assert "no 'condition' column" in err
     assert len(err.strip().splitlines()) == 1
     assert main(["stimuli", "validate", "noun-verb", "--contrast", "verbs - noun"]) == 2
     assert "Did you mean" in capsys.readouterr().err

@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -60,7 +61,6 @@ REQUIRED_COLUMNS = ("item_id", "condition", "text")
 
 _LANGLOC_GLOB = "langloc_fmri_run*_stim_set*.csv"
 _LANGLOC_NAME = re.compile(r"langloc_fmri_run(\d+)_stim_set(\d+)\.csv$")
-_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _rows(index: Iterable[int], limit: int = 5) -> str:
@@ -409,32 +409,68 @@ def _clean_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------- file reading
-def _read_text(path: Path, encoding: str) -> str:
-    """Read a text file as UTF-8, refusing a BOM and undecodable bytes with a fix."""
+#: Byte-order marks and the codec that reads the text after them (UTF-32 first: its
+#: little-endian mark begins with UTF-16's).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+         (codecs.BOM_UTF16_BE, "utf-16-be"))
+
+
+def _check_encoding(encoding) -> str:
+    """The codec's canonical name (``"utf-8"`` for None); one line for an unknown one."""
+    if encoding is None:
+        return "utf-8"
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding must be a string such as 'utf-8' or 'latin-1'; got "
+                        f"{type(encoding).__name__}.")
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ValueError(f"Unknown encoding {encoding!r}; use e.g. 'utf-8', 'latin-1' or "
+                         f"'cp1252'.") from None
+
+
+def _read_text(path: Path, encoding) -> str:
+    """Decode a text file; a byte-order mark is recognised and removed.
+
+    A UTF-8, UTF-16 or UTF-32 byte-order mark (Excel writes one) decides the codec when
+    ``encoding`` is a UTF codec (the default UTF-8 included); with another codec
+    (``latin-1``) a mark is a contradiction and raises. Undecodable bytes and NUL
+    characters raise a ValueError naming the line and the fix.
+    """
+    codec = _check_encoding(encoding)
     data = path.read_bytes()
-    if data.startswith(_UTF8_BOM) and encoding.lower().replace("_", "-") == "utf-8":
+    bom = next(((mark, name) for mark, name in _BOMS if data.startswith(mark)), None)
+    if bom is not None:
+        mark, name = bom
+        family = name.split("-")[0] + "-" + name.split("-")[1]  # utf-8, utf-16, utf-32
+        if not codec.startswith("utf"):
+            raise ValueError(
+                f"{path} starts with a {family.upper()} byte-order mark, so it is "
+                f"{family.upper()}, not {encoding}; pass encoding={family!r} (or leave the "
+                f"default)."
+            )
+        codec, data = name, data[len(mark):]
+    if b"\x00" in data and not codec.startswith(("utf-16", "utf-32")):
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise ValueError(
-            f"{path} starts with a UTF-8 byte-order mark (BOM, as Excel writes), which would "
-            f"end up in the first column's name. Re-save the file as UTF-8 without BOM, or "
-            f"pass encoding='utf-8-sig'."
-        )
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")) and "16" not in encoding:
-        raise ValueError(
-            f"{path} is UTF-16 (it starts with a UTF-16 byte-order mark). Re-save it as "
-            f"UTF-8, or pass encoding='utf-16'."
+            f"{path} holds NUL bytes (first on line {line}): it is not a {codec} text "
+            f"table. If it is UTF-16 without a byte-order mark, pass encoding='utf-16'."
         )
     try:
-        return data.decode(encoding)
+        text = data.decode(codec)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ValueError(
-            f"{path} is not valid {encoding}: byte {data[exc.start:exc.start + 1]!r} at "
+            f"{path} is not valid {codec}: byte {data[exc.start:exc.start + 1]!r} at "
             f"offset {exc.start} (line {line}) cannot be decoded. Re-save the file as UTF-8, "
             f"or pass its encoding (e.g. encoding='latin-1' or 'cp1252')."
         ) from None
-    except LookupError:
-        raise ValueError(f"Unknown encoding {encoding!r}; use e.g. 'utf-8', 'utf-8-sig' "
-                         f"or 'latin-1'.") from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise ValueError(f"{path} holds NUL characters (first on line {line}); a stimulus "
+                         f"table holds text only. Remove them.")
+    return text
 
 
 def _guess_sep(path: Path, sep: str | None) -> str:
@@ -468,7 +504,7 @@ def _numeric_extras(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_table(path, *, columns: Mapping[str, str] | None = None, sep: str | None = None,
-               encoding: str = "utf-8", clean: bool = False,
+               encoding: str | None = "utf-8", clean: bool = False,
                name: str | None = None) -> StimulusSet:
     """Read a TSV or CSV stimulus table (the generic loader).
 
@@ -482,7 +518,8 @@ def read_table(path, *, columns: Mapping[str, str] | None = None, sep: str | Non
     sep : str, optional
         The separator; by default ``"\\t"`` for ``.tsv``/``.txt`` and ``","`` for ``.csv``.
     encoding : str, default="utf-8"
-        The file's encoding. A byte-order mark is refused unless ``"utf-8-sig"``.
+        The file's encoding (None: UTF-8). A UTF-8, UTF-16 or UTF-32 byte-order mark, as
+        Excel writes, is recognised and removed; with a non-UTF encoding it is refused.
     clean : bool, default=False
         Strip leading/trailing and collapse repeated whitespace in text columns instead of
         raising.
@@ -537,7 +574,8 @@ def _rename(table: pd.DataFrame, columns, path) -> pd.DataFrame:
     return table.rename(columns=dict(columns))
 
 
-def read_langloc(folder, *, name: str | None = None) -> StimulusSet:
+def read_langloc(folder, *, encoding: str | None = "utf-8",
+                 name: str | None = None) -> StimulusSet:
     """Read the Fedorenko lab's language-localizer materials from their folder.
 
     The folder holds ``langloc_fmri_run{R}_stim_set{K}.csv`` files, each with a header,
@@ -549,6 +587,8 @@ def read_langloc(folder, *, name: str | None = None) -> StimulusSet:
     ----------
     folder : str or path-like
         The folder with the CSV files (the materials as downloaded; nothing is copied).
+    encoding : str, default="utf-8"
+        The files' encoding; a byte-order mark is recognised and removed.
     name : str, optional
         The set's name (default: the folder's name).
 
@@ -581,7 +621,7 @@ def read_langloc(folder, *, name: str | None = None) -> StimulusSet:
         )
     frames = []
     for run, stim_set, p in sorted(files):
-        text = _read_text(p, "utf-8-sig" if p.read_bytes()[:3] == _UTF8_BOM else "utf-8")
+        text = _read_text(p, encoding)
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[])
         if raw.shape[1] < 4:
             raise ValueError(f"{p.name}: expected an item column, word columns and a "
@@ -636,7 +676,7 @@ def bundled_path(name: str) -> Path:
 
 
 def load_stimuli(name_or_path, *, columns: Mapping[str, str] | None = None,
-                 sep: str | None = None, encoding: str = "utf-8",
+                 sep: str | None = None, encoding: str | None = "utf-8",
                  clean: bool = False) -> StimulusSet:
     """Load a stimulus set by bundled name, from a TSV/CSV file, or from a langloc folder.
 
@@ -663,6 +703,7 @@ def load_stimuli(name_or_path, *, columns: Mapping[str, str] | None = None,
     """
     if isinstance(name_or_path, StimulusSet):
         return name_or_path
+    _check_encoding(encoding)
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"load_stimuli takes a bundled name, a path or a StimulusSet; got "
                         f"{type(name_or_path).__name__}.")
@@ -673,7 +714,7 @@ def load_stimuli(name_or_path, *, columns: Mapping[str, str] | None = None,
     path = Path(name_or_path)
     if path.is_dir():
         if any(_LANGLOC_NAME.search(p.name) for p in path.glob(_LANGLOC_GLOB)):
-            return read_langloc(path)
+            return read_langloc(path, encoding=encoding)
         own = path / f"{path.name}.tsv"
         if own.is_file():
             return read_table(own, columns=columns, sep=sep, encoding=encoding, clean=clean)
