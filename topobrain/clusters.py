@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,7 +80,20 @@ from ._utils._adjacency import (
     adjacency_name,
     check_adjacency,
 )
-from ._utils._stats import one_sample_t, one_way_f
+from ._utils._permutation import (
+    BLOCK_SIZE,
+    as_seed_sequence,
+    centred_moments,
+    identity_permutation,
+    label_permutations,
+    permutation_pvalue,
+    permuted_one_sample_t,
+    permuted_two_sample_t,
+    run_blocks,
+    seed_record,
+    sign_flips,
+)
+from ._utils._stats import one_way_f
 from ._utils._validation import check_option
 
 __all__ = [
@@ -105,10 +117,6 @@ _STATS = ("t", "f")
 _CLUSTER_STATS = ("mass", "size", "tfce")
 _FAMILIES = ("all", "layer")
 _TFCE_DEFAULTS = {"e": 0.5, "h": 2.0, "step": 0.2, "start": 0.0}
-
-#: Permutations per block. Fixed, so that block ``b`` always holds the same
-#: permutations whatever ``n_jobs`` is: results never depend on the parallel split.
-_BLOCK = 100
 
 
 # --------------------------------------------------------------------------- layout
@@ -994,27 +1002,6 @@ class ClusterTestResult:
             if self.clusters.n_clusters else "")
 
 
-def _root_seed(seed) -> np.random.SeedSequence:
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if isinstance(seed, np.random.Generator):
-        return np.random.SeedSequence(int(seed.integers(0, 2**63)))
-    if seed is None:
-        return np.random.SeedSequence()
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative int; got {seed}.")
-        return np.random.SeedSequence(int(seed))
-    raise TypeError(
-        f"seed must be None, an int or a numpy.random.Generator; got {type(seed).__name__}."
-    )
-
-
-def _block_rng(root: np.random.SeedSequence, block: int) -> np.random.Generator:
-    child = np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (block,))
-    return np.random.default_rng(child)
-
-
 def _check_groups(groups, n_items: int) -> np.ndarray:
     """Group masks -> bool (n_groups, n_items)."""
     try:
@@ -1054,6 +1041,12 @@ def _check_groups(groups, n_items: int) -> np.ndarray:
 
 
 def _check_permutations(permutations, n_perm_items: int, one_sample: bool) -> np.ndarray:
+    """Explicit permutations -> sign rows (one-sample) or the core's index rows.
+
+    Two-sample orders come in MNE's convention (grouped item ``order[i]`` takes the label
+    of grouped item ``i``); the core permutes labels as ``labels[indices]``, so the index
+    row of an order is its inverse permutation.
+    """
     arr = np.asarray(permutations)
     if arr.ndim != 2 or arr.shape[1] != n_perm_items or arr.shape[0] < 1:
         raise ValueError(
@@ -1071,17 +1064,25 @@ def _check_permutations(permutations, n_perm_items: int, one_sample: bool) -> np
             f"two-sample permutations must be permutations of 0..{n_perm_items - 1} (the "
             "positions of the grouped items, in data order) in every row."
         )
-    return arr.astype(np.intp)
+    return np.argsort(arr, axis=1).astype(np.int64)
 
 
 class _StatEngine:
     """Unit statistics of the observed data and of permuted blocks (private).
 
-    One-sample t and the k-group F use the shared kernels of ``_utils._stats``. Two
-    groups take a faster route to the same numbers (tested against the kernels and
-    scipy): with the items of both groups fixed, group 1's sums are the totals minus
-    group 0's, so one matrix product per block gives the pooled t and F (through the
-    centred group-0 indicator) and two give Welch's t.
+    Every statistic, observed or permuted, comes from :meth:`permuted`: the observed one
+    is the identity (all signs +1, or the identity index row) evaluated as the first row
+    of a block-sized call, so that it is the same arithmetic, in the same BLAS call
+    shape, as every row of the null; in an exact test the identity *is* row 0 of block 0
+    and reproduces the observed statistic bit for bit.
+
+    * one-sample t: the core's ``permuted_one_sample_t`` (sign rows);
+    * two-sample t (Welch or pooled): the core's ``permuted_two_sample_t`` (index rows,
+      ``labels[rows]`` the permuted labels);
+    * two-group F: one matrix product per block through the centred group-0 indicator
+      (``SSB = c * (a - n0 / n) @ yc`` squared; the total sum of squares does not change
+      under a permutation); the square of the pooled t, at half its cost;
+    * k-group F: the shared ``one_way_f`` kernel.
     """
 
     def __init__(self, y: np.ndarray, masks: np.ndarray | None, stat: str, equal_var: bool):
@@ -1094,102 +1095,68 @@ class _StatEngine:
             return
         used = masks.any(0)
         self.y = y if used.all() else y[used]
-        self.labels = np.argmax(masks[:, used], axis=0)  # group of each used item
+        self.labels = np.argmax(masks[:, used], axis=0).astype(np.int64)  # group of each item
         self.k = masks.shape[0]
         self.sizes = masks.sum(1).astype(float)
         self.n = self.y.shape[0]
-        self.kind = "two" if self.k == 2 else "many"
-        if self.kind == "two":
-            n0, n1 = self.sizes
-            yc = self.y - self.y.mean(0)  # centring keeps the one-pass moments accurate
-            self.t1 = yc.sum(0)
-            sq = np.einsum("ij,ij->j", yc, yc)
-            self.sst = sq - self.t1**2 / self.n
-            self.welch = stat == "t" and not equal_var
-            if self.welch:
-                self.q1 = sq
-                self.rhs = np.concatenate([yc, yc * yc], axis=1)
-                self.shift = 0.0
-            else:
-                self.rhs = yc
-                self.shift = n0 / self.n  # (a - n0/n) @ yc = S0 - n0 * grand mean sum
+        if self.k > 2:
+            self.kind = "many"
+        elif stat == "t":
+            self.kind = "t2"
+            self.moments = centred_moments(self.y)
+        else:
+            self.kind = "f2"
+            self.yc = self.y - self.y.mean(0)
+            self.sst = np.einsum("ij,ij->j", self.yc, self.yc)
 
-    def observed(self) -> np.ndarray:
+    def identity(self) -> np.ndarray:
+        """The identity in the form :meth:`permuted` takes, shape (1, n)."""
         if self.kind == "one":
-            return one_sample_t(self.y)
-        if self.kind == "two":
-            return self._two_group((self.labels == 0)[None, :].astype(np.float64)
-                                   - self.shift)[0]
-        masks = (self.labels[None, :] == np.arange(self.k)[:, None]).astype(float)
-        return one_way_f(self.y, masks)[0]
+            return np.ones((1, self.n))
+        return identity_permutation(self.n)
 
-    def permuted(self, perms: np.ndarray) -> np.ndarray:
-        """Statistics of a block: ``perms`` signs (one-sample) or item orders."""
+    def observed(self, first_block: np.ndarray, exact: bool) -> np.ndarray:
+        """Observed statistic, shape (n_units,): row 0 of block 0 when the test is exact
+        (block 0 starts with the identity), else the identity in place of the first row
+        of block 0 (the same call shape as a block)."""
+        rows = first_block if exact else np.concatenate(
+            [self.identity(), first_block[:BLOCK_SIZE - 1]], axis=0)
+        return self.permuted(rows)[0]
+
+    def permuted(self, rows: np.ndarray) -> np.ndarray:
+        """Statistics of a block, shape (len(rows), n_units): sign rows (one-sample) or
+        index rows (``labels[rows]`` the permuted labels)."""
         if self.kind == "one":
-            return one_sample_t(self.y, perms)
-        p = perms.shape[0]
-        rows = np.arange(p)[:, None]
+            return permuted_one_sample_t(self.y, rows)
+        if self.kind == "t2":
+            return permuted_two_sample_t(self.y, rows, self.labels, equal_var=self.equal_var,
+                                         moments=self.moments)
+        lab = self.labels[rows]
         if self.kind == "many":
-            masks = np.zeros((p, self.k, self.n))
-            for g in range(self.k):
-                put = np.zeros((p, self.n))
-                put[rows, perms] = (self.labels == g)[None, :]
-                masks[:, g] = put
+            masks = (lab[:, None, :] == np.arange(self.k)[None, :, None]).astype(np.float64)
             return one_way_f(self.y, masks)[0]
-        a = np.zeros((p, self.n))
-        a[rows, perms] = (self.labels == 0)[None, :]
-        if self.shift:
-            a -= self.shift
-        return self._two_group(a)
-
-    def _two_group(self, a: np.ndarray) -> np.ndarray:
-        """t or F of group 0 vs group 1 from group-0 indicators ``a`` (p, n)."""
         n0, n1 = self.sizes
         n = n0 + n1
-        prod = a @ self.rhs
+        a = (lab == 0).astype(np.float64)
+        a -= n0 / n  # (a - n0/n) @ yc = S0 - n0 * grand mean: n0 * (mean0 - grand mean)
+        d = a @ self.yc
         with np.errstate(divide="ignore", invalid="ignore"):
-            if not self.welch:
-                d = prod  # S0 - n0 / n * T: n0 * (mean0 - grand mean)
-                c = n / (n0 * n1)
-                ssb = d * d
-                ssb *= c
-                ssw = np.subtract(self.sst, ssb)
-                bad = ~(ssw > 0)
-                if self.stat == "f":
-                    out = ssb
-                    out *= n - 2
-                    out /= ssw
-                else:
-                    np.multiply(ssw, 1.0 / (n - 2), out=ssw)
-                    np.sqrt(ssw, out=ssw)
-                    out = d
-                    out *= math.sqrt(c)
-                    out /= ssw
-            else:
-                u = self.t1.size
-                s0, q0 = prod[:, :u], prod[:, u:]
-                m0 = s0 / n0
-                m1 = (self.t1 - s0) / n1
-                v0 = np.maximum(q0 - n0 * m0 * m0, 0.0) / (n0 * (n0 - 1))
-                v1 = np.maximum((self.q1 - q0) - n1 * m1 * m1, 0.0) / (n1 * (n1 - 1))
-                se = np.sqrt(v0 + v1)
-                out = (m0 - m1) / se
-                bad = ~(se > 0)
+            ssb = d * d
+            ssb *= n / (n0 * n1)
+            ssw = np.subtract(self.sst, ssb)
+            bad = ~(ssw > 0)
+            out = ssb
+            out *= n - 2
+            out /= ssw
         out[bad] = np.nan
         return out
 
 
-def _draw_block(rng: np.random.Generator, size: int, n: int, one_sample: bool) -> np.ndarray:
-    if one_sample:
-        return rng.integers(0, 2, size=(size, n)).astype(np.float64) * 2.0 - 1.0
-    return np.argsort(rng.random((size, n)), axis=1, kind="stable")
-
-
-def _run_block(engine: _StatEngine, perms: np.ndarray, valid: np.ndarray, n_layers: int,
+def _run_block(engine: _StatEngine, rows: np.ndarray, valid: np.ndarray, n_layers: int,
                layout: _Layout, spec: dict) -> np.ndarray:
-    """Maximum statistic per permutation and layer: ``(n_perm_block, n_layers)``."""
-    p = perms.shape[0]
-    stats = engine.permuted(perms)
+    """Maximum statistic per permutation and layer: ``(len(rows), n_layers)``."""
+    p = rows.shape[0]
+    stats = engine.permuted(rows)
     if valid.all():
         x = stats.reshape(p * n_layers, layout.n_cells)
     else:
@@ -1224,11 +1191,18 @@ def _default_threshold(stat: str, tail: int, df) -> float:
     return float(st.t.ppf(1 - 0.05 / (1 + (tail == 0)), df))
 
 
-def _p_from_null(values: np.ndarray, null: np.ndarray) -> np.ndarray:
-    """``(1 + #{null >= v}) / (B + 1)`` for each value (null of shape (B,))."""
-    srt = np.sort(null)
-    count = srt.size - np.searchsorted(srt, values, side="left")
-    return (1.0 + count) / (srt.size + 1.0)
+def _p_values(values: np.ndarray, null: np.ndarray, exact: bool) -> np.ndarray:
+    """FWE p-values of observed maxima ``values`` (any shape) against a null of shape
+    (B,): the core's rule (ties within rounding; exact tests count the identity inside
+    the null), in slices so that the (B, slice) comparison stays small."""
+    values = np.asarray(values, dtype=np.float64)
+    flat = values.ravel()
+    out = np.empty(flat.shape)
+    step = max(1, 2**22 // max(1, null.size))
+    for lo in range(0, flat.size, step):
+        out[lo:lo + step] = permutation_pvalue(flat[lo:lo + step], null[:, None], "greater",
+                                               exact=exact)
+    return out.reshape(values.shape)
 
 
 def permutation_cluster_test(
@@ -1410,74 +1384,55 @@ def permutation_cluster_test(
     engine = _StatEngine(flat if valid.all() else flat[:, valid], masks, stat,
                          bool(equal_var))
     one_sample = masks is None
-    n_perm_items = engine.n
     if permutations is not None:
-        perms_all = _check_permutations(permutations, n_perm_items, one_sample)
-        n_permutations = perms_all.shape[0]
-        root = None
+        rows = _check_permutations(permutations, engine.n, one_sample)
+        exact, n_distinct, ss = False, None, None
     else:
-        perms_all = None
-        if isinstance(n_permutations, bool) or not isinstance(n_permutations,
-                                                              (int, np.integer)):
-            raise TypeError(f"n_permutations must be an int; got {n_permutations!r}.")
-        if n_permutations < 1:
-            raise ValueError(f"n_permutations must be >= 1; got {n_permutations}.")
-        n_permutations = int(n_permutations)
-        root = _root_seed(seed)
+        ss = as_seed_sequence(seed)
+        if one_sample:
+            # tail 0 tests |statistic|, unchanged by flipping every sign: MNE's 2**(n-1)
+            drawn = sign_flips(ss, n_permutations, engine.n, symmetric=tail == 0)
+        else:
+            drawn = label_permutations(ss, n_permutations, engine.labels)
+        rows, exact, n_distinct = drawn.rows, drawn.exact, drawn.n_distinct
+    n_permutations = int(rows.shape[0])
     df = _degrees_of_freedom(stat, engine)
     if tfce_spec is None:
         if threshold is None:
             threshold = _default_threshold(stat, tail, df)
         else:
             threshold = _check_threshold(threshold, tail)
-    # observed statistic
+    blocks = [rows[lo:lo + BLOCK_SIZE] for lo in range(0, n_permutations, BLOCK_SIZE)]
+    # observed statistic: the identity through the null's own arithmetic
     obs_flat = np.full(valid.size, np.nan)
-    obs_flat[valid] = engine.observed()
+    obs_flat[valid] = engine.observed(blocks[0], exact)
     x_obs = obs_flat.reshape(n_layers, layout.n_cells)
     spec = {"tail": tail, "cluster_stat": cluster_stat, "threshold": threshold}
     if tfce_spec is not None:
         spec.update(tfce_spec)
 
-    # null: blocks of permutations
-    n_blocks = math.ceil(n_permutations / _BLOCK)
-
-    def block_perms(b: int) -> np.ndarray:
-        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n_permutations)
-        if perms_all is not None:
-            return perms_all[lo:hi]
-        return _draw_block(_block_rng(root, b), hi - lo, n_perm_items, one_sample)
-
-    from joblib import Parallel, delayed
-
-    tasks = (delayed(_run_block)(engine, block_perms(b), valid, n_layers, layout, spec)
-             for b in range(n_blocks))
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-    results = []
-    bar = None
-    if verbose and logger.isEnabledFor(logging.INFO):
-        from tqdm.auto import tqdm
-
+    show = bool(verbose) and logger.isEnabledFor(logging.INFO)
+    if show:
         logger.info("cluster test: %s, stat=%s, tail=%s, %s, threshold=%s, %d layer(s), "
-                    "%d permutations", "one-sample" if one_sample else f"{engine.k} groups",
-                    stat, tail, cluster_stat, threshold, n_layers, n_permutations)
+                    "%d permutations%s", "one-sample" if one_sample else f"{engine.k} groups",
+                    stat, tail, cluster_stat, threshold, n_layers, n_permutations,
+                    " (exact: every distinct permutation)" if exact else "")
 
-        bar = tqdm(total=n_permutations, desc="permutations", unit="perm")
-    for out in parallel(tasks):
-        results.append(out)
-        if bar is not None:
-            bar.update(out.shape[0])
-    if bar is not None:
-        bar.close()
-    null_pl = np.concatenate(results, axis=0)  # (B, n_layers)
+    def work(chunk: list) -> np.ndarray:
+        return np.concatenate([_run_block(engine, r, valid, n_layers, layout, spec)
+                               for r in chunk], axis=0)
+
+    null_pl = np.concatenate(run_blocks(work, blocks, n_jobs=n_jobs, verbose=show,
+                                        desc="permutations"), axis=0)  # (B, n_layers)
     null = null_pl.max(axis=1) if family == "all" else null_pl.T.copy()
 
     def p_values(values: np.ndarray, layer_idx: np.ndarray) -> np.ndarray:
         if family == "all":
-            return _p_from_null(values, null)
+            return _p_values(values, null, exact)
         out = np.empty(values.shape)
         for li in range(n_layers):
             sel = layer_idx == li
-            out[sel] = _p_from_null(values[sel], null[li])
+            out[sel] = _p_values(values[sel], null[li], exact)
         return out
 
     shape = (n_layers,) + layout.map_shape
@@ -1489,10 +1444,12 @@ def permutation_cluster_test(
         "tail": tail, "cluster_stat": cluster_stat, "family": family,
         "threshold": threshold, "df": df, "adjacency": layout.adjacency,
         "tfce": MappingProxyType(tfce_spec) if tfce_spec is not None else None,
-        "n_permutations": int(n_permutations),
-        "permutations": "given" if perms_all is not None else "random",
-        "seed_entropy": None if root is None else root.entropy,
-        "block_size": _BLOCK,
+        "n_permutations": n_permutations,
+        "permutations": "given" if permutations is not None else (
+            "exact" if exact else "random"),
+        "exact": exact, "n_distinct": n_distinct,
+        **(seed_record(ss) if ss is not None else {"seed": None, "spawn_key": None}),
+        "block_size": BLOCK_SIZE,
     }
     if tfce_spec is not None:
         scores = _tfce_scores(x_obs, layout, tail, tfce_spec["e"], tfce_spec["h"],
