@@ -125,7 +125,7 @@ def test_rerun_resumes_and_other_run_is_refused(tiny_models, stimuli, tmp_path, 
     with pytest.raises(FileExistsError, match="holds another run.*--overwrite"):
         _run(tiny_models, stimuli, out, n_permutations=0, alpha=0.01)
     res = _run(tiny_models, stimuli, out, n_permutations=0, alpha=0.01, overwrite=True)
-    assert res.settings["alpha"] == 0.01
+    assert res.settings.alpha == 0.01
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
