@@ -466,15 +466,43 @@ def test_inputs_are_not_modified(rng):
 
 
 # ------------------------------------------------------------------ parallel
-def test_identical_for_any_n_jobs_and_chunking(rng):
+# every map statistic (cheap settings): the null may not depend on n_jobs, chunks, backend
+STATISTIC_CASES = [
+    {"statistic": "morans_i"},
+    {"statistic": "gearys_c"},
+    {"statistic": "smoothness"},
+    {"statistic": "n_clusters", "threshold": 1.0},
+    {"statistic": "max_cluster_size", "threshold": 1.0},
+    {"statistic": "max_cluster_mass", "threshold": -1.0},
+    {"statistic": "fraction_selective"},
+    {"statistic": "fraction_selective", "threshold": 1.5},
+]
+
+
+@pytest.mark.parametrize("case", STATISTIC_CASES, ids=lambda c: "-".join(map(str, c.values())))
+def test_identical_for_any_n_jobs_and_chunking(rng, case):
     maps = rng.standard_normal((40, 2, 6, 6))
-    kw = {"n_permutations": 200, "seed": 11, "verbose": 0}
+    kw = {"n_permutations": 130, "seed": 11, "verbose": 0, **case}
     ref = map_permutation_test(maps, LABELS, "S - N", n_jobs=1, **kw)
-    for n_jobs, chunk in ((1, 64), (2, 100), (1, 1000)):
+    for n_jobs, chunk in ((2, None), (1, 64), (2, 100), (1, 1000)):
         other = map_permutation_test(maps, LABELS, "S - N", n_jobs=n_jobs, chunk_size=chunk,
                                      **kw)
         np.testing.assert_array_equal(ref.null, other.null)
         np.testing.assert_array_equal(ref.p, other.p)
+    # a joblib backend configured around the call takes over (n_jobs=None)
+    import joblib
+
+    with joblib.parallel_config(backend="threading", n_jobs=2):
+        threaded = map_permutation_test(maps, LABELS, "S - N", **kw)
+    np.testing.assert_array_equal(ref.null, threaded.null)
+
+
+def test_one_sample_null_identical_for_any_n_jobs(rng):
+    maps = rng.standard_normal((40, 5, 5)) + 0.1
+    kw = {"n_permutations": 100, "seed": 2, "verbose": 0}
+    ref = map_permutation_test(maps, LABELS, "S", n_jobs=1, **kw)
+    other = map_permutation_test(maps, LABELS, "S", n_jobs=2, chunk_size=30, **kw)
+    np.testing.assert_array_equal(ref.null, other.null)
 
 
 def test_dask_local_cluster_gives_the_same_null(rng):
@@ -482,15 +510,148 @@ def test_dask_local_cluster_gives_the_same_null(rng):
     import joblib
 
     maps = rng.standard_normal((40, 2, 6, 6))
-    kw = {"n_permutations": 200, "seed": 3, "verbose": 0}
-    ref = map_permutation_test(maps, LABELS, "S - N", n_jobs=1, **kw)
+    kw = {"n_permutations": 130, "seed": 3, "verbose": 0}
+    refs = [map_permutation_test(maps, LABELS, "S - N", n_jobs=1, **kw, **case)
+            for case in STATISTIC_CASES]
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         with joblib.parallel_config(backend="dask"):
-            res = map_permutation_test(maps, LABELS, "S - N", n_jobs=None, **kw)
+            got = [map_permutation_test(maps, LABELS, "S - N", n_jobs=None, **kw, **case)
+                   for case in STATISTIC_CASES]
         assert len(client.scheduler_info()["workers"]) == 2
-    np.testing.assert_array_equal(ref.null, res.null)
+    for ref, res in zip(refs, got, strict=True):
+        np.testing.assert_array_equal(ref.null, res.null)
+
+
+def test_default_n_jobs_is_none():
+    import inspect
+
+    sig = inspect.signature(map_permutation_test)
+    assert sig.parameters["n_jobs"].default is None
+
+
+# ------------------------------------------------------------------ exact tests
+def test_small_design_is_enumerated_exactly(rng):
+    """3 + 3 items: all 20 label vectors, the identity first; p = #{>= observed} / 20,
+    checked against a brute-force loop over itertools.combinations with scipy and esda."""
+    import itertools
+
+    maps = smooth_items(rng, 6, (5, 5), 1.0)
+    labels = ["S"] * 3 + ["N"] * 3
+    with pytest.warns(UserWarning, match="enumerates all of them"):
+        res = map_permutation_test(maps, labels, "S - N", n_permutations=1000, seed=0,
+                                   verbose=0)
+    assert res.params["exact"] and res.null.shape == (20, 1)
+    assert res.params["n_permutations"] == 20 and res.params["n_permutations_requested"] == 1000
+    w = lat_w((5, 5))
+    y = maps.reshape(6, -1)
+    brute = []
+    for group0 in itertools.combinations(range(6), 3):
+        g0 = np.isin(np.arange(6), group0)
+        t = stats.ttest_ind(y[g0], y[~g0], equal_var=False).statistic
+        brute.append(esda.Moran(t, w, permutations=0).I)
+    np.testing.assert_allclose(np.sort(res.null[:, 0]), np.sort(brute), rtol=1e-10)
+    np.testing.assert_allclose(res.null[0, 0], res.observed[0], rtol=1e-12)  # identity first
+    n_ge = (np.asarray(brute) >= res.observed[0] - 1e-9).sum()
+    assert res.p[0] == pytest.approx(n_ge / 20)
+    # swapping the groups negates every t-map and leaves Moran's I unchanged: the same
+    # p-value whichever way round (the swapped grouping ties with the observed one)
+    with pytest.warns(UserWarning, match="enumerates"):
+        swapped = map_permutation_test(maps, labels, "N - S", n_permutations=1000, seed=0,
+                                       verbose=0)
+    np.testing.assert_array_equal(swapped.p, res.p)
+
+
+def test_one_sample_exact_sign_flips(rng):
+    maps = rng.standard_normal((5, 4, 4)) + 1.0
+    labels = ["S"] * 5
+    with pytest.warns(UserWarning, match="32 distinct sign flips"):
+        res = map_permutation_test(maps, labels, "S", statistic="fraction_selective",
+                                   threshold=0.5, n_permutations=100, seed=0, verbose=0)
+    assert res.null.shape == (32, 1) and res.params["exact"]
+    y = maps.reshape(5, -1)
+    brute = []
+    for bits in itertools_product_signs(5):
+        t = stats.ttest_1samp(y * bits[:, None], 0.0).statistic
+        brute.append((t > 0.5).mean())
+    np.testing.assert_allclose(np.sort(res.null[:, 0]), np.sort(brute), rtol=1e-12)
+    assert res.p[0] == pytest.approx((np.asarray(brute) >= res.observed[0] - 1e-9).mean())
+
+
+def itertools_product_signs(n):
+    import itertools
+
+    return [np.array(s, dtype=float) for s in itertools.product([1.0, -1.0], repeat=n)]
+
+
+# ------------------------------------------------------------------ adjacency
+def test_weights_is_a_deprecated_alias_of_adjacency(rng):
+    maps = smooth_items(rng, 40, (6, 6), 1.0)
+    kw = {"n_permutations": 20, "seed": 0, "verbose": 0}
+    new = map_permutation_test(maps, LABELS, "S - N", adjacency="rook", **kw)
+    with pytest.warns(DeprecationWarning, match="use adjacency="):
+        old = map_permutation_test(maps, LABELS, "S - N", weights="rook", **kw)
+    np.testing.assert_array_equal(new.null, old.null)
+    assert new.params["adjacency"] == old.params["adjacency"] == "rook"
+    assert map_permutation_test(maps, LABELS, "S - N", **kw).params["adjacency"] == "queen"
+    with pytest.raises(TypeError, match="pass only adjacency"):
+        map_permutation_test(maps, LABELS, "S - N", weights="rook", adjacency="queen", **kw)
+
+
+def test_sparse_adjacency_equals_esda_and_find_clusters(rng):
+    """A custom graph over the sheet's cells: Moran's I equals esda with the same graph
+    (restricted to the occupied cells, row-standardised), cluster sizes equal
+    find_clusters on the occupied cells' values."""
+    import scipy.sparse as sp
+
+    maps = smooth_items(rng, 40, (6, 6), 1.0)
+    maps[:, 0, 0] = np.nan  # one empty cell
+    a = sp.random(36, 36, density=0.12, random_state=1, format="csr")
+    a = ((a + a.T) > 0).astype(float)
+    a.setdiag(0)
+    a.eliminate_zeros()
+    res = map_permutation_test(maps, LABELS, "S - N", adjacency=a, n_permutations=5, seed=0,
+                               verbose=0)
+    assert res.params["adjacency"].startswith("custom sparse (36 x 36")
+    y = maps.reshape(40, -1)
+    ok = np.isfinite(y).all(0)
+    t = welch_t(y[:, ok], LABELS, "S - N").t
+    sub = a[ok][:, ok]
+    w = libpysal.weights.WSP(sp.csr_matrix(sub)).to_W(silence_warnings=True)
+    w.transform = "r"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = esda.Moran(t, w, permutations=0).I
+    np.testing.assert_allclose(res.observed[0], ref, rtol=1e-10)
+    size = map_permutation_test(maps, LABELS, "S - N", adjacency=a, statistic="max_cluster_size",
+                                threshold=0.5, n_permutations=5, seed=0, verbose=0)
+    table = find_clusters(t[None, :], 0.5, adjacency=sp.csr_matrix(sub), tail=1)
+    expect = float(np.max(table.size)) if len(table.size) else 0.0
+    assert size.observed[0] == expect
+    with pytest.raises(ValueError, match="covers 25 locations"):
+        map_permutation_test(maps, LABELS, "S - N", adjacency=sp.eye(25, format="csr"),
+                             n_permutations=5, verbose=0)
+
+
+# ------------------------------------------------------------------ near-constant maps
+def test_near_constant_map_gives_nan_with_a_warning(rng):
+    """Units that are positive affine copies of one response vector have the same Welch t:
+    the t-map is constant up to rounding, its Moran's I undefined (NaN, never a p)."""
+    base = rng.standard_normal(40)
+    scale = rng.uniform(1.0, 2.0, (6, 6))
+    shift = rng.uniform(-3, 3, (6, 6))
+    layer0 = base[:, None, None] * scale + shift
+    layer1 = smooth_items(rng, 40, (6, 6), 1.0)
+    maps = np.stack([layer0, layer1], axis=1)
+    with pytest.warns(UserWarning, match="constant up to rounding"):
+        res = map_permutation_test(maps, LABELS, "S - N", n_permutations=30, seed=0, verbose=0)
+    assert np.isnan(res.observed[0]) and np.isnan(res.p[0]) and np.isnan(res.z[0])
+    assert np.isnan(res.null[:, 0]).all()
+    assert np.isfinite(res.p[1])
+    assert res.observed_mean == pytest.approx(res.observed[1])
+    np.testing.assert_allclose(res.null_mean_over_layers, res.null[:, 1])
+    assert 0 < res.p_mean <= 1
 
 
 # ------------------------------------------------------------------ results
