@@ -183,7 +183,7 @@ class Browser:
 
     # -- pages ---------------------------------------------------------------------
     def render(self, html_path, screenshot_path, *, width: int = 1200, height: int = 2000,
-               full_page: bool = False) -> dict:
+               full_page: bool = False, evaluate=()) -> dict:
         """Load ``html_path``, check its images and console, save a PNG screenshot.
 
         Returns
@@ -192,7 +192,9 @@ class Browser:
             ``images_ok`` (bool: every ``<img>`` complete with a non-zero natural size),
             ``n_images``, ``console_errors`` (list of str: console errors, uncaught
             exceptions and failed loads), ``broken_images`` (their ``src``, cut to 80
-            characters), ``title``, ``page_height`` (CSS px) and ``screenshot`` (Path).
+            characters), ``title``, ``page_height`` (CSS px), ``screenshot`` (Path) and
+            ``evaluated`` (the JSON value of each expression in ``evaluate``, run in order
+            after the screenshot, so that a script may click and read the page).
         """
         html_path = Path(html_path).resolve()
         if not html_path.is_file():
@@ -229,6 +231,15 @@ class Browser:
             shot = self._send("Page.captureScreenshot", params, session=session)
             screenshot_path.parent.mkdir(parents=True, exist_ok=True)
             screenshot_path.write_bytes(base64.b64decode(shot["data"]))
+            evaluated = []
+            for expression in evaluate:
+                res = self._send("Runtime.evaluate",
+                                 {"expression": f"JSON.stringify({expression})",
+                                  "returnByValue": True, "awaitPromise": True},
+                                 session=session)
+                if "exceptionDetails" in res:
+                    raise BrowserError(f"{expression!r} failed: {res['exceptionDetails']}")
+                evaluated.append(json.loads(res["result"]["value"]))
             errors = [_describe(m) for m in self._events
                       if m.get("sessionId") == session and _is_error(m)]
         finally:
@@ -239,7 +250,7 @@ class Browser:
         return {"images_ok": not info["broken"], "n_images": int(info["n"]),
                 "console_errors": errors, "broken_images": info["broken"],
                 "title": info["title"], "page_height": info["height"],
-                "screenshot": screenshot_path}
+                "screenshot": screenshot_path, "evaluated": evaluated}
 
 
 def _is_error(message: dict) -> bool:

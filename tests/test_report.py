@@ -19,7 +19,7 @@ import pytest
 from _browser import Browser, find_chromium
 
 from topobrain import plotting
-from topobrain.report import Section, render_report, write_report
+from topobrain.report import Section, Table, render_report, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 NASTY = '<script>alert("x")</script> & a<b'
@@ -121,10 +121,11 @@ def test_write_report_is_atomic_and_equals_render(report):
 def test_report_is_self_contained(report):
     text = report["html"]
     page = _parse(text)
-    # no reference to anything outside the file: no links, scripts, stylesheets or URLs
+    # no reference to anything outside the file: no links, external scripts, stylesheets
+    # or URLs; the one script (table sorting) is inline
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", text, re.I)
     assert "href=" not in text and "url(" not in text and "@import" not in text
-    assert page.all("script") == [] and page.all("link") == [] and page.all("iframe") == []
+    assert page.all("script") == [{}] and page.all("link") == [] and page.all("iframe") == []
     imgs = page.all("img")
     assert len(imgs) == 2
     for img, png in zip(imgs, report["pngs"], strict=True):
@@ -139,16 +140,19 @@ def test_report_is_self_contained(report):
 def test_report_structure_and_escaping(report):
     page = _parse(report["html"])
     assert page.decl.lower() == "doctype html"
-    assert page.all("meta") == [{"charset": "utf-8"}]
+    assert page.all("meta") == [{"charset": "utf-8"}, {
+        "name": "viewport", "content": "width=device-width, initial-scale=1"}]
     assert page.text["title"] == ["topobrain: S - N <run>"]
     assert page.text["h1"] == ["topobrain: S - N <run>"]
     assert page.text["h2"] == ["Main results & <summary>", "Contrast S - N", "Settings"]
-    assert page.text["h3"] == ["Layers: S - N <table>"]
+    # tables are collapsed under their caption
+    assert [t.strip() for t in page.text["summary"]] == ["Layers: S - N <table>",
+                                                         "Settings of this run"]
     assert [s.strip() for s in page.text["li"]] == report["sections"][0].sentences
     assert [s.strip() for s in page.text["figcaption"]] == ["t-maps & outlines",
                                                            "Moran's I by layer"]
     # the nasty cell and column name come back as text, never as markup
-    assert [t for t, _ in page.tags if t == "script"] == []
+    assert NASTY not in report["html"] and len(page.all("script")) == 1
     start = next(k for k, r in enumerate(page.rows) if r and r[0] == "layer")
     assert page.rows[start] == ["layer", "morans_i", "p <.05 & 'fwe'", "n_units"]
     assert page.rows[start + 1:start + 4] == [["l0", "0.5123", "True", "10"],
@@ -244,3 +248,75 @@ def test_browser_check_catches_broken_images_and_console_errors(browser_results)
     assert "deliberate error" in errors
     assert "undefined_function" in errors
     assert "no_such_figure.png" in errors
+
+
+def test_report_reading_order_and_collapsed_tables(report):
+    """Sentences, then figures, then the tables, each collapsed with its row count."""
+    text = report["html"]
+    i_sentence = text.index("are selective")
+    i_figure = text.index("<figure>")
+    i_details = text.index("<details>")
+    assert i_sentence < i_figure < i_details
+    assert "open" not in re.findall(r"<details[^>]*>", text)[0]
+    assert "(3 rows)" in text
+
+
+def test_table_default_columns_and_csv_link():
+    df = pd.DataFrame({"layer": ["a", "b"], "t": [1.0, 2.0], "df": [10.0, 11.0],
+                       "p": [0.1, 0.01]})
+    text = render_report(title="t", settings={}, sections=[Section("s", tables=[
+        Table("Units", df, columns=["layer", "t"], csv="units.csv")])])
+    page = _parse(text)
+    heads = [(a.get("class"), None) for t, a in page.tags if t == "th"]
+    assert [c for c, _ in heads] == [None, None, "extra", "extra"]
+    (table,) = [a for t, a in page.tags if t == "table" and "sortable" in a.get("class", "")]
+    assert table["class"] == "sortable compact"  # the extra columns start hidden
+    assert 'href="units.csv"' in text and "show all 4 columns" in text
+    # every column named in columns= that the frame lacks is ignored, not an error
+    text = render_report(title="t", settings={}, sections=[Section("s", tables=[
+        Table("Units", df, columns=["layer", "missing"])])])
+    assert "show all 4 columns" in text
+    with pytest.raises(TypeError, match="Table objects or"):
+        render_report(title="t", settings={}, sections=[Section("s", tables=[df])])
+
+
+_SORT_JS = """(() => {
+  const table = document.querySelector('table.sortable');
+  const col = Array.from(table.tHead.rows[0].cells).findIndex(c => c.textContent === 'n');
+  const read = () => Array.from(table.tBodies[0].rows).map(r => r.cells[col].textContent);
+  table.tHead.rows[0].cells[col].click();
+  const up = read();
+  table.tHead.rows[0].cells[col].click();
+  return {up: up, down: read()};
+})()"""
+
+_SCREEN_JS = """(() => {
+  const img = document.querySelector('figure img').getBoundingClientRect();
+  const doc = document.documentElement;
+  return {img_top: img.top, img_bottom: img.bottom, scroll_width: doc.scrollWidth,
+          client_width: doc.clientWidth};
+})()"""
+
+
+def test_report_sorts_on_click_and_first_screen_shows_a_figure(tmp_path, rng):
+    if find_chromium() is None:
+        pytest.skip("no chromium executable: `.ci/run` installs Debian's chromium")
+    [png] = plotting.save_figure(plotting.plot_sheet_map(rng.normal(size=(16, 16))),
+                                 tmp_path / "main", svg=False, dpi=80)
+    wide = pd.DataFrame({f"column_{k}": rng.normal(size=12) for k in range(17)})
+    wide.insert(0, "n", [10, 2, 33, 4, np.nan, 5, 100, 7, 8, 9, 1, 3])
+    path = write_report(tmp_path / "report.html", title="topobrain localizer", settings={},
+                        sections=[Section("Main results", sentences=[
+                            "model, S - N: 120 of 256 units are selective."] * 3,
+                            figures=[("main figure", png)]),
+                            Section("Tables", tables=[Table("Layers", wide,
+                                                            columns=["n", "column_0"])])])
+    with Browser(timeout=60) as browser:
+        out = browser.render(path, tmp_path / "shot.png", width=1280, height=800,
+                             evaluate=[_SORT_JS, _SCREEN_JS])
+    assert out["console_errors"] == []
+    sort, screen = out["evaluated"]
+    assert sort["up"] == ["1", "2", "3", "4", "5", "7", "8", "9", "10", "33", "100", "–"]
+    assert sort["down"] == ["100", "33", "10", "9", "8", "7", "5", "4", "3", "2", "1", "–"]
+    assert screen["img_top"] < 800  # a figure on the first screen
+    assert screen["scroll_width"] <= screen["client_width"]  # no horizontal scroll bar
