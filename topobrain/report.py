@@ -165,7 +165,7 @@ def _table(tab: Table, table_id: str) -> str:
     body = []
     for row in shown.itertuples(index=False, name=None):
         body.append("<tr>" + "".join(f"<td{cls(c)}>{_cell(v)}</td>"
-                                     for c, v in zip(df.columns, row)) + "</tr>")
+                                     for c, v in zip(df.columns, row, strict=True)) + "</tr>")
     compact = " compact" if extra else ""
     out = (f'<div class="scroll"><table id="{table_id}" class="sortable{compact}">'
            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
