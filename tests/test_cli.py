@@ -223,25 +223,26 @@ def test_config_json_without_model(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- stimuli files
-BOM_TSV = "item_id\tcondition\ttext\n" + "".join(
-    f"{k}\t{'S' if k % 2 else 'N'}\t{'the cat sat on the mat' if k % 2 else 'blorp fep zun'}\n"
+LATIN1_TSV = "item_id\tcondition\ttext\n" + "".join(
+    f"{k}\t{'S' if k % 2 else 'N'}\t{'the café sat on the mat' if k % 2 else 'blorp fep zun'}\n"
     for k in range(1, 13))
 
 
-def test_bom_stimulus_file_names_encoding(tmp_path, capsys):
+def test_stimulus_file_encoding_flag(tmp_path, capsys):
     path = tmp_path / "items.tsv"
-    path.write_text(BOM_TSV, encoding="utf-8-sig")
-    assert main([*LOCALIZE[:3], "--stimuli", str(path), "--contrast", "S - N", "--out",
-                 str(tmp_path / "o")]) == 2
+    path.write_text(LATIN1_TSV, encoding="latin-1")
+    assert main(["localize", "--model", "topolm-tiny", "--stimuli", str(path), "--contrast",
+                 "S - N", "--out", str(tmp_path / "o")]) == 2
     line = one_line(capsys.readouterr().err)
-    assert "--encoding 'utf-8-sig'" in line and "encoding=" not in line
+    assert "not valid utf-8" in line and "--encoding 'latin-1'" in line
+    assert "encoding=" not in line
     assert main(["stimuli", "validate", str(path)]) == 2
-    assert "--encoding 'utf-8-sig'" in one_line(capsys.readouterr().err)
-    assert main(["stimuli", "validate", str(path), "--encoding", "utf-8-sig"]) == 0
+    assert "--encoding 'latin-1'" in one_line(capsys.readouterr().err)
+    assert main(["stimuli", "validate", str(path), "--encoding", "latin-1"]) == 0
     assert "12 items" in capsys.readouterr().out
     # with --encoding the file is read; the next problem is the (missing) model
     assert main(["localize", "--model", "no-such-model", "--stimuli", str(path),
-                 "--encoding", "utf-8-sig", "--contrast", "S - N",
+                 "--encoding", "latin-1", "--contrast", "S - N",
                  "--out", str(tmp_path / "o")]) == 2
     line = one_line(capsys.readouterr().err)
     assert "no-such-model" in line and "encoding" not in line

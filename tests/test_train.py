@@ -294,3 +294,138 @@ def test_cuda_bf16_training(tmp_path, corpus, prepared):  # pragma: no cover - C
     card = json.loads((out / "card.json").read_text())
     assert all(np.isfinite(card["history"]["train_loss"]))
     assert np.isfinite(card["final_val_loss"])
+
+
+# --------------------------------------------------------------------------- resume checks
+def card(folder: Path) -> dict:
+    return json.loads((Path(folder) / "card.json").read_text())
+
+
+def test_resume_refuses_a_changed_config(tmp_path, corpus, prepared):
+    base = tiny_config(tmp_path, corpus, prepared, max_steps=3)
+    train(base)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    # alpha 2.5 -> 0: what the model learns changes; no flag allows it
+    with pytest.raises(ValueError, match=r"checkpoint\.pt was trained with another config: "
+                                         r"spatial\.alpha 2\.5 -> 0\.0\. Restore spatial\.alpha"):
+        train(tiny_config(tmp_path, corpus, prepared, max_steps=3, spatial={"alpha": 0.0}))
+    with pytest.raises(ValueError, match="only .* may change when a run resumes"):
+        train(tiny_config(tmp_path, corpus, prepared, max_steps=3, spatial={"alpha": 0.0}),
+              allow_config_change=["spatial.alpha"])
+    # several keys: all listed, each with the checkpoint's and the new value
+    with pytest.raises(ValueError) as exc:
+        train(tiny_config(tmp_path, corpus, prepared, max_steps=5, lr=0.01,
+                          model={"n_head": 4}))
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert "lr 0.001 -> 0.01" in msg and "max_steps 3 -> 5" in msg
+    assert "model.n_head 2 -> 4" in msg
+    assert "allow_config_change='max_steps'" in msg
+    # defaults written out or left out are the same config
+    same = {**base, "spatial": {**base["spatial"], "distance": "inverse", "tau": 1.0}}
+    train(same)
+    assert ckpt.read_bytes() == before  # refused resumes never touched the checkpoint
+
+
+def test_resume_with_allowed_changes_is_recorded(tmp_path, corpus, prepared):
+    short = train(tiny_config(tmp_path / "a", corpus, prepared, max_steps=3))
+    short_history, short_card = history(short), card(short)
+    with pytest.raises(ValueError, match=r"max_steps 3 -> 6.*allow_config_change="
+                                         r"'max_steps'"):
+        train(tiny_config(tmp_path / "a", corpus, prepared, max_steps=6))
+    longer = train(tiny_config(tmp_path / "a", corpus, prepared, max_steps=6,
+                               eval_interval=2),
+                   allow_config_change="max_steps, eval_interval")
+    c = card(longer)
+    assert c["steps"] == 6 and c["training"]["max_steps"] == 6
+    assert c["resumes"] == [{"step": 3, "changed": {"eval_interval": [3, 2],
+                                                    "max_steps": [3, 6]}}]
+    h = history(longer)
+    assert h["step"] == list(range(1, 7)) and h["val_step"] == [3, 4, 6]
+    assert h["train_loss"][:3] == short_history["train_loss"]
+    # a second resume keeps the first in the record; an unchanged resume is listed too
+    again = train(tiny_config(tmp_path / "a", corpus, prepared, max_steps=6,
+                              eval_interval=2))
+    assert card(again)["resumes"] == [c["resumes"][0], {"step": 6, "changed": {}}]
+    # a fresh run has no resumes
+    assert short_card["resumes"] == []
+
+
+def test_checkpoint_that_does_not_fit_the_model(tmp_path, corpus, prepared):
+    """A checkpoint whose weights disagree with its own config: one line, no RuntimeError."""
+    train(tiny_config(tmp_path, corpus, prepared, max_steps=3))
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["config"]["model"]["n_layer"] = 3  # as if written by another version
+    torch.save(state, ckpt)
+    with pytest.raises(ValueError, match=r"checkpoint\.pt does not fit the configured model "
+                                         r"\(.*\); resume with the config it was trained with"):
+        train(tiny_config(tmp_path, corpus, prepared, max_steps=3, model={"n_layer": 3}))
+
+
+def test_cli_resume_errors_are_one_line(tmp_path, corpus, prepared, capsys):
+    cfg = tiny_config(tmp_path, corpus, prepared, max_steps=2)
+    cfg.pop("verbose")
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["-q", "train", "--config", str(p)]) == 0
+    capsys.readouterr()
+    # an architecture change: one line, the key, no traceback
+    p.write_text(yaml.safe_dump({**cfg, "model": {**cfg["model"], "n_layer": 3}}))
+    assert main(["train", "--config", str(p), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "model.n_layer 2 -> 3" in err
+    # a longer run: the message names the flag, which then resumes
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(p), "--max-steps", "3", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "max_steps 2 -> 3" in err
+    assert "--allow-config-change 'max_steps'" in err
+    assert main(["train", "--config", str(p), "--max-steps", "3", "-q",
+                 "--allow-config-change", "max_steps"]) == 0
+    c = card(tmp_path / "run" / "model")
+    assert c["steps"] == 3 and c["resumes"] == [{"step": 2, "changed": {"max_steps": [2, 3]}}]
+    assert main(["train", "--config", str(p), "--allow-config-change", "alpha"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--allow-config-change 'alpha': only" in err
+
+
+def test_config_types_and_ranges(tmp_path, corpus, prepared):
+    base = tiny_config(tmp_path, corpus, prepared)
+    bad = [
+        ({"max_steps": "ten"}, TypeError, r"max_steps must be an integer; got 'ten' \(str\)"),
+        ({"max_steps": 2.0}, TypeError, "max_steps must be an integer"),
+        ({"lr": "fast"}, TypeError, "lr must be a number"),
+        ({"seed": True}, TypeError, "seed must be an integer"),
+        ({"threads": "2"}, TypeError, "threads must be an integer or null"),
+        ({"model": {"n_layer": "two"}}, TypeError, "model.n_layer must be an integer"),
+        ({"model": {"sheet_shape": [4]}}, TypeError, "model.sheet_shape must be a list of 2"),
+        ({"spatial": {"inclusive": "yes"}}, TypeError, "spatial.inclusive must be true or "
+                                                        "false"),
+        ({"spatial": [1]}, TypeError, "spatial must be a mapping"),
+        ({"max_steps": 0}, ValueError, r"max_steps must be >= 1; got 0"),
+        ({"val_fraction": 1.5}, ValueError, r"val_fraction must be in \[0, 1\]"),
+        ({"lr": 0}, ValueError, "lr must be > 0"),
+        ({"model": {"dropout": 2.0}}, ValueError, r"model.dropout must be in \[0, 1\]"),
+        ({"spatial": {"kind": "moran"}}, ValueError, "spatial.kind must be one of"),
+        ({"spatial": {"distance": "l2"}}, ValueError, "spatial.distance must be one of"),
+        ({"betas": [0.9, 1.5]}, ValueError, r"betas must be two numbers in \[0, 1\)"),
+        ({"betas": [0.9]}, TypeError, "betas must be a list of 2 numbers"),
+    ]
+    for over, exc, match in bad:
+        cfg = {**base}
+        for k, v in over.items():
+            cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg[k], dict) else v
+        with pytest.raises(exc, match=match):
+            TrainConfig.from_dict(cfg)
+    # what is right passes: ints for floats, null threads, tuples or lists
+    TrainConfig.from_dict({**base, "lr": 1, "threads": None, "betas": (0.9, 0.95)})
+
+
+def test_train_device_cuda_without_cuda(tmp_path, corpus, prepared, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'cuda' in the training config: CUDA is not "
+                                         "available"):
+        train(tiny_config(tmp_path, corpus, prepared, device="cuda"))
