@@ -429,3 +429,14 @@ def test_train_device_cuda_without_cuda(tmp_path, corpus, prepared, monkeypatch)
     with pytest.raises(ValueError, match="device 'cuda' in the training config: CUDA is not "
                                          "available"):
         train(tiny_config(tmp_path, corpus, prepared, device="cuda"))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_bundled_configs_pass_the_checks(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem and cfg.max_steps >= 1
+    # the schema check is the same one: a bad value in a copy of the file is caught
+    text = path.read_text(encoding="utf-8").replace(f"max_steps: {cfg.max_steps}",
+                                                    "max_steps: ten")
+    with pytest.raises(TypeError, match="max_steps must be an integer"):
+        TrainConfig.from_dict(yaml.safe_load(text))
