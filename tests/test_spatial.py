@@ -20,6 +20,14 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import topobrain.spatial as spatial
+from topobrain._utils._permutation import (
+    BLOCK_SIZE,
+    TIE_RTOL,
+    as_seed_sequence,
+    block_keys,
+    n_blocks,
+    stream,
+)
 from topobrain._utils._stats import moran_i_raw
 from topobrain.sheet import CorticalSheet, grid_weights
 from topobrain.spatial import (
@@ -300,25 +308,41 @@ def test_null_values_and_counts_equal_a_direct_computation(rng):
     y = m.ravel()[keep]
     n = y.size
     w = grid_weights(m.shape, "rook", transform="b", mask=~np.isnan(m))
-    entropy = spatial._root_entropy(9)
-    keys = np.concatenate([spatial._block_keys(entropy, k, 300)
-                           for k in range(-(-300 // spatial._PERM_BLOCK))])
+    ss = as_seed_sequence(9)
+    keys = np.concatenate([block_keys(ss, k) for k in range(n_blocks(300))])[:300]
     perms = _permnull.permutations(keys, n)
     exact = moran_i_raw(y[perms], w)
     np.testing.assert_allclose(res.null, exact, rtol=1e-12, atol=1e-14)
     obs = moran_i_raw(y, w)[0]
-    tol = 1e-12 * abs(obs)
+    tol = TIE_RTOL * max(1.0, abs(obs))  # the core's tie rule
     assert res.p_sim == (np.sum(exact >= obs - tol) + 1) / 301
     assert np.sum(np.abs(exact - obs) <= tol) > 3  # the test does exercise ties
 
 
-def test_block_keys_are_prefixes_and_blocks_differ():
-    e = spatial._root_entropy(3)
-    full = spatial._block_keys(e, 0, 1000)
-    assert full.shape == (spatial._PERM_BLOCK,) and full.dtype == np.uint64
-    np.testing.assert_array_equal(spatial._block_keys(e, 0, 10), full[:10])
-    assert spatial._block_keys(e, 15, 1000).shape == (1000 - 15 * spatial._PERM_BLOCK,)
-    assert not np.intersect1d(full, spatial._block_keys(e, 1, 1000)).size
+def test_block_keys_are_the_cores_prefixes_and_blocks_differ():
+    ss = as_seed_sequence(3)
+    full = spatial._perm_keys(ss, 0, 1000)
+    assert full.shape == (BLOCK_SIZE,) and full.dtype == np.uint64
+    np.testing.assert_array_equal(full, block_keys(ss, 0, BLOCK_SIZE))
+    np.testing.assert_array_equal(spatial._perm_keys(ss, 0, 10), full[:10])
+    assert spatial._perm_keys(ss, 15, 1000).shape == (1000 - 15 * BLOCK_SIZE,)
+    assert not np.intersect1d(full, spatial._perm_keys(ss, 1, 1000)).size
+
+
+def test_streams_of_one_run_give_independent_nulls_and_the_seed_is_recorded(rng):
+    m = smooth_map(rng, (8, 9))
+    a = morans_i(m, n_permutations=200, seed=stream(11, "morans_i"))
+    b = morans_i(m, n_permutations=200, seed=stream(11, "clusters"))
+    assert not np.isin(a.null, b.null).all()
+    assert a.params["spawn_key"] != b.params["spawn_key"]
+    again = morans_i(m, n_permutations=200, seed=np.random.SeedSequence(
+        a.params["seed"], spawn_key=a.params["spawn_key"]))
+    np.testing.assert_array_equal(a.null, again.null)
+    # an unseeded run records the entropy it drew, so it can be reproduced too
+    free = morans_i(m, n_permutations=50)
+    np.testing.assert_array_equal(free.null, morans_i(m, n_permutations=50,
+                                                      seed=free.params["seed"]).null)
+    assert morans_i(m).params["seed"] is None  # nothing drawn, nothing recorded
 
 
 def test_seeded_null_is_identical_for_any_jobs_backend_and_batch(rng, monkeypatch):
@@ -348,7 +372,9 @@ def test_seeded_null_is_identical_for_any_jobs_backend_and_batch(rng, monkeypatc
     other = morans_i(maps, n_permutations=150, seed=5)
     assert not np.array_equal(base.null, other.null)
     gen = morans_i(maps, n_permutations=150, seed=np.random.default_rng(4))
-    assert gen.null.shape == (3, 150) and gen.params["seed"] == "Generator"
+    assert gen.null.shape == (3, 150) and isinstance(gen.params["seed"], int)
+    np.testing.assert_array_equal(
+        gen.null, morans_i(maps, n_permutations=150, seed=gen.params["seed"]).null)
 
 
 def test_dask_backend_gets_the_null_blocks_and_gives_the_same_null(rng):
@@ -360,11 +386,10 @@ def test_dask_backend_gets_the_null_blocks_and_gives_the_same_null(rng):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster):
-        with joblib.parallel_config(backend="dask"):
-            assert spatial._effective_n_jobs(2) == (2, False)
+        with joblib.parallel_config(backend="dask"), distributed.get_task_stream() as ts:
             res = morans_i(maps, n_permutations=200, seed=2, n_jobs=2)
+        assert len(ts.data) > 0  # the null blocks ran on the dask workers
     np.testing.assert_array_equal(ref.null, res.null)
-    assert spatial._effective_n_jobs(None) == (1, True)
 
 
 def test_given_weights_are_cached_by_content_never_stale(rng):
@@ -526,7 +551,7 @@ def test_results_same_fields_every_path_and_frames(rng):
     assert len(frame) == 36 and {"row", "col", "local_i", "quadrant"} <= set(frame.columns)
     ds = local_morans_i(m, n_permutations=9, seed=0).to_xarray()
     assert ds["local_i"].dims == ("row", "col") and "p_sim" in ds
-    assert isinstance(plain, MoranResult) and plain.params["weights"] == "grid queen"
+    assert isinstance(plain, MoranResult) and plain.params["adjacency"] == "queen"
 
 
 def test_inputs_are_not_modified(rng):
@@ -551,6 +576,59 @@ def test_degenerate_maps_give_nan_with_a_warning(rng):
         assert np.isnan(morans_i(m).I)
 
 
+def test_maps_constant_to_rounding_give_nan_never_a_p_value(rng):
+    # a map smoothed to constancy: 1e-15 of variation on a magnitude of 5 (issue #19, 4);
+    # its Moran's I would be a ratio of rounding errors (0.91 with p = 4e-171 before)
+    flat = 5.0 + 1e-15 * smooth_map(rng, (9, 9))
+    real = smooth_map(rng, (9, 9))
+    maps = np.stack([real, flat, 1e6 + real])  # a large offset with real variation is fine
+    with pytest.warns(UserWarning, match="1 of 3 maps are constant over their cells "
+                                         r"\(exactly, or to rounding"):
+        res = morans_i(maps, n_permutations=19, seed=0)
+    assert np.isnan(res.I[1]) and np.isnan(res.p_sim[1]) and np.isnan(res.p_rand[1])
+    assert np.isnan(res.null[1]).all()
+    np.testing.assert_allclose(res.I[[0, 2]], morans_i(real).I, rtol=1e-6)
+    assert np.isfinite(res.p_sim[[0, 2]]).all()
+    with pytest.warns(UserWarning, match="constant"):
+        g = gearys_c(flat, n_permutations=19, seed=0)
+    assert np.isnan(g.C) and np.isnan(g.p_sim) and np.isnan(g.z_rand)
+    with pytest.warns(UserWarning, match="constant"):
+        loc = local_morans_i(flat, n_permutations=19, seed=0)
+    assert np.isnan(loc.I).all() and np.isnan(loc.p_sim).all()
+    with pytest.warns(UserWarning, match="constant"):
+        assert np.isnan(morans_i(flat.ravel(), grid_weights((9, 9), "queen")).I)
+
+
+# -- the adjacency parameter and its old name -------------------------------------------
+def test_adjacency_is_recorded_and_the_old_weights_name_warns_with_the_same_numbers(rng):
+    m = with_holes(rng, smooth_map(rng, (9, 10)), "rook")
+    w = grid_weights((9, 10), "queen", transform="b")
+    cases = [(morans_i, "I"), (gearys_c, "C"), (local_morans_i, "I")]
+    for fn, field_ in cases:
+        for adj, recorded in (("rook", "rook"), ("queen", "queen"),
+                              (w, f"custom sparse (90 x 90, {w.nnz} nonzero)")):
+            values = m if isinstance(adj, str) else m.ravel()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # islands
+                warnings.simplefilter("error", DeprecationWarning)
+                new = fn(values, adjacency=adj, n_permutations=19, seed=3)
+                positional = fn(values, adj, n_permutations=19, seed=3)
+            with pytest.warns(DeprecationWarning, match="'weights' parameter is deprecated.*"
+                                                       "use adjacency="), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # islands
+                old = fn(values, weights=adj, n_permutations=19, seed=3)
+            for res in (positional, old):
+                np.testing.assert_array_equal(getattr(res, field_), getattr(new, field_))
+                np.testing.assert_array_equal(res.p_sim, new.p_sim)
+            assert new.params["adjacency"] == old.params["adjacency"] == recorded
+    assert morans_i(smooth_map(rng, (5, 5))).params["adjacency"] == "queen"  # the default
+    lw = lp_weights(grid_weights((5, 5), "rook", transform="b"))
+    assert morans_i(rng.standard_normal(25), lw).params["adjacency"].startswith("libpysal W")
+    with pytest.raises(TypeError, match="Got both weights= and adjacency="):
+        morans_i(m, weights="rook", adjacency="queen")
+
+
 # -- errors -----------------------------------------------------------------------------
 def test_errors_name_the_problem(rng):
     m = rng.standard_normal((5, 5))
@@ -559,7 +637,7 @@ def test_errors_name_the_problem(rng):
         morans_i(m, alternative="two_sided")
     with pytest.raises(ValueError, match="'transform'"):
         morans_i(m, transform="x")
-    with pytest.raises(ValueError, match="'weights'.*'rook'"):
+    with pytest.raises(ValueError, match="adjacency 'rok'.*'rook'"):
         morans_i(m, "rok")
     with pytest.raises(ValueError, match="n_permutations must be >= 0"):
         morans_i(m, n_permutations=-1)
@@ -567,9 +645,9 @@ def test_errors_name_the_problem(rng):
         morans_i(m, n_permutations=9.5)
     with pytest.raises(TypeError, match="n_permutations"):
         morans_i(m, n_permutations=True)
-    with pytest.raises(ValueError, match="pass weights=<scipy.sparse"):
+    with pytest.raises(ValueError, match="pass adjacency=<scipy.sparse"):
         morans_i(m.ravel())
-    with pytest.raises(ValueError, match=r"one entry per weights row \(25\)"):
+    with pytest.raises(ValueError, match=r"one entry per adjacency row \(25\)"):
         morans_i(np.ones(24), w)
     with pytest.raises(ValueError, match="square"):
         morans_i(np.ones(25), sp.csr_matrix(np.ones((25, 24))))
@@ -579,7 +657,7 @@ def test_errors_name_the_problem(rng):
     bad.data[0] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         morans_i(np.ones(25), bad)
-    with pytest.raises(TypeError, match="weights must be None"):
+    with pytest.raises(TypeError, match="adjacency must be one of"):
         morans_i(m.ravel(), [[1, 0], [0, 1]])
     with pytest.raises(ValueError, match="non-finite"):
         morans_i(np.where(m > 1, np.inf, m))

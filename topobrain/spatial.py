@@ -73,8 +73,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import os
-import sys
 import threading
 import warnings
 from collections import OrderedDict
@@ -85,9 +83,26 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtr
 
+from ._utils._adjacency import (
+    DEFAULT_ADJACENCY,
+    adjacency_name,
+    check_adjacency,
+    deprecated_alias,
+    user_stacklevel,
+)
+from ._utils._permutation import (
+    BLOCK_SIZE,
+    as_seed_sequence,
+    block_keys,
+    block_rng,
+    n_blocks,
+    permutation_pvalue,
+    run_blocks,
+    seed_record,
+)
 from ._utils._sparse import submatrix
-from ._utils._stats import moran_i_raw
-from ._utils._validation import check_finite, check_option, check_random_state
+from ._utils._stats import moran_i_raw, near_constant
+from ._utils._validation import check_finite, check_option
 from .sheet import CorticalSheet, grid_weights, transform_weights
 
 __all__ = [
@@ -95,6 +110,7 @@ __all__ = [
     "GearyResult",
     "LocalMoranResult",
     "MoranResult",
+    "decay_distance",
     "distance_profile",
     "gearys_c",
     "local_morans_i",
@@ -105,15 +121,10 @@ Alternative = Literal["two-sided", "greater", "less", "directed"]
 Transform = Literal["r", "b"]
 _ALTERNATIVES = ("two-sided", "greater", "less", "directed")
 _TRANSFORMS = ("r", "b", None)
-_GRID_KINDS = ("queen", "rook")
 
-# Permutations per seeded block. Changing it changes the numbers drawn for a given seed.
-_PERM_BLOCK = 64
 # Elements per working array in the null computations (memory and cache bound only; any
 # value gives identical numbers).
 _CHUNK_ELEMENTS = 1 << 17
-# Relative tolerance within which a permuted statistic ties with the observed one.
-_TIE_RTOL = 1e-12
 
 
 # ---------------------------------------------------------------------------------------
@@ -469,15 +480,6 @@ class DistanceProfile:
 # ---------------------------------------------------------------------------------------
 # input handling
 # ---------------------------------------------------------------------------------------
-def _stacklevel() -> int:
-    """Stack level of the first frame outside topobrain (warnings at the user's line)."""
-    pkg = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 @dataclass
 class _Input:
     flat: np.ndarray            # (n_maps, n_cells) float64, a private copy
@@ -485,7 +487,7 @@ class _Input:
     cell_shape: tuple           # (n_rows, n_cols) for grid maps, (n_cells,) for vectors
     grid_kind: str | None       # "queen"/"rook" when the weights are the grid's
     base: sp.csr_matrix | None  # given weights over all cells (None for grid weights)
-    weights_desc: str
+    adjacency: str              # what params["adjacency"] records (adjacency_name)
 
     @functools.cached_property
     def base_digest(self) -> bytes:
@@ -496,38 +498,7 @@ class _Input:
         return h.digest()
 
 
-def _as_sparse_weights(weights) -> sp.csr_matrix:
-    if hasattr(weights, "sparse") and sp.issparse(weights.sparse):
-        weights = weights.sparse  # libpysal W / Graph, without importing libpysal
-    if sp.issparse(weights):
-        w = sp.csr_matrix(weights, dtype=np.float64, copy=True)
-    elif isinstance(weights, np.ndarray):
-        if weights.ndim != 2:
-            raise ValueError(
-                f"weights must be a square (n_cells, n_cells) matrix; got an array of shape "
-                f"{weights.shape}."
-            )
-        w = sp.csr_matrix(np.asarray(weights, dtype=np.float64))
-    else:
-        raise TypeError(
-            "weights must be None, 'queen', 'rook', a scipy.sparse matrix, a square numpy "
-            f"array or a libpysal W; got {type(weights).__name__}."
-        )
-    if w.shape[0] != w.shape[1]:
-        raise ValueError(f"weights must be square (n_cells, n_cells); got shape {w.shape}.")
-    if not np.all(np.isfinite(w.data)):
-        raise ValueError("weights hold NaN or inf entries; spatial weights must be finite.")
-    if np.any(w.data < 0):
-        raise ValueError(
-            f"weights hold {int((w.data < 0).sum())} negative entries; spatial weights must "
-            "be non-negative."
-        )
-    w.eliminate_zeros()
-    w.sort_indices()
-    return w
-
-
-def _prepare(values, weights) -> _Input:
+def _prepare(values, adjacency) -> _Input:
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -536,20 +507,19 @@ def _prepare(values, weights) -> _Input:
             f"{type(values).__name__} ({exc})."
         ) from None
     check_finite(arr, "values", allow_nan=True)
-    if weights is None or isinstance(weights, str):
-        kind = "queen" if weights is None else weights
-        check_option("weights", kind, _GRID_KINDS)
+    adj = check_adjacency(adjacency)
+    if isinstance(adj, str):
         if arr.ndim not in (2, 3):
             raise ValueError(
-                f"Without a weights matrix, values must be a 2D map (n_rows, n_cols) or a batch "
-                f"of maps (n_maps, n_rows, n_cols); got shape {arr.shape}. For a vector or a "
-                f"mesh, pass weights=<scipy.sparse matrix of shape (n_cells, n_cells)>."
+                f"Without an adjacency matrix, values must be a 2D map (n_rows, n_cols) or a "
+                f"batch of maps (n_maps, n_rows, n_cols); got shape {arr.shape}. For a vector "
+                f"or a mesh, pass adjacency=<scipy.sparse matrix of shape (n_cells, n_cells)>."
             )
         batch = arr.ndim == 3
         cell_shape = tuple(arr.shape[-2:])
         flat = arr.reshape(-1, cell_shape[0] * cell_shape[1]).copy()
-        return _Input(flat, batch, cell_shape, kind, None, f"grid {kind}")
-    w = _as_sparse_weights(weights)
+        return _Input(flat, batch, cell_shape, adj, None, adj)
+    w = sp.csr_matrix(adj)  # a validated private copy: float64, no zeros, sorted indices
     n = w.shape[0]
     if arr.ndim in (1, 2) and arr.shape[-1] == n:
         batch = arr.ndim == 2
@@ -559,12 +529,12 @@ def _prepare(values, weights) -> _Input:
         cell_shape = tuple(arr.shape[-2:])
     else:
         raise ValueError(
-            f"values must have one entry per weights row ({n}) on the last axis (a vector or "
-            f"a batch (n_maps, {n})), or be maps whose cells number {n}; got shape "
+            f"values must have one entry per adjacency row ({n}) on the last axis (a vector "
+            f"or a batch (n_maps, {n})), or be maps whose cells number {n}; got shape "
             f"{arr.shape}."
         )
     flat = arr.reshape(-1, n).copy()
-    return _Input(flat, batch, cell_shape, None, w, f"matrix {n}x{n}")
+    return _Input(flat, batch, cell_shape, None, w, adjacency_name(adjacency))
 
 
 def _drop_islands(idx: np.ndarray, w) -> tuple[np.ndarray, sp.csr_matrix, int]:
@@ -729,16 +699,9 @@ def _check_common(alternative, transform, n_permutations):
     return int(n_permutations)
 
 
-def _seed_record(seed):
-    if seed is None or isinstance(seed, (int, np.integer)):
-        return None if seed is None else int(seed)
-    return type(seed).__name__
-
-
-def _root_entropy(seed) -> int:
-    """One integer of entropy for the SeedSequence that seeds every permutation block."""
-    rng = check_random_state(seed)
-    return int(rng.integers(0, 2**63 - 1))
+def _seed_params(ss) -> dict:
+    """The ``seed`` and ``spawn_key`` a result records (None when nothing was drawn)."""
+    return {"seed": None, "spawn_key": None} if ss is None else seed_record(ss)
 
 
 # ---------------------------------------------------------------------------------------
@@ -755,35 +718,24 @@ def _normal_p(z, alternative):
         return one if alternative == "directed" else np.minimum(1.0, 2.0 * one)
 
 
-def _tie_tol(obs):
-    return _TIE_RTOL * np.maximum(np.abs(obs), 1e-300)
-
-
-def _perm_p_from_counts(ge, le, n_perm, alternative):
-    ge = np.asarray(ge, dtype=np.float64)
-    le = np.asarray(le, dtype=np.float64)
-    if alternative == "greater":
-        return (ge + 1.0) / (n_perm + 1.0)
-    if alternative == "less":
-        return (le + 1.0) / (n_perm + 1.0)
-    directed = (np.minimum(ge, le) + 1.0) / (n_perm + 1.0)
-    return directed if alternative == "directed" else np.minimum(1.0, 2.0 * directed)
+def _p_sim(obs, null, alternative):
+    """Permutation p-values of ``obs`` (shape S) against ``null`` (shape (*S, B)), by the
+    core's rule (:func:`~topobrain._utils._permutation.permutation_pvalue`); ``"directed"``
+    is the smaller of the two one-sided p-values (esda's ``p_sim``)."""
+    null = np.moveaxis(null, -1, 0)
+    if alternative == "directed":
+        return np.minimum(permutation_pvalue(obs, null, "greater"),
+                          permutation_pvalue(obs, null, "less"))
+    return permutation_pvalue(obs, null, alternative)
 
 
 def _sim_summary(null, obs, alternative):
     """p_sim, mean, variance, z and p_z of a (m, B) null against (m,) observed values."""
-    n_perm = null.shape[-1]
-    tol = _tie_tol(obs)[:, None]
-    ge = (null >= obs[:, None] - tol).sum(-1)
-    le = (null <= obs[:, None] + tol).sum(-1)
-    p_sim = _perm_p_from_counts(ge, le, n_perm, alternative)
     mean = null.mean(-1)
     var = null.var(-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (obs - mean) / np.sqrt(var)
-    nan = np.isnan(obs)
-    p_sim = np.where(nan, np.nan, p_sim)
-    return p_sim, mean, var, z, _normal_p(z, alternative)
+    return _p_sim(obs, null, alternative), mean, var, z, _normal_p(z, alternative)
 
 
 # ---------------------------------------------------------------------------------------
@@ -843,15 +795,14 @@ def _exact_stat(spec: _NullSpec, x: np.ndarray) -> np.ndarray:
     return _geary_raw(x, spec.w)
 
 
-def _block_keys(entropy: int, k: int, n_perm: int) -> np.ndarray:
-    """The 64-bit keys of permutation block ``k``: one per permutation, from the ``k``-th
-    child of the root ``SeedSequence`` (a prefix of the same keys for a short last block)."""
-    b_len = min(_PERM_BLOCK, n_perm - k * _PERM_BLOCK)
-    ss = np.random.SeedSequence(entropy, spawn_key=(k,))
-    return ss.generate_state(_PERM_BLOCK, dtype=np.uint64)[:b_len]
+def _perm_keys(ss: np.random.SeedSequence, k: int, n_perm: int) -> np.ndarray:
+    """The 64-bit keys of the permutations of block ``k`` (the core's ``block_keys``; the
+    last block of ``n_perm`` permutations keeps a prefix of its keys)."""
+    return block_keys(ss, k, BLOCK_SIZE)[:min(BLOCK_SIZE, n_perm - k * BLOCK_SIZE)]
 
 
-def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarray:
+def _null_blocks(spec: _NullSpec, ss: np.random.SeedSequence, n_perm: int,
+                 blocks) -> np.ndarray:
     """Permuted statistics for the given permutation blocks: (m, sum of block lengths)."""
     from ._utils import _permnull
 
@@ -859,7 +810,7 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
     if n >= 2**31:
         raise ValueError(f"{n} cells: permutation nulls index cells with int32 (at most "
                          f"{2**31 - 1}); split the map.")
-    keys = [_block_keys(entropy, k, n_perm) for k in blocks]
+    keys = [_perm_keys(ss, k, n_perm) for k in blocks]
     if not keys:
         return np.empty((m, 0))
     keys = np.concatenate(keys)
@@ -877,58 +828,13 @@ def _null_blocks(spec: _NullSpec, blocks, entropy: int, n_perm: int) -> np.ndarr
     return stat
 
 
-# joblib backends that run on this machine: the null runs in threads there instead (its
-# kernel releases the GIL, and a thread pool starts in microseconds where joblib takes
-# about 10 ms). Any other configured backend (dask, ray, ...) gets the work through joblib.
-_LOCAL_BACKENDS = ("LokyBackend", "ThreadingBackend", "MultiprocessingBackend",
-                   "SequentialBackend")
-
-
-def _effective_n_jobs(n_jobs) -> tuple[int, bool]:
-    """Number of jobs, and whether they may run in a local thread pool."""
-    if n_jobs is not None and int(n_jobs) == 1:
-        return 1, True
-    if n_jobs is None and "joblib" not in sys.modules:
-        return 1, True  # no joblib.parallel_config can be active: do not pay joblib's import
-    from joblib.parallel import get_active_backend
-
-    backend, cfg_jobs = get_active_backend()
-    local = type(backend).__name__ in _LOCAL_BACKENDS
-    jobs = n_jobs if n_jobs is not None else cfg_jobs
-    if jobs is None:
-        return 1, local
-    jobs = int(jobs)
-    if jobs < 0:
-        jobs = max(1, (os.cpu_count() or 1) + 1 + jobs)
-    return max(1, jobs), local
-
-
-def _run_null(spec: _NullSpec, n_perm: int, entropy: int, n_jobs) -> np.ndarray:
-    n_blocks = -(-n_perm // _PERM_BLOCK)
-    jobs, local = _effective_n_jobs(n_jobs)
-    jobs = min(jobs, n_blocks)
-    if jobs <= 1:
-        return _null_blocks(spec, range(n_blocks), entropy, n_perm)
-    splits = [list(s) for s in np.array_split(np.arange(n_blocks), jobs) if len(s)]
-    if local:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            parts = list(pool.map(lambda s: _null_blocks(spec, s, entropy, n_perm), splits))
-    else:
-        from joblib import Parallel, delayed
-
-        parts = Parallel(n_jobs=jobs)(
-            delayed(_null_blocks)(spec, s, entropy, n_perm) for s in splits)
-    return np.concatenate(parts, axis=1)
-
-
 # ---------------------------------------------------------------------------------------
 # global statistics
 # ---------------------------------------------------------------------------------------
-def _global(kind, values, weights, *, n_permutations, alternative, transform, seed, n_jobs):
+def _global(kind, values, adjacency, *, n_permutations, alternative, transform, seed, n_jobs,
+            verbose):
     n_perm = _check_common(alternative, transform, n_permutations)
-    inp = _prepare(values, weights)
+    inp = _prepare(values, adjacency)
     n_maps = inp.flat.shape[0]
     nan = np.full(n_maps, np.nan)
     stat, expected = nan.copy(), nan.copy()
@@ -936,7 +842,7 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
     n_cells = np.zeros(n_maps, dtype=np.int64)
     n_islands = np.zeros(n_maps, dtype=np.int64)
     null = np.full((n_maps, n_perm), np.nan) if n_perm else None
-    entropy = _root_entropy(seed) if n_perm else 0
+    ss = as_seed_sequence(seed) if n_perm else None
     few, constant = [], []
     for maps, keep in _groups(inp.flat):
         gw = _group_weights(inp, keep, transform)
@@ -948,17 +854,18 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
             few.extend(maps.tolist())
             continue
         z = inp.flat[np.ix_(maps, idx)]
+        flat = near_constant(z)  # variance at rounding level: no statistic, never a p-value
         z = z - z.mean(-1, keepdims=True)
         z2 = z * z
-        ss = z2.sum(-1)
-        ok = ss > 0
+        sq = z2.sum(-1)
+        ok = (sq > 0) & ~flat
         if not ok.all():
             constant.extend(maps[~ok].tolist())
         s0, s1, s2 = gw.sums
         n2 = float(n) * n
         s02 = s0 * s0
         with np.errstate(divide="ignore", invalid="ignore"):
-            k = ((z2 * z2).sum(-1) / n) / (ss / n) ** 2
+            k = ((z2 * z2).sum(-1) / n) / (sq / n) ** 2
         if kind == "moran":
             obs = moran_i_raw(z, w)
             ei = -1.0 / (n - 1)
@@ -981,7 +888,7 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
         v_rand[maps] = np.where(ok, vr, np.nan)
         if n_perm and ok.any():
             good = maps[ok]
-            xs = z[ok] / np.sqrt(ss[ok] / n)[:, None]
+            xs = z[ok] / np.sqrt(sq[ok] / n)[:, None]
             ell, rho, k_row = gw.upper
             # rounding bound of the kernel's double-precision sums (rows in sequence,
             # each row's k_row terms in sequence)
@@ -999,24 +906,28 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
                 tol = np.full(m, (n - 1) / (2 * s0) * gamma * (np.abs(g).max() + 2 * rho))
             spec = _NullSpec(xs=np.ascontiguousarray(xs), ell=ell, g=g, a=a, c=c,
                              obs=obs[ok], tol=tol, w=w, kind=kind)
-            null[good] = _run_null(spec, n_perm, entropy, n_jobs)
+            parts = run_blocks(functools.partial(_null_blocks, spec, ss, n_perm),
+                               range(n_blocks(n_perm)), n_jobs=n_jobs, threads=True,
+                               verbose=verbose, desc=f"{_NAMES[kind]} null")
+            null[good] = np.concatenate(parts, axis=1)
     if few:
         warnings.warn(
             f"{len(few)} of {n_maps} maps have fewer than 4 usable cells (after dropping NaN "
             f"cells and islands); their statistics are NaN.", UserWarning,
-            stacklevel=_stacklevel(),
+            stacklevel=user_stacklevel(),
         )
     if constant:
         warnings.warn(
-            f"{len(constant)} of {n_maps} maps are constant over their cells; their "
-            f"statistics are NaN.", UserWarning, stacklevel=_stacklevel(),
+            f"{len(constant)} of {n_maps} maps are constant over their cells (exactly, or to "
+            f"rounding: variation below 1e-10 of their magnitude); their statistics are NaN.",
+            UserWarning, stacklevel=user_stacklevel(),
         )
     if n_islands.sum():
         n_with = int((n_islands > 0).sum())
         warnings.warn(
             f"Dropped {int(n_islands.sum())} island cells (no neighbour left after dropping "
             f"NaN cells) in {n_with} of {n_maps} maps; see n_islands.", UserWarning,
-            stacklevel=_stacklevel(),
+            stacklevel=user_stacklevel(),
         )
     with np.errstate(divide="ignore", invalid="ignore"):
         z_norm = (stat - expected) / np.sqrt(v_norm)
@@ -1034,20 +945,25 @@ def _global(kind, values, weights, *, n_permutations, alternative, transform, se
     if not inp.batch:
         out = {k: (None if v is None else (v[0] if k == "null" else v[0].item()))
                for k, v in out.items()}
-    params = {"alternative": alternative, "n_permutations": n_perm, "seed": _seed_record(seed),
-              "transform": transform, "weights": inp.weights_desc}
+    params = {"alternative": alternative, "n_permutations": n_perm, **_seed_params(ss),
+              "transform": transform, "adjacency": inp.adjacency}
     return out, params
 
 
+_NAMES = {"moran": "Moran's I", "geary": "Geary's C"}
+
+
+@deprecated_alias(weights="adjacency")
 def morans_i(
     values,
-    weights=None,
+    adjacency=DEFAULT_ADJACENCY,
     *,
     n_permutations: int = 0,
     seed=None,
     alternative: Alternative = "two-sided",
     transform: Transform | None = "r",
     n_jobs: int | None = None,
+    verbose: int = 1,
 ) -> MoranResult:
     """Global Moran's I of a map, a vector on a mesh, or a batch of either.
 
@@ -1055,25 +971,31 @@ def morans_i(
     ----------
     values : ndarray
         A map ``(n_rows, n_cols)`` or maps ``(n_maps, n_rows, n_cols)`` (NaN where no unit
-        sits), or with a weights matrix a vector ``(n_cells,)`` or ``(n_maps, n_cells)``.
+        sits), or with an adjacency matrix a vector ``(n_cells,)`` or ``(n_maps, n_cells)``.
         Never modified.
-    weights : None, {"queen", "rook"}, scipy.sparse matrix, ndarray or libpysal W
-        ``None`` or ``"queen"``: the 8-neighbour grid of the map (as published for TopoLM);
-        ``"rook"``: the 4-neighbour grid; a matrix: weights between cells (row-major cells
-        for maps), e.g. a mesh adjacency.
+    adjacency : {"queen", "rook"}, scipy.sparse matrix, ndarray, libpysal W or None, \
+default="queen"
+        ``"queen"`` (or None): the 8-neighbour grid of the map (as published for TopoLM,
+        :data:`~topobrain._utils._adjacency.DEFAULT_ADJACENCY`); ``"rook"``: the
+        4-neighbour grid; a matrix: weights between cells (row-major cells for maps), e.g.
+        a mesh adjacency. Recorded in ``params["adjacency"]``. (Formerly ``weights=``,
+        which still works with a ``DeprecationWarning``.)
     n_permutations : int, default=0
         Random permutations of the values over the kept cells (0: none).
-    seed : int, numpy.random.Generator or None
-        Seed of the permutations (converted once through ``np.random.default_rng``).
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
+        Seed of the permutations, by the permutation core's seed rule (a pipeline passes
+        its ``stream(seed, "morans_i")``); recorded in ``params`` with its spawn key.
     alternative : {"two-sided", "greater", "less", "directed"}, default="two-sided"
         Sidedness of every p-value (see the module docstring; ``"directed"`` is esda's).
     transform : {"r", "b"} or None, default="r"
         Row-standardised (esda's default), binary, or the weights as given.
     n_jobs : int or None
-        Jobs over permutation blocks (``None``: joblib's configuration, one job by
-        default). They run in a thread pool (the compiled kernel releases the GIL) unless
-        a non-local joblib backend such as dask is configured, which then gets them.
-        Results do not depend on it.
+        Jobs over permutation blocks, through the permutation core's dispatcher
+        (``None``: joblib's configuration, one job by default). They run in a thread pool
+        (the compiled kernel releases the GIL) unless a non-local joblib backend such as
+        dask is configured, which then gets them. Results do not depend on it.
+    verbose : int, default=1
+        A progress bar over the permutation chunks when there are several; 0 silences it.
 
     Returns
     -------
@@ -1083,7 +1005,9 @@ def morans_i(
     -----
     ``I = (n / S0) * z' W z / z' z`` with ``z`` the centred values of the ``n`` kept cells
     and ``S0`` the sum of the weights; moments under normality and randomisation as in
-    Cliff & Ord (1981), identical to ``esda.Moran``.
+    Cliff & Ord (1981), identical to ``esda.Moran``. A map that is constant over its
+    kept cells, exactly or to rounding (its variation below ``1e-10`` of its magnitude,
+    e.g. a map smoothed flat), gets NaN statistics and p-values with a warning.
 
     References
     ----------
@@ -1098,22 +1022,24 @@ def morans_i(
     >>> bool(res.I > 0.8), bool(res.p_sim < 0.05)
     (True, True)
     """
-    out, params = _global("moran", values, weights, n_permutations=n_permutations,
+    out, params = _global("moran", values, adjacency, n_permutations=n_permutations,
                           alternative=alternative, transform=transform, seed=seed,
-                          n_jobs=n_jobs)
+                          n_jobs=n_jobs, verbose=verbose)
     stat = out.pop("stat")
     return MoranResult(I=stat, params=params, **out)
 
 
+@deprecated_alias(weights="adjacency")
 def gearys_c(
     values,
-    weights=None,
+    adjacency=DEFAULT_ADJACENCY,
     *,
     n_permutations: int = 0,
     seed=None,
     alternative: Alternative = "two-sided",
     transform: Transform | None = "r",
     n_jobs: int | None = None,
+    verbose: int = 1,
 ) -> GearyResult:
     """Global Geary's C of a map, a vector on a mesh, or a batch of either.
 
@@ -1136,9 +1062,9 @@ def gearys_c(
     >>> bool(gearys_c(smooth).C < 0.2)
     True
     """
-    out, params = _global("geary", values, weights, n_permutations=n_permutations,
+    out, params = _global("geary", values, adjacency, n_permutations=n_permutations,
                           alternative=alternative, transform=transform, seed=seed,
-                          n_jobs=n_jobs)
+                          n_jobs=n_jobs, verbose=verbose)
     stat = out.pop("stat")
     return GearyResult(C=stat, params=params, **out)
 
@@ -1163,12 +1089,12 @@ def _draw_distinct(rng: np.random.Generator, rows: int, k: int, n: int) -> np.nd
     return ids
 
 
-def _local_group(z, w, n_perm, entropy, alternative, keep_null):
+def _local_group(z, w, n_perm, ss, alternative, keep_null):
     """Local Moran for the maps ``z`` (m, n) of one group (centred, no NaN)."""
     m, n = z.shape
-    ss = (z * z).sum(-1)
+    sq = (z * z).sum(-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        zs = z / np.sqrt(ss / n)[:, None]       # standardised (population sd), as esda
+        zs = z / np.sqrt(sq / n)[:, None]       # standardised (population sd), as esda
     lag = (w @ zs.T).T
     scaling = (n - 1) / n                         # (n - 1) / sum(zs**2)
     local = scaling * zs * lag
@@ -1201,48 +1127,42 @@ def _local_group(z, w, n_perm, entropy, alternative, keep_null):
     wpad = np.zeros((n, k_max))
     pos = np.arange(off.nnz) - np.repeat(off.indptr[:-1], card)
     wpad[np.repeat(np.arange(n), card), pos] = off.data
-    ge = np.zeros((m, n))
-    le = np.zeros((m, n))
-    s1 = np.zeros((m, n))
-    s2 = np.zeros((m, n))
+    # the draws: block b of the permutation core gives its permutations' k_max distinct
+    # other cells, (B, k) indices into range(n - 1); the same draws serve every cell
+    ids = np.concatenate([
+        _draw_distinct(block_rng(ss, b), min(BLOCK_SIZE, n_perm - b * BLOCK_SIZE), k_max,
+                       n - 1)
+        for b in range(n_blocks(n_perm))])
+    p_sim = np.empty((m, n))
+    mean = np.empty((m, n))
+    var = np.empty((m, n))
     null = np.empty((m, n, n_perm)) if keep_null else None
-    tol = _tie_tol(local)
     sites = np.arange(n)
-    n_blocks = -(-n_perm // _PERM_BLOCK)
-    for blk in range(n_blocks):
-        start = blk * _PERM_BLOCK
-        b_len = min(_PERM_BLOCK, n_perm - start)
-        rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(blk,)))
-        ids = _draw_distinct(rng, b_len, k_max, n - 1)           # (b, k) from range(n - 1)
-        step = max(1, _CHUNK_ELEMENTS // max(1, b_len * max(k_max, 1)))
-        for s0_ in range(0, n, step):
-            s = sites[s0_:s0_ + step]
-            idx = ids[None, :, :] + (ids[None, :, :] >= s[:, None, None])   # skip site i
-            for j in range(m):
-                vals = zs[j][idx]                                  # (s, b, k)
-                lag_p = np.einsum("sbk,sk->sb", vals, wpad[s])
-                zi = zs[j, s][:, None]
-                stat = scaling * zi * (lag_p + self_w[s][:, None] * zi)
-                obs = local[j, s][:, None]
-                t = tol[j, s][:, None]
-                ge[j, s] += (stat >= obs - t).sum(1)
-                le[j, s] += (stat <= obs + t).sum(1)
-                s1[j, s] += stat.sum(1)
-                s2[j, s] += (stat * stat).sum(1)
-                if keep_null:
-                    null[j, s, start:start + b_len] = stat
-    mean = s1 / n_perm
-    var = np.maximum(s2 / n_perm - mean * mean, 0.0)
+    step = max(1, _CHUNK_ELEMENTS // max(1, n_perm * max(k_max, 1)))
+    for s0_ in range(0, n, step):
+        s = sites[s0_:s0_ + step]
+        idx = ids[None, :, :] + (ids[None, :, :] >= s[:, None, None])   # skip site i
+        for j in range(m):
+            vals = zs[j][idx]                                      # (s, B, k)
+            lag_p = np.einsum("sbk,sk->sb", vals, wpad[s])
+            zi = zs[j, s][:, None]
+            stat = scaling * zi * (lag_p + self_w[s][:, None] * zi)   # (s, B)
+            p_sim[j, s] = _p_sim(local[j, s], stat, alternative)
+            mean[j, s] = stat.mean(1)
+            var[j, s] = stat.var(1)
+            if keep_null:
+                null[j, s] = stat
     with np.errstate(divide="ignore", invalid="ignore"):
         zsim = (local - mean) / np.sqrt(var)
-    res.update(p_sim=_perm_p_from_counts(ge, le, n_perm, alternative), expected_sim=mean,
-               variance_sim=var, z_sim=zsim, p_z_sim=_normal_p(zsim, alternative), null=null)
+    res.update(p_sim=p_sim, expected_sim=mean, variance_sim=var, z_sim=zsim,
+               p_z_sim=_normal_p(zsim, alternative), null=null)
     return res
 
 
+@deprecated_alias(weights="adjacency")
 def local_morans_i(
     values,
-    weights=None,
+    adjacency=DEFAULT_ADJACENCY,
     *,
     n_permutations: int = 999,
     seed=None,
@@ -1254,14 +1174,15 @@ def local_morans_i(
 
     Parameters
     ----------
-    values, weights, transform
+    values, adjacency, transform
         As :func:`morans_i` (NaN cells dropped, islands dropped with a warning).
     n_permutations : int, default=999
         Conditional permutations: for cell ``i`` its own value stays and its ``k_i``
         neighbour slots receive ``k_i`` distinct values drawn from the other cells. The
         same draws serve every cell of a permutation (as esda does), so the per-cell
         p-values are each valid but not independent.
-    seed : int, numpy.random.Generator or None
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
+        As :func:`morans_i`.
     alternative : {"two-sided", "greater", "less", "directed"}, default="two-sided"
         ``"directed"`` gives esda's ``p_sim`` and ``p_z_sim``.
     keep_null : bool, default=False
@@ -1285,7 +1206,7 @@ def local_morans_i(
     n_perm = _check_common(alternative, transform, n_permutations)
     if not isinstance(keep_null, (bool, np.bool_)):
         raise TypeError(f"keep_null must be a bool; got {type(keep_null).__name__}.")
-    inp = _prepare(values, weights)
+    inp = _prepare(values, adjacency)
     n_maps, n_total = inp.flat.shape
     full = lambda: np.full((n_maps, n_total), np.nan)  # noqa: E731
     res = {k: full() for k in ("I", "expected", "variance", "expected_cond", "variance_cond")}
@@ -1299,7 +1220,7 @@ def local_morans_i(
             res[k] = None
     n_cells = np.zeros(n_maps, dtype=np.int64)
     n_islands = np.zeros(n_maps, dtype=np.int64)
-    entropy = _root_entropy(seed) if n_perm else 0
+    ss = as_seed_sequence(seed) if n_perm else None
     few, constant = 0, 0
     for maps, keep in _groups(inp.flat):
         gw = _group_weights(inp, keep, transform)
@@ -1310,13 +1231,14 @@ def local_morans_i(
             few += maps.size
             continue
         z = inp.flat[np.ix_(maps, idx)]
+        flat = near_constant(z)
         z = z - z.mean(-1, keepdims=True)
-        ok = (z * z).sum(-1) > 0
+        ok = ((z * z).sum(-1) > 0) & ~flat
         constant += int((~ok).sum())
         if not ok.any():
             continue
         good = maps[ok]
-        out = _local_group(z[ok], w, n_perm, entropy, alternative, keep_null)
+        out = _local_group(z[ok], w, n_perm, ss, alternative, keep_null)
         for k, v in out.items():
             if v is None:
                 continue
@@ -1326,15 +1248,16 @@ def local_morans_i(
                 res[k][np.ix_(good, idx)] = v
     if few:
         warnings.warn(f"{few} of {n_maps} maps have fewer than 4 usable cells; their local "
-                      "statistics are NaN.", UserWarning, stacklevel=_stacklevel())
+                      "statistics are NaN.", UserWarning, stacklevel=user_stacklevel())
     if constant:
-        warnings.warn(f"{constant} of {n_maps} maps are constant over their cells; their "
-                      "local statistics are NaN.", UserWarning, stacklevel=_stacklevel())
+        warnings.warn(f"{constant} of {n_maps} maps are constant over their cells (exactly, "
+                      "or to rounding); their local statistics are NaN.", UserWarning,
+                      stacklevel=user_stacklevel())
     if n_islands.sum():
         warnings.warn(
             f"Dropped {int(n_islands.sum())} island cells (no neighbour left after dropping "
             f"NaN cells) in {int((n_islands > 0).sum())} of {n_maps} maps; see n_islands.",
-            UserWarning, stacklevel=_stacklevel(),
+            UserWarning, stacklevel=user_stacklevel(),
         )
     lead = (n_maps,) if inp.batch else ()
     shaped = {}
@@ -1345,8 +1268,8 @@ def local_morans_i(
             shaped[k] = v.reshape(*lead, *inp.cell_shape, n_perm)
         else:
             shaped[k] = v.reshape(*lead, *inp.cell_shape)
-    params = {"alternative": alternative, "n_permutations": n_perm, "seed": _seed_record(seed),
-              "transform": transform, "weights": inp.weights_desc,
+    params = {"alternative": alternative, "n_permutations": n_perm, **_seed_params(ss),
+              "transform": transform, "adjacency": inp.adjacency,
               "cell_shape": tuple(inp.cell_shape)}
     nc = n_cells if inp.batch else int(n_cells[0])
     ni = n_islands if inp.batch else int(n_islands[0])
@@ -1364,6 +1287,46 @@ def _participation_ratio(x: np.ndarray) -> float:
     if tot <= 0:
         return float("nan")
     return float(tot * tot / (lam * lam).sum())
+
+
+def decay_distance(distance, correlation, *, level: float = 0.5) -> float:
+    """Distance at which a similarity curve falls to ``level`` times its first value.
+
+    THE half-decay distance of topobrain (model sheets and brain maps alike): the first
+    finite bin's correlation ``c0`` sets the scale; the result is the first distance where
+    the curve reaches ``level * c0``, linearly interpolated between the two bins around it.
+
+    Parameters
+    ----------
+    distance : array_like of shape (n_bins,)
+        Bin distances, increasing (sheet units, or mm on a brain mesh).
+    correlation : array_like of shape (n_bins,)
+        Mean similarity in each bin; non-finite bins are skipped.
+    level : float, default=0.5
+        Fraction of the first value to reach.
+
+    Returns
+    -------
+    float
+        In the units of ``distance``; ``distance[0]`` when the first bin is already at or
+        below the level, NaN when the curve never falls that far, has fewer than two finite
+        bins or starts at a correlation <= 0.
+    """
+    d = np.asarray(distance, dtype=float)
+    c = np.asarray(correlation, dtype=float)
+    ok = np.isfinite(d) & np.isfinite(c)
+    d, c = d[ok], c[ok]
+    if c.size < 2 or not c[0] > 0:
+        return float("nan")
+    target = level * c[0]
+    below = np.flatnonzero(c <= target)
+    if below.size == 0:
+        return float("nan")
+    k = int(below[0])
+    if k == 0:
+        return float(d[0])
+    d0, d1, c0, c1 = d[k - 1], d[k], c[k - 1], c[k]
+    return float(d0 + (c0 - target) * (d1 - d0) / (c0 - c1))
 
 
 def distance_profile(
@@ -1397,7 +1360,8 @@ def distance_profile(
     max_units : int, optional
         Use a random subset of this many units for the curve (seeded by ``seed``);
         all pairs of 5,000 units take about 100 MB.
-    seed : int, numpy.random.Generator or None
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
+        By the permutation core's seed rule (block 0 of its sequence draws the subset).
 
     Returns
     -------
@@ -1458,13 +1422,16 @@ def distance_profile(
         raise ValueError(f"responses need at least 3 items (rows) to correlate; got {n_items}.")
     eff = _participation_ratio(x)
     units = np.arange(n_units)
+    subset_seed = None
     if max_units is not None:
         if isinstance(max_units, bool) or not isinstance(max_units, (int, np.integer)):
             raise TypeError(f"max_units must be an int or None; got {type(max_units).__name__}.")
         if max_units < 2:
             raise ValueError(f"max_units must be at least 2; got {max_units}.")
         if n_units > max_units:
-            units = np.sort(check_random_state(seed).choice(n_units, max_units, replace=False))
+            subset_seed = as_seed_sequence(seed)
+            units = np.sort(block_rng(subset_seed, 0).choice(n_units, max_units,
+                                                             replace=False))
     xu = x[:, units]
     xc = xu - xu.mean(0)
     sd = np.sqrt((xc * xc).sum(0))
@@ -1523,7 +1490,7 @@ def distance_profile(
             smooth = (top - float(diss[finite[0]])) / top
     params = {"bins": bins if isinstance(bins, (str, int)) else "edges",
               "max_distance": max_distance, "metric": metric, "max_units": max_units,
-              "seed": _seed_record(seed)}
+              **_seed_params(subset_seed)}
     return DistanceProfile(
         bin_edges=edges, distance=mean_d, correlation=mean_r, correlation_sem=sem,
         n_pairs=cnt.astype(np.int64), smoothness=smooth, effective_dim=eff,
