@@ -1,14 +1,17 @@
 """Spatial statistics of maps: Moran's I, local Moran's I, Geary's C, distance profiles.
 
-Every function here takes values plus spatial weights, so it never cares whether a map is
-a 28 x 28 model sheet or a 32k-vertex cortical mesh:
+Every function here takes values plus an ``adjacency``, so it never cares whether a map
+is a 28 x 28 model sheet or a 32k-vertex cortical mesh:
 
 * a 2D map ``(n_rows, n_cols)`` (or a batch ``(n_maps, n_rows, n_cols)``) with NaN where no
-  unit sits: the weights default to queen contiguity on its grid (TopoLM's published
-  choice) and can be ``"rook"``;
+  unit sits: the adjacency defaults to queen contiguity on its grid (TopoLM's published
+  choice, the package's one default for sheets) and can be ``"rook"``;
 * a vector ``(n_cells,)`` (or a batch ``(n_maps, n_cells)``) with a ``(n_cells, n_cells)``
   weights matrix (``scipy.sparse``, a dense array, or any object whose ``.sparse``
   attribute is one, such as a libpysal ``W``).
+
+Every result records the adjacency it used in ``params["adjacency"]``. The old parameter
+name ``weights=`` still works for one release, with a ``DeprecationWarning``.
 
 NaN cells are dropped with their weights: the binary adjacency (or the given weights) is
 restricted to the kept cells first, then cells left without any neighbour ("islands")
@@ -35,18 +38,30 @@ or below) the observed one, ``alternative`` selects:
 The normal-approximation p-values follow the same rule: ``"two-sided"`` is
 ``2 * sf(|z|)`` (esda ``Moran(two_tailed=True)``, its default), ``"directed"`` is
 ``sf(|z|)`` (esda ``two_tailed=False``, and esda's ``Geary`` and local ``p_z_sim``).
-Statistics within a relative ``1e-12`` of the observed value count as ties, on both sides.
+The counts follow the permutation core's p-value rule
+(:func:`topobrain._utils._permutation.permutation_pvalue`): a permuted statistic within
+``TIE_RTOL * max(1, |observed|)`` of the observed one counts as a tie, on both sides.
 
-Permutations are drawn in fixed blocks of 64, block ``k`` keyed by the ``k``-th child of
-one ``numpy.random.SeedSequence``: each permutation has its own 64-bit key, from which a
-compiled Fisher-Yates shuffle (:mod:`topobrain._utils._permnull`, numba) derives it. The
-numbers therefore do not depend on ``n_jobs``, chunking or the joblib backend; every map
-of a group sees the same cell permutations, and a map gets the same null, bit for bit,
-alone as inside a batch. The global null is computed in double precision with a fixed
-order of operations per permutation; a permuted statistic within the rounding bound of
-the observed one is recomputed with the observed statistic's own arithmetic, so counts
-and ties are exact. The conditional null of local Moran's I is computed in double
-precision with numpy permutations.
+Permutations follow the core's seed and block rules: ``seed`` becomes one
+``numpy.random.SeedSequence`` (:func:`~topobrain._utils._permutation.as_seed_sequence`;
+a pipeline passes each test its own named stream), permutations come in fixed blocks of
+:data:`~topobrain._utils._permutation.BLOCK_SIZE`, and block ``k`` gives each of its
+permutations a 64-bit key (``block_keys``), from which a compiled Fisher-Yates shuffle
+(:mod:`topobrain._utils._permnull`, numba) derives it. The blocks run through the core's
+dispatcher (``run_blocks``, in a thread pool for local joblib backends: the kernel
+releases the GIL). The numbers therefore do not depend on ``n_jobs``, chunking or the
+joblib backend; every map of a group sees the same cell permutations, and a map gets the
+same null, bit for bit, alone as inside a batch. The global null is computed in double
+precision with a fixed order of operations per permutation; a permuted statistic within
+the rounding bound of the observed one is recomputed with the observed statistic's own
+arithmetic, so counts and ties are exact. The conditional null of local Moran's I is
+computed in double precision with numpy draws from the core's block generators
+(``block_rng``).
+
+A map whose values are constant over its kept cells, exactly or to rounding (its
+standard deviation at most ``1e-10`` of its largest magnitude:
+:func:`topobrain._utils._stats.near_constant`), has no spatial structure to measure: its
+statistics and p-values are NaN, with a warning.
 
 References
 ----------
