@@ -489,6 +489,99 @@ def test_mesh_one_sample_equals_mne(rng):
     assert tf.to_xarray()["tfce"].dims == ("layer", "vertex")
 
 
+def _mne_adjacency_equiv_data():
+    """MNE's own exact one-sample case (``test_permutation_adjacency_equiv``): 6 subjects
+    on a 2 x 4 grid, two strong effects."""
+    x = np.random.RandomState(0).randn(6, 2, 4)
+    x[:, :, 0:2] += 10
+    x[:, 1, 3] += 20
+    return x
+
+
+@pytest.mark.parametrize("cluster_stat", ["mass", "size", "tfce"])
+@pytest.mark.parametrize("tail", [0, 1, -1])
+def test_exact_one_sample_mne_case(cluster_stat, tail):
+    """n = 6: every sign pattern is enumerated (2**5 for tail 0, 2**6 one-sided).
+
+    Reference: the exact permutation p from first principles (scipy's t and MNE's own
+    clustering of every sign-flipped dataset), and MNE's public result on the same data:
+    equal for tail 0 (p = 1/32 = 0.03125 for the effects, as MNE's test asserts); one-sided,
+    MNE's enumeration drops the all-flipped pattern and counts the identity twice (its
+    ``_get_1samp_orders`` takes the first ``bin_perm_rep`` row, all signs flipped, for the
+    identity), so its p is ours + 1/64 whenever its second identity ties the observed
+    statistic (its two t computations may differ in the last bits, and then it is ours).
+    """
+    x = _mne_adjacency_equiv_data()
+    data = -x if tail == -1 else x  # the effects in the tested direction
+    adj = sp.coo_array(grid_weights((2, 4), "rook", transform="b"))
+    tfce_p = {"start": 0.01, "step": 1.0}
+    if cluster_stat == "tfce":
+        kw = dict(cluster_stat="tfce", tfce_params=tfce_p)
+        mne_thr = {"start": 0.01, "step": 1.0}
+    else:
+        kw = dict(cluster_stat=cluster_stat, threshold=2.0)
+        mne_thr = -2.0 if tail == -1 else 2.0
+    res = permutation_cluster_test(data, tail=tail, adjacency="rook", n_permutations=1000,
+                                   seed=0, verbose=0, **kw)
+    space = 2 ** (6 - (tail == 0))
+    assert res.params["exact"] and res.params["n_permutations"] == space
+    assert res.null_distribution.shape == (space,)
+    # first principles: the maximum statistic of every sign pattern (tail 0: first sign +1)
+    patterns = 1.0 - 2.0 * np.array(list(np.ndindex(*(2,) * 6)), dtype=float)
+    if tail == 0:
+        patterns = patterns[patterns[:, 0] == 1]
+    ref_null = []
+    for s in patterns:
+        t = _one_sample(data * s[:, None, None]).ravel()
+        if cluster_stat == "tfce":  # MNE's TFCE of the positive side (tail -1: of -t)
+            _, scores = mne_find_clusters(t * (-1 if tail == -1 else 1), mne_thr,
+                                          tail=1 if tail == -1 else tail, adjacency=adj)
+            ref_null.append(np.abs(scores).max())
+        else:
+            _, sums = mne_find_clusters(t, mne_thr, tail=tail, adjacency=adj,
+                                        t_power=1 if cluster_stat == "mass" else 0)
+            ref_null.append(np.abs(sums).max() if len(sums) else 0.0)
+    ref_null = np.asarray(ref_null)
+    np.testing.assert_allclose(np.sort(res.null_distribution), np.sort(ref_null), rtol=1e-9)
+    if cluster_stat == "tfce":
+        observed = np.abs(res.tfce_map.ravel())
+        ours = res.p_fwe_map.ravel()
+    else:
+        observed = res.clusters.size if cluster_stat == "size" else np.abs(res.clusters.mass)
+        ours = res.clusters.p_fwe
+    # the identity comes first and reproduces the observed maximum bit for bit
+    assert res.null_distribution[0] == observed.max()
+    ref_p = np.array([np.mean(ref_null >= o * (1 - 1e-9)) for o in observed])
+    np.testing.assert_array_equal(ours, ref_p)
+    if cluster_stat == "size":  # another pattern also gives a 4-unit cluster: p doubles
+        assert sorted(ours) == [2 / space, 13 / space if tail else 13 / 32]
+    else:  # the smallest exact p: 0.03125 for tail 0, 0.015625 one-sided
+        assert ours.min() == 1 / space
+        assert np.sum(ours == 1 / space) == (5 if cluster_stat == "tfce" else 2)  # as MNE
+    # MNE on the same data (its default 1024 permutations: the exact test too); its
+    # tail -1 TFCE p-values are inverted, so that case runs MNE's tail 1 on -data
+    flip = cluster_stat == "tfce" and tail == -1
+    _, clusters, pv, h0 = mne.stats.permutation_cluster_1samp_test(
+        -data if flip else data, threshold=mne_thr, tail=1 if flip else tail, adjacency=adj,
+        t_power=0 if cluster_stat == "size" else 1, out_type="mask", rng=np.random.default_rng(0))
+    assert h0.size == space
+    if cluster_stat == "tfce":
+        theirs = pv.ravel()
+    else:
+        theirs_d = _cluster_dict([c.ravel() for c in clusters], pv)
+        ours_d = {frozenset(np.flatnonzero(res.clusters.mask(c).ravel()).tolist()): v
+                  for c, v in zip(res.clusters.cluster_id, ours, strict=True)}
+        assert ours_d.keys() == theirs_d.keys()
+        theirs = np.array([theirs_d[k] for k in ours_d])
+        ours = np.array(list(ours_d.values()))
+    if tail == 0:
+        np.testing.assert_array_equal(ours, theirs)
+    else:
+        extra = np.round((theirs - ours) * space)
+        np.testing.assert_allclose((theirs - ours) * space, extra, atol=1e-9)
+        assert set(extra.tolist()) <= {0.0, 1.0} and extra.max() == 1.0
+
+
 # --------------------------------------------------------------------------- TFCE
 
 
@@ -545,6 +638,33 @@ def test_tfce_negative_tail_and_two_sample_f_equal_mne(rng):
     np.testing.assert_allclose(res.tfce_map[0], f_tfce, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res.null_distribution, h0[1:], rtol=1e-12)
     np.testing.assert_allclose(res.p_fwe_map[0].ravel(), pv, rtol=1e-12)
+
+
+def test_tfce_negative_tail_differs_from_mne_on_purpose():
+    """TFCE with tail -1: topobrain's p-values equal MNE's own for -data with tail +1
+    (same sign flips); MNE 1.x's tail -1 counts ``H0 <= score`` with positive maxima in
+    H0 and negative scores, so its p-values are inverted: on these data the strongest
+    negative unit gets p = 0.978 from MNE and 0.023 here."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(12345)
+    x = ndimage.gaussian_filter(rng.standard_normal((11, 7, 7)), sigma=(0, 1, 1)) * 2 - 0.4
+    orders = _get_1samp_orders(11, 1024, 1, np.random.default_rng(0))[0]
+    signs = 2.0 * np.asarray(orders, dtype=float) - 1.0
+    ours = permutation_cluster_test(x, tail=-1, cluster_stat="tfce", adjacency="rook",
+                                    permutations=signs, verbose=0)
+    t_neg, _, pv_neg, _ = mne.stats.permutation_cluster_1samp_test(
+        x, threshold={"start": 0, "step": -0.2}, tail=-1, n_permutations=1024,
+        rng=np.random.default_rng(0))
+    t_pos, _, pv_pos, _ = mne.stats.permutation_cluster_1samp_test(
+        -x, threshold={"start": 0, "step": 0.2}, tail=1, n_permutations=1024,
+        rng=np.random.default_rng(0))
+    np.testing.assert_allclose(ours.tfce_map[0], t_neg, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours.p_fwe_map[0].ravel(), pv_pos.ravel(), rtol=1e-12)
+    strongest = np.argmin(t_neg.ravel())
+    assert round(float(pv_neg.ravel()[strongest]), 3) == 0.978
+    assert round(float(ours.p_fwe_map[0].ravel()[strongest]), 3) == 0.023
+    assert not np.allclose(pv_neg, pv_pos)
 
 
 def test_tfce_by_hand():
