@@ -34,11 +34,13 @@ cols = [c for c in ("model", "layer", "morans_i", "null_mean", "null_sd", "z", "
 layers[cols].round(3)
 
 # %%
-# The main figure: the model's t-maps above the control's.
+# The t-maps of every layer, with the cells of FWE-significant clusters outlined: the
+# topographic model's (top) are smooth, the control's (bottom) salt and pepper. The
+# report shows the same figure first; here it is read back from the result folder.
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 
-grid = sorted((res.out / "figures").glob("*grid*.png"))[0]
-fig, ax = plt.subplots(figsize=(9, 5))
-ax.imshow(mpimg.imread(grid))
-ax.set_axis_off()
+for path in sorted((res.out / "figures").glob("tmaps_*.png")):
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.imshow(mpimg.imread(path))
+    ax.set_axis_off()

@@ -1,0 +1,69 @@
+"""Results render as HTML tables in notebooks (``_repr_html_``), every result with a
+``to_frame`` alike."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from topobrain._utils._repr import FrameReprMixin, frame_html
+
+RESULT_MODULES = ("glm", "correction", "spatial", "clusters", "inference", "selectivity",
+                  "nulls", "compare", "brain")
+
+
+class _Cells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.cells, self.tags, self._in = [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self._in = tag in ("td", "th")
+
+    def handle_data(self, data):
+        if self._in and data.strip():
+            self.cells.append(data.strip())
+
+
+def test_frame_html_escapes_and_truncates():
+    df = pd.DataFrame({"name": ["<b>x</b>", "y"] * 15, "value": np.arange(30) / 7})
+    text = frame_html("Result(<x>)", df)
+    assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+    assert "Result(&lt;x&gt;)" in text and "First 20 of 30 rows" in text
+    p = _Cells()
+    p.feed(text)
+    assert p.cells[:4] == ["name", "value", "<b>x</b>", "0"]
+    assert p.tags.count("tr") == 21  # header + 20 rows
+
+
+def _result_classes():
+    out = []
+    for name in RESULT_MODULES:
+        mod = importlib.import_module(f"topobrain.{name}")
+        for attr in getattr(mod, "__all__", []):
+            obj = getattr(mod, attr, None)
+            if inspect.isclass(obj) and dataclasses.is_dataclass(obj) \
+                    and hasattr(obj, "to_frame"):
+                out.append(obj)
+    return sorted(set(out), key=lambda c: c.__qualname__)
+
+
+@pytest.mark.parametrize("cls", _result_classes(), ids=lambda c: c.__qualname__)
+def test_every_result_with_a_frame_renders_in_notebooks(cls):
+    assert issubclass(cls, FrameReprMixin), f"{cls.__qualname__} lacks _repr_html_"
+
+
+def test_a_real_result_renders(rng):
+    from topobrain.spatial import morans_i
+
+    res = morans_i(rng.normal(size=(6, 6)))
+    text = res._repr_html_()
+    assert text.startswith("<div class='topobrain-result'>") and "<table" in text
+    assert repr(res).split("(")[0] in text
