@@ -11,17 +11,22 @@ import json
 import pickle
 import shutil
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _checkpoints import (
+    coords_from_sheets,
+    make_bpe,
+    tiny_gpt,
+    write_topolm,
+)
 
 from topobrain.models import MissingModelPart, SheetModel, available_models, load
 from topobrain.models import loaders as loaders_mod
 from topobrain.models.checkpoint import save_model, write_positions_csv
-from topobrain.models.gpt import GPTConfig, TopoGPT
+from topobrain.models.gpt import GPTConfig
 from topobrain.models.tokenizer import EOT
 from topobrain.models.topolm_format import (
     positions_dir_to_csv,
@@ -34,27 +39,11 @@ from topobrain.sheet import CorticalSheet
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-TEXT = [
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-    "A small model reads sentences and predicts the next word in each one.",
-    "Maps of the cortex show regions that respond to language and to faces.",
-    "She walked to the market, bought bread and cheese, and went home again.",
-] * 6
-
-
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def bpe_dir(tmp_path_factory):
     """A tiny byte-level BPE: tokenizer.json plus GPT-2-style vocab.json/merges.txt."""
-    from tokenizers import ByteLevelBPETokenizer
-
-    d = tmp_path_factory.mktemp("bpe")
-    tok = ByteLevelBPETokenizer(add_prefix_space=False)
-    tok.train_from_iterator(TEXT, vocab_size=300, min_frequency=1, special_tokens=[EOT],
-                            show_progress=False)
-    tok.save_model(str(d))  # vocab.json, merges.txt (the GPT-2 file pair)
-    tok.save(str(d / "tokenizer.json"))
-    return d
+    return make_bpe(tmp_path_factory.mktemp("bpe"))
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +51,6 @@ def tokenizer(bpe_dir):
     from topobrain.models.tokenizer import load_tokenizer
 
     return load_tokenizer(bpe_dir / "tokenizer.json")
-
-
-def tiny_gpt(seed=0, **kw) -> TopoGPT:
-    torch.manual_seed(seed)
-    cfg = dict(vocab_size=320, block_size=32, n_layer=2, n_head=2, sheet_shape=(4, 6))
-    cfg.update(kw)
-    model = TopoGPT(GPTConfig(**cfg))
-    # non-trivial LayerNorm parameters, so that a mix-up of weights would show
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "ln_" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -218,64 +194,6 @@ def test_load_bad_paths_and_arguments(saved, tmp_path):
 
 
 # --------------------------------------------------------------------------- TopoLM layout
-def _authors_module():
-    """A stand-in for the authors' code: LayerPositions lives in a module we then hide."""
-    mod = types.ModuleType("topolm_authors_code")
-
-    class LayerPositions:  # the authors' attribute names
-        def __init__(self, name, coordinates, neighborhood_indices, neighborhoods_per_batch):
-            self.name = name
-            self.coordinates = coordinates
-            self.neighborhood_indices = neighborhood_indices
-            self.neighborhoods_per_batch = neighborhoods_per_batch
-
-    LayerPositions.__module__ = mod.__name__
-    LayerPositions.__qualname__ = "LayerPositions"
-    mod.LayerPositions = LayerPositions
-    return mod
-
-
-def write_topolm(folder: Path, model: TopoGPT, coords: dict, *, protocol=4,
-                 position_dir="positions") -> Path:
-    """Write ``model`` in the TopoLM authors' layout; coords: layer -> (n_units, 2) x, y."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = model.config
-    state = {"_orig_mod." + k: v.clone() for k, v in model.state_dict().items()}
-    for i in range(cfg.n_layer):  # nanoGPT's causal-mask buffer, when flash is off
-        state[f"_orig_mod.transformer.h.{i}.attn.bias"] = torch.ones(
-            1, 1, cfg.block_size, cfg.block_size).tril()
-    model_args = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embed": cfg.n_embd,
-                  "block_size": cfg.block_size, "bias": cfg.bias,
-                  "vocab_size": cfg.vocab_size, "dropout": 0.0, "alpha": 2.5,
-                  "position_dir": f"/authors/cluster/{position_dir}", "accum": "mean",
-                  "activation_decay": 0.0, "head_loss": False, "attn_proj": cfg.attn_proj,
-                  "finetune": False, "with_resid": cfg.with_resid}
-    ckpt = {"model": state, "model_args": model_args,
-            "optimizer": {"state": {}, "param_groups": [{"lr": 6e-4, "params": [0, 1]}]},
-            "iter_num": 311, "best_val_loss": torch.tensor(3.21),
-            "config": {"batch_size": 48, "dataset": "fineweb"}}
-    torch.save(ckpt, folder / "ckpt-311.pt")
-    pdir = folder / position_dir
-    pdir.mkdir(exist_ok=True)
-    mod = _authors_module()
-    sys.modules[mod.__name__] = mod
-    try:
-        for layer, xy in coords.items():
-            nbh = torch.zeros(3, xy.shape[0], dtype=torch.bool)
-            nbh[:, :5] = True
-            obj = mod.LayerPositions(layer, torch.as_tensor(xy, dtype=torch.float32), nbh, 5)
-            with open(pdir / f"{layer}.pkl", "wb") as fh:
-                pickle.dump(obj, fh, protocol=protocol)
-    finally:
-        del sys.modules[mod.__name__]  # the loader must not need the authors' class
-    (pdir / "version.txt").write_text("1\n")
-    return folder / "ckpt-311.pt"
-
-
-def coords_from_sheets(sheets) -> dict:
-    return {n: np.asarray(s.positions)[:, ::-1].astype(np.float32) for n, s in sheets.items()}
-
-
 @pytest.mark.parametrize("kw", [dict(), dict(attn_proj=True), dict(with_resid=True),
                                 dict(bias=True, attn_proj=True)])
 def test_topolm_checkpoint_matches_source_model(tmp_path, bpe_dir, kw):

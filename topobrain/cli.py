@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "compare": "compare",
     "stimuli": "stimuli",
     "sys-info": "sys_info",
+    "models": "models",
 }
 
 # exceptions that mean "the input was wrong" (exit status 2); anything else is exit 1

@@ -125,8 +125,24 @@ def model_identity(kind: str, files, *, tokenizer=None, sheets=None,
     return hash_files(list(files), prefix=hash_json(record))[:IDENTITY_CHARS]
 
 
+def topogpt_layer_modules(model: TopoGPT) -> dict[str, str]:
+    """The submodule behind each sheet layer of a :class:`TopoGPT`, in words."""
+    cfg = model.config
+    out = {}
+    for i in range(cfg.n_layer):
+        attn = f"transformer.h.{i}." + ("attn_proj" if cfg.attn_proj else "attn")
+        if cfg.head_loss:
+            attn += " (heads as square patches, head_loss)"
+        mlp = f"transformer.h.{i}.mlp"
+        if cfg.with_resid:
+            attn = f"residual stream after {attn}"
+            mlp = f"residual stream after {mlp}"
+        out[f"layer.{i}.attn"], out[f"layer.{i}.mlp"] = attn, mlp
+    return out
+
+
 def sheet_model_from_topogpt(name, model: TopoGPT, sheets, tokenizer, identity,
-                             card=None) -> SheetModel:
+                             card=None, sources=None) -> SheetModel:
     """Wrap a :class:`TopoGPT` and its sheets as a :class:`SheetModel`."""
     from .tokenizer import EOT
 
@@ -152,4 +168,5 @@ def sheet_model_from_topogpt(name, model: TopoGPT, sheets, tokenizer, identity,
         context_length=model.config.block_size, vocab_size=model.config.vocab_size,
         identity=identity, run_layers=run_layers, bos_token_id=eot,
         pad_token_id=0 if eot is None else eot, card=card or {},
+        layer_modules=topogpt_layer_modules(model), sources=dict(sources or {}),
     )

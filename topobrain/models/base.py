@@ -44,6 +44,11 @@ class SheetModel:
         Token used to pad batches (never pooled: padding is masked).
     card : dict
         The model card (training data, tokens seen, losses, evaluation).
+    layer_modules : dict of str to str
+        The submodule whose output each sheet layer is (``"transformer.h.0.mlp"``).
+    sources : dict of str to str
+        Where the loader found each part (``"weights"``, ``"tokenizer"``,
+        ``"positions"``), for ``topobrain models inspect`` and provenance.
     run_layers : callable
         ``run_layers(input_ids, attention_mask) -> dict[str, Tensor (batch, time, units)]``.
     """
@@ -59,6 +64,8 @@ class SheetModel:
     bos_token_id: int | None = None
     pad_token_id: int = 0
     card: dict = field(default_factory=dict)
+    layer_modules: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
 
     @property
     def layer_names(self) -> list[str]:

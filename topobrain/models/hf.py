@@ -403,6 +403,8 @@ def load_hf(path, sheet_spec=None, *, tokenizer=None, name: str | None = None,
 
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         tok_path = Path(tokenizer) if tokenizer is not None else path
+        tok_source = str(tok_path / "tokenizer.json" if (tok_path / "tokenizer.json").is_file()
+                         else tok_path)
         try:
             tok = load_tokenizer(tok_path)
         except FileNotFoundError as exc:
@@ -411,7 +413,7 @@ def load_hf(path, sheet_spec=None, *, tokenizer=None, name: str | None = None,
                 f"a folder with one (or GPT-2's vocab.json and merges.txt). ({exc})",
                 part="tokenizer", parameter="tokenizer") from exc
     else:
-        tok = tokenizer
+        tok, tok_source = tokenizer, "a Tokenizer object"
 
     cfg = model.config
     context = next((int(v) for k in ("n_positions", "max_position_embeddings", "n_ctx")
@@ -436,4 +438,16 @@ def load_hf(path, sheet_spec=None, *, tokenizer=None, name: str | None = None,
         pad_token_id=int(pad) if pad is not None else 0,
         card={"source": "huggingface", "path": str(path), "model_type": cfg.model_type,
               "sheet_spec": json.loads(spec_json)},
+        layer_modules={k: e["module"] for k, e in layers.items()},
+        sources={"weights": ", ".join(str(w) for w in weights), "tokenizer": tok_source,
+                 "positions": _spec_source(sheet_spec, layers)},
     )
+
+
+def _spec_source(sheet_spec, layers: dict) -> str:
+    """Where the unit positions of a Hugging Face model come from, in words."""
+    what = (f"sheet spec {sheet_spec}" if isinstance(sheet_spec, (str, os.PathLike))
+            else "sheet spec (dict)")
+    layouts = sorted({("positions CSV" if "positions" in e else e.get("layout", "identity"))
+                      for e in layers.values()})
+    return f"{what}: {', '.join(layouts)} layout"

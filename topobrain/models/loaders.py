@@ -136,7 +136,10 @@ def _load_topobrain_folder(folder: Path, name: str | None = None) -> SheetModel:
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     identity = model_identity("topobrain-folder", [folder / "config.json", weights],
                               tokenizer=tok, sheets=sheets)
-    return sheet_model_from_topogpt(name or folder.name, model, sheets, tok, identity, card)
+    sources = {"weights": str(weights), "tokenizer": str(folder / "tokenizer.json"),
+               "positions": str(folder / "positions.csv")}
+    return sheet_model_from_topogpt(name or folder.name, model, sheets, tok, identity, card,
+                                    sources)
 
 
 def load(name_or_path, *, device: str = "cpu", positions=None, tokenizer=None,

@@ -522,7 +522,7 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
     if "lm_head.weight" not in state and "transformer.wte.weight" in state:
         state["lm_head.weight"] = state["transformer.wte.weight"]
     load_state_strict(model, state, str(path))
-    tok, _ = _find_tokenizer(path, tokenizer)
+    tok, tok_files = _find_tokenizer(path, tokenizer)
     if tok.get_vocab_size() > gcfg.vocab_size:
         raise ValueError(
             f"The tokenizer has {tok.get_vocab_size()} tokens but the checkpoint's vocabulary "
@@ -541,4 +541,8 @@ def load_topolm_checkpoint(path, *, positions=None, tokenizer=None,
         "iter_num": ckpt.get("iter_num") if isinstance(ckpt.get("iter_num"), int) else None,
         "n_shared": {k: s.n_shared for k, s in sheets.items()},
     }
-    return sheet_model_from_topogpt(name or path.name, model, sheets, tok, identity, card)
+    sources = {"weights": str(path), "positions": str(positions),
+               "tokenizer": (str(tok_files[0]) if len(tok_files) == 1 else
+                             str(tok_files[0].parent) if tok_files else "a Tokenizer object")}
+    return sheet_model_from_topogpt(name or path.name, model, sheets, tok, identity, card,
+                                    sources)
