@@ -264,8 +264,12 @@ def test_localize_wait_flag_reaches_the_localizer(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(pipeline, "localize", fake)
     assert main([*LOCALIZE, "--wait", "--smooth-fwhm", "0", "--n-jobs", "-1"]) == 0
     assert seen == {"wait": True, "smooth_fwhm": None, "n_jobs": -1}
+    assert main([*LOCALIZE, "--wait", "2.5"]) == 0
+    assert seen["wait"] == 2.5
     assert main(LOCALIZE) == 0
-    assert seen["wait"] is False
+    assert seen["wait"] is False and seen["n_jobs"] is None
+    assert main([*LOCALIZE, "--wait", "-1"]) == 2
+    assert "argument --wait: must be >= 0" in one_line(capsys.readouterr().err)
 
 
 # --------------------------------------------------------------------------- compare

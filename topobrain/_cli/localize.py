@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from ._model_flags import add_model_flags, load_model_from_args, model_options
 from ._types import check_device, count, device, n_jobs, number, probability
 
 
@@ -17,13 +18,17 @@ def run(args) -> int:
 
         stimuli = load_stimuli(args.stimuli, encoding=args.encoding)
     extra = {}
-    if args.wait:
+    if args.wait is not False:
         if "wait" not in inspect.signature(localize).parameters:
             raise ValueError("--wait is not supported by this version of the localizer; "
                              "leave it out and run one localize per --out at a time.")
-        extra["wait"] = True
+        extra["wait"] = args.wait
+    model, control = args.model, args.control
+    if model_options(args):  # checkpoint or Hugging Face options: open the models here
+        model = load_model_from_args(args)
+        control = control and load_model_from_args(args, attr="control")
     result = localize(
-        args.model, stimuli, args.contrast, out=args.out, control=args.control,
+        model, stimuli, args.contrast, out=args.out, control=control,
         smooth_fwhm=args.smooth_fwhm or None, pooling=args.pooling,
         correction=args.correction, alpha=args.alpha, n_permutations=args.n_permutations,
         cluster_p=args.cluster_p, selectivity=args.selectivity,
@@ -75,12 +80,15 @@ def add_parser(sub) -> None:
     p.add_argument("--device", type=device, default="auto",
                    help="auto (default: a GPU when there is one), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=count(0), default=0, help="random seed, >= 0 (default 0)")
-    p.add_argument("--n-jobs", type=n_jobs, default=1, metavar="N",
-                   help="parallel jobs for permutations, non-zero (-1: all CPUs; default 1)")
+    p.add_argument("--n-jobs", type=n_jobs, default=None, metavar="N",
+                   help="parallel jobs for permutations, non-zero (-1: all CPUs; default: "
+                   "joblib's, one unless joblib.parallel_config says otherwise)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an output folder that holds another run")
-    p.add_argument("--wait", action="store_true",
-                   help="when another run holds --out, wait for it to finish instead of "
-                   "stopping")
+    p.add_argument("--wait", type=number(low=0), nargs="?", const=True, default=False,
+                   metavar="SECONDS",
+                   help="when another run holds --out, wait until it finishes (at most "
+                   "SECONDS when given) instead of stopping with the holder's name")
+    add_model_flags(p)
     p.set_defaults(func=run)
