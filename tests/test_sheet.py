@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -162,6 +164,29 @@ def test_distance_band_and_kernel_values():
     assert k[12, 13] == pytest.approx(np.exp(-0.5))
     assert k[12, 18] == pytest.approx(np.exp(-1.0))
     assert k[12, 12] == 0
+
+
+def test_default_adjacency_is_queen_and_the_old_kind_name_warns():
+    libpysal_queen = libpysal.weights.lat2W(4, 5, rook=False)
+    libpysal_queen.transform = "r"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        default = grid_weights((4, 5))
+        sheet_default = CorticalSheet((4, 5)).weights()
+    np.testing.assert_allclose(default.toarray(), libpysal_queen.sparse.toarray(), atol=1e-15)
+    np.testing.assert_array_equal(sheet_default.toarray(), default.toarray())
+    for adjacency in ("rook", "queen", "distance_band", "kernel"):
+        new = grid_weights((4, 5), adjacency=adjacency, transform="b")
+        with pytest.warns(DeprecationWarning, match="'kind' parameter is deprecated.*use "
+                                                   "adjacency="):
+            old = grid_weights((4, 5), kind=adjacency, transform="b")
+        np.testing.assert_array_equal(old.toarray(), new.toarray())
+        with pytest.warns(DeprecationWarning, match="'kind' parameter"):
+            old_sheet = CorticalSheet((4, 5)).weights(kind=adjacency)
+        np.testing.assert_array_equal(old_sheet.toarray(),
+                                      CorticalSheet((4, 5)).weights(adjacency).toarray())
+    with pytest.raises(ValueError, match="'adjacency' parameter.*Did you mean 'queen'"):
+        grid_weights((3, 3), "quen")
 
 
 def test_transform_weights_keeps_caller_matrix():

@@ -3,7 +3,9 @@
 A :class:`CorticalSheet` maps the ``n_units`` of one model layer to cells of a
 ``(n_rows, n_cols)`` grid. It turns unit vectors into 2D maps and back, gives the
 distances between units, and builds the spatial weights (rook, queen, distance band,
-Gaussian kernel) that the spatial and cluster statistics take.
+Gaussian kernel) that the spatial and cluster statistics take. The neighbourhood is the
+``adjacency`` parameter, queen by default (``DEFAULT_ADJACENCY``, TopoLM's published
+choice); the old name ``kind=`` still works for one release with a ``DeprecationWarning``.
 
 Cells are numbered row-major: cell ``r * n_cols + c`` is row ``r``, column ``c``, the
 ordering of :func:`libpysal.weights.lat2W`.
@@ -20,11 +22,13 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from ._utils._adjacency import DEFAULT_ADJACENCY, deprecated_alias
 from ._utils._validation import check_option, check_random_state
 
 __all__ = ["CorticalSheet", "grid_weights", "toponets_shape", "transform_weights"]
 
-WeightsKind = Literal["rook", "queen", "distance_band", "kernel"]
+SheetAdjacency = Literal["rook", "queen", "distance_band", "kernel"]
+_SHEET_ADJACENCIES = ("rook", "queen", "distance_band", "kernel")
 Metric = Literal["euclidean", "linf"]
 Transform = Literal["r", "b"]
 
@@ -86,9 +90,10 @@ def transform_weights(weights: sp.spmatrix, transform: str = "r") -> sp.csr_matr
     return sp.csr_matrix(sp.diags(scale) @ w)
 
 
+@deprecated_alias(kind="adjacency")
 def grid_weights(
     shape: tuple[int, int],
-    kind: WeightsKind = "queen",
+    adjacency: SheetAdjacency = DEFAULT_ADJACENCY,
     *,
     transform: Transform = "r",
     mask: np.ndarray | None = None,
@@ -101,9 +106,10 @@ def grid_weights(
     ----------
     shape : tuple of int
         ``(n_rows, n_cols)``.
-    kind : {"rook", "queen", "distance_band", "kernel"}, default="queen"
+    adjacency : {"rook", "queen", "distance_band", "kernel"}, default="queen"
         Rook: the 4 edge neighbours; queen: the 8 edge and corner neighbours (as
-        published for TopoLM); distance band: all cells within euclidean ``threshold``
+        published for TopoLM, and the default of every statistic on a sheet); distance
+        band: all cells within euclidean ``threshold``
         (sheet units); kernel: Gaussian ``exp(-d**2 / (2 * bandwidth**2))`` for cells
         within ``3 * bandwidth`` (sheet units), no self weight.
     transform : {"r", "b"}, default="r"
@@ -120,16 +126,16 @@ def grid_weights(
     -------
     scipy.sparse.csr_matrix of shape (n_cells, n_cells)
     """
-    check_option("kind", kind, ("rook", "queen", "distance_band", "kernel"))
+    check_option("adjacency", adjacency, _SHEET_ADJACENCIES)
     n_rows, n_cols = int(shape[0]), int(shape[1])
     if n_rows < 1 or n_cols < 1:
         raise ValueError(f"shape must be two positive integers; got {shape!r}.")
     n = n_rows * n_cols
-    if kind in ("rook", "queen"):
-        i, j = _grid_edges((n_rows, n_cols), kind)
+    if adjacency in ("rook", "queen"):
+        i, j = _grid_edges((n_rows, n_cols), adjacency)
         w = sp.csr_matrix((np.ones(i.size), (i, j)), shape=(n, n))
     else:
-        reach = threshold if kind == "distance_band" else 3.0 * bandwidth
+        reach = threshold if adjacency == "distance_band" else 3.0 * bandwidth
         if reach <= 0:
             raise ValueError("threshold and bandwidth must be positive (sheet units).")
         k = int(math.floor(reach))
@@ -145,7 +151,8 @@ def grid_weights(
                 src = np.flatnonzero(ok)
                 ii.append(src)
                 jj.append(src + dr * n_cols + dc)
-                val = 1.0 if kind == "distance_band" else math.exp(-(d**2) / (2 * bandwidth**2))
+                val = (1.0 if adjacency == "distance_band"
+                       else math.exp(-(d**2) / (2 * bandwidth**2)))
                 vv.append(np.full(src.size, val))
         w = sp.csr_matrix(
             (np.concatenate(vv), (np.concatenate(ii), np.concatenate(jj))), shape=(n, n)
@@ -158,7 +165,7 @@ def grid_weights(
             )
         keep = np.flatnonzero(mask.ravel())
         w = w[keep][:, keep]
-    if kind == "kernel" and transform == "b":
+    if adjacency == "kernel" and transform == "b":
         return sp.csr_matrix(w)
     return transform_weights(w, transform)
 
@@ -388,22 +395,24 @@ class CorticalSheet:
             d = np.abs(diff).max(-1)
         return np.flatnonzero(d <= radius)
 
+    @deprecated_alias(kind="adjacency")
     def weights(
         self,
-        kind: WeightsKind = "queen",
+        adjacency: SheetAdjacency = DEFAULT_ADJACENCY,
         *,
         transform: Transform = "r",
         restrict: bool = True,
         threshold: float = 1.5,
         bandwidth: float = 1.0,
     ) -> sp.csr_matrix:
-        """Spatial weights between cells, see :func:`grid_weights`.
+        """Spatial weights between cells, see :func:`grid_weights` (``adjacency`` as
+        there, queen by default).
 
         With ``restrict=True`` (default) the matrix covers only occupied cells, in
         row-major order, which matches ``to_map(values)[sheet.occupied]``.
         """
         mask = self.occupied if restrict else None
         return grid_weights(
-            self.shape, kind, transform=transform, mask=mask, threshold=threshold,
+            self.shape, adjacency, transform=transform, mask=mask, threshold=threshold,
             bandwidth=bandwidth,
         )
