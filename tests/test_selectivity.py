@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from scipy import ndimage
 from scipy import stats as sps
 
@@ -173,8 +174,10 @@ def _planted(rng, shuffle=False, n_items=60, shape=(10, 10)):
 def test_planted_patches_recovered_and_shuffled_sheet_not(rng):
     y, labels, sheet = _planted(rng)
     w = unit_adjacency(sheet, "rook")
-    res = category_permutation_test(y, labels, w, n_permutations=199, seed=1)
-    assert res.p[0] < 0.01 and res.observed[0] > 0.5
+    res = category_permutation_test(y, labels, w, n_permutations=199, seed=1, verbose=0)
+    # the label null keeps the units' smooth correlations: the true p here is ~0.004
+    # (3,000 permutations), so 199 permutations give p = (1 + Binomial(199, 0.004)) / 200
+    assert res.p[0] < 0.05 and res.observed[0] > 0.5
     sel = selectivity(y, labels)
     patches = category_patches(sheet.to_map(sel.preferred["layer"]), sel.conditions)
     assert set(patches["category"][:3]) == {"x", "y", "z"}
@@ -184,13 +187,76 @@ def test_planted_patches_recovered_and_shuffled_sheet_not(rng):
     assert res2.p[0] > 0.05
 
 
-def test_category_permutation_is_blocking_invariant(rng):
+def test_category_null_equals_public_functions_on_the_core_permutations(rng):
+    """Each null value is selectivity()'s preferred map under the permuted labels, scored
+    by category_joins (itself checked against a direct count above)."""
+    from topobrain._utils import _permutation as core
+
     y, labels, sheet = _planted(rng, n_items=30, shape=(6, 6))
     w = unit_adjacency(sheet)
-    a = category_permutation_test(y, labels, w, n_permutations=50, seed=3, block_size=50)
-    b = category_permutation_test(y, labels, w, n_permutations=50, seed=3, block_size=50)
+    res = category_permutation_test(y, labels, w, n_permutations=70, seed=3, verbose=0)
+    perms = core.label_permutations(core.as_seed_sequence(3), 70, labels)
+    for i in (None, 0, 33, 64, 69):
+        lab = labels if i is None else labels[perms.indices[i]]
+        pref = selectivity(y, lab).preferred["layer"]
+        same, expected = category_joins(pref, w)
+        got = res.observed[0] if i is None else res.null[i, 0]
+        assert got == pytest.approx(same / expected - 1.0, rel=1e-12)
+    assert res.to_frame().shape == (1, 6)
+    assert res.params["seed"] == 3 and res.params["adjacency"].startswith("custom sparse")
+
+
+def test_category_null_independent_of_block_size_and_n_jobs(rng):
+    y, labels, sheet = _planted(rng, n_items=30, shape=(6, 6))
+    w = unit_adjacency(sheet)
+    kw = {"seed": 3, "verbose": 0}
+    ref = category_permutation_test(y, labels, w, n_permutations=150, n_jobs=1, **kw)
+    for block_size in (50, 100, 7):
+        with pytest.warns(DeprecationWarning, match="block_size is deprecated"):
+            other = category_permutation_test(y, labels, w, n_permutations=150,
+                                              block_size=block_size, **kw)
+        np.testing.assert_array_equal(ref.null, other.null)
+    np.testing.assert_array_equal(
+        ref.null, category_permutation_test(y, labels, w, n_permutations=150, n_jobs=2,
+                                            **kw).null)
+    # the first 50 permutations of 150 are those of a run with 50
+    short = category_permutation_test(y, labels, w, n_permutations=50, **kw)
+    np.testing.assert_array_equal(ref.null[:50], short.null)
+
+
+def test_category_exact_when_few_arrangements(rng):
+    y = rng.normal(size=(6, 9))
+    labels = np.array(["a", "a", "b", "b", "c", "c"])  # 90 arrangements
+    w = grid_weights((3, 3), "queen", transform="b")
+    res = category_permutation_test(y, labels, w, n_permutations=500, seed=0, verbose=0)
+    assert res.params["exact"] and res.null.shape == (90, 1)
+    assert res.null[0, 0] == pytest.approx(res.observed[0], rel=1e-12)  # identity first
+    assert res.p[0] == pytest.approx((res.null[:, 0] >= res.observed[0] - 1e-9).mean())
+
+
+def test_selectivity_adjacency_aliases(rng):
+    y, labels, sheet = _planted(rng, n_items=30, shape=(6, 6))
+    with pytest.warns(DeprecationWarning, match="use adjacency="):
+        old = unit_adjacency(sheet, kind="rook")
+    assert (old != unit_adjacency(sheet, adjacency="rook")).nnz == 0
+    assert (unit_adjacency(sheet) != unit_adjacency(sheet, "queen")).nnz == 0
+    w = unit_adjacency(sheet)
+    with pytest.warns(DeprecationWarning, match="use adjacency="):
+        a = category_permutation_test(y, labels, weights=w, n_permutations=20, seed=0,
+                                      verbose=0)
+    b = category_permutation_test(y, labels, w, n_permutations=20, seed=0, verbose=0)
     np.testing.assert_array_equal(a.null, b.null)
-    assert a.to_frame().shape == (1, 6)
+    cat = np.array([[0, 0, 1], [1, 1, 0]])
+    with pytest.warns(DeprecationWarning, match="use adjacency="):
+        rook = category_patches(cat, connectivity="rook")
+    assert len(rook) == len(category_patches(cat, adjacency="rook")) == 4
+    assert len(category_patches(cat)) == 2  # queen: the diagonal joins
+    with pytest.warns(DeprecationWarning):
+        jc = join_counts(np.array([0, 1, 1]), weights=grid_weights((1, 3), "rook",
+                                                                   transform="b"))
+    assert (jc.bb, jc.bw, jc.J) == (1, 1, 2)
+    with pytest.raises(ValueError, match="covers 4 locations"):
+        category_permutation_test(y, labels, sp.eye(4), n_permutations=5)
 
 
 def test_unit_adjacency_joins_shared_cells():

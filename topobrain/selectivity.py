@@ -14,6 +14,8 @@ maps, modules and dimensions. Nature Reviews Neuroscience, 9, 123-135.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,8 +24,24 @@ import scipy.sparse as sp
 from scipy import ndimage
 from scipy import stats as sps
 
+from ._utils._adjacency import (
+    DEFAULT_ADJACENCY,
+    UNSET,
+    adjacency_name,
+    check_adjacency,
+    deprecated_alias,
+    user_stacklevel,
+)
+from ._utils._docs import fill_doc
+from ._utils._permutation import (
+    as_seed_sequence,
+    identity_permutation,
+    label_permutations,
+    permutation_pvalue,
+    run_blocks,
+    seed_record,
+)
 from ._utils._stats import group_moments, one_way_f, two_sample_t
-from ._utils._validation import check_random_state
 from .correction import fdr_correction
 
 __all__ = [
@@ -298,23 +316,25 @@ class JoinCountResult:
         return pd.DataFrame([self.__dict__])
 
 
-def join_counts(values, weights) -> JoinCountResult:
+@deprecated_alias(weights="adjacency")
+def join_counts(values, adjacency) -> JoinCountResult:
     """Binary join counts (as ``esda.Join_Counts``'s ``bb``, ``ww``, ``bw``, ``J``).
 
     Parameters
     ----------
     values : array-like of shape (n,)
         0/1 (or boolean) per location.
-    weights : scipy.sparse matrix of shape (n, n)
-        Symmetric adjacency; non-zero entries are joins (binary weights).
+    adjacency : scipy.sparse matrix of shape (n, n) or libpysal W
+        Symmetric adjacency; non-zero entries are joins (binary weights). For a sheet:
+        ``sheet.weights(DEFAULT_ADJACENCY, transform="b")`` or :func:`unit_adjacency`.
+        (Formerly ``weights=``, deprecated.)
     """
     y = np.asarray(values)
     if not np.isin(y, [0, 1]).all():
         raise ValueError("join_counts needs a binary map (0/1 or boolean values).")
     y = y.astype(np.int64).ravel()
-    i, j = _edges(weights)
-    if y.size != weights.shape[0]:
-        raise ValueError(f"values ({y.size}) and weights ({weights.shape[0]}) differ in size.")
+    adjacency = check_adjacency(adjacency, n=y.size, allowed=())
+    i, j = _edges(adjacency)
     a, b = y[i], y[j]
     bb = int((a & b).sum())
     ww = int(((1 - a) & (1 - b)).sum())
@@ -326,7 +346,8 @@ def join_counts(values, weights) -> JoinCountResult:
     return JoinCountResult(bb=bb, ww=ww, bw=J - bb - ww, J=J, expected_bb=e_bb, expected_bw=e_bw)
 
 
-def category_joins(categories, weights) -> tuple[int, float]:
+@deprecated_alias(weights="adjacency")
+def category_joins(categories, adjacency) -> tuple[int, float]:
     """Same-category neighbour pairs and their expectation under random assignment.
 
     Parameters
@@ -334,7 +355,8 @@ def category_joins(categories, weights) -> tuple[int, float]:
     categories : array-like of int, shape (n,)
         Category code per location; negative codes are blank and excluded with their
         joins.
-    weights : scipy.sparse matrix of shape (n, n)
+    adjacency : scipy.sparse matrix of shape (n, n) or libpysal W
+        Symmetric adjacency (formerly ``weights=``, deprecated).
 
     Returns
     -------
@@ -344,7 +366,7 @@ def category_joins(categories, weights) -> tuple[int, float]:
         ``J * sum_k n_k (n_k - 1) / (n (n - 1))`` over the non-blank locations.
     """
     cat = np.asarray(categories).astype(np.int64).ravel()
-    i, j = _edges(weights)
+    i, j = _edges(check_adjacency(adjacency, n=cat.size, allowed=()))
     keep = (cat[i] >= 0) & (cat[j] >= 0)
     i, j = i[keep], j[keep]
     same = int((cat[i] == cat[j]).sum())
@@ -355,7 +377,10 @@ def category_joins(categories, weights) -> tuple[int, float]:
     return same, expected
 
 
-def category_patches(category_map, labels=None, *, connectivity: str = "rook") -> pd.DataFrame:
+@deprecated_alias(connectivity="adjacency")
+@fill_doc
+def category_patches(category_map, labels=None, *,
+                     adjacency: str = DEFAULT_ADJACENCY) -> pd.DataFrame:
     """Connected patches of same-category cells of a categorical sheet map.
 
     Parameters
@@ -364,7 +389,9 @@ def category_patches(category_map, labels=None, *, connectivity: str = "rook") -
         Category codes; negative values (or NaN) are blank.
     labels : list of str, optional
         Names of the codes.
-    connectivity : {"rook", "queen"}
+    adjacency : {"queen", "rook"}, default="queen"
+        Which neighbouring cells join a patch (formerly ``connectivity=``, deprecated;
+        its default was ``"rook"``).
 
     Returns
     -------
@@ -374,7 +401,11 @@ def category_patches(category_map, labels=None, *, connectivity: str = "rook") -
     m = np.asarray(category_map, dtype=float)
     if m.ndim != 2:
         raise ValueError(f"category_map must be 2D (n_rows, n_cols); got shape {m.shape}.")
-    structure = ndimage.generate_binary_structure(2, 1 if connectivity == "rook" else 2)
+    adjacency = check_adjacency(adjacency, allowed=("rook", "queen"))
+    if not isinstance(adjacency, str):
+        raise TypeError("category_patches takes adjacency 'rook' or 'queen' (a grid map); "
+                        "got a matrix.")
+    structure = ndimage.generate_binary_structure(2, 1 if adjacency == "rook" else 2)
     rows = []
     codes = np.unique(m[np.isfinite(m) & (m >= 0)]).astype(int)
     for code in codes:
@@ -433,8 +464,31 @@ def _excess_joins(pref: np.ndarray, i: np.ndarray, j: np.ndarray, n_cat: int) ->
         return same / expected - 1.0
 
 
-def category_permutation_test(responses, labels, weights, *, n_permutations: int = 1000,
-                              seed=None, block_size: int = 100) -> CategoryTopographyResult:
+def _category_null_chunk(layers, codes, perms, edges, k, blocks) -> np.ndarray:
+    """Excess same-category joins of every layer for the given blocks of ``perms``."""
+    return np.concatenate([_category_statistics(layers, codes, perms.block(int(b)), edges, k)
+                           for b in blocks], axis=0)
+
+
+def _category_statistics(layers: dict, codes: np.ndarray, idx: np.ndarray, edges: dict,
+                         k: int) -> np.ndarray:
+    """Excess same-category joins (k_perm, n_layers) for index rows ``idx`` (the identity
+    row gives the observed statistic by the same arithmetic)."""
+    pc = codes[idx]
+    pm = (pc[:, None, :] == np.arange(k)[None, :, None]).astype(np.float64)
+    out = np.empty((idx.shape[0], len(layers)))
+    for col, (name, y) in enumerate(layers.items()):
+        i, j = edges[name]
+        _, mm, _ = group_moments(y, pm)
+        out[:, col] = _excess_joins(np.argmax(mm, 1), i, j, k)
+    return out
+
+
+@deprecated_alias(weights="adjacency")
+@fill_doc
+def category_permutation_test(responses, labels, adjacency, *, n_permutations: int = 1000,
+                              seed=None, n_jobs: int | None = None, verbose: int = 1,
+                              block_size=UNSET) -> CategoryTopographyResult:
     """Label-permutation test of the clustering of preferred conditions on the sheet.
 
     The statistic is the excess of same-preference neighbour pairs over what a random
@@ -446,63 +500,94 @@ def category_permutation_test(responses, labels, weights, *, n_permutations: int
     ----------
     responses : ndarray (n_items, n_units) or dict of str to such arrays
     labels : array-like of shape (n_items,)
-    weights : scipy.sparse matrix (n_units, n_units) or dict of str to such matrices
-        Adjacency between units (e.g. ``sheet.weights("rook", transform="b",
-        restrict=False)`` re-indexed to units; see :func:`unit_adjacency`).
-    n_permutations : int
-    seed : int or numpy.random.Generator, optional
-        Permutations are drawn in blocks seeded from ``SeedSequence`` children, so the
-        null is the same for any ``block_size``.
+    adjacency : scipy.sparse matrix (n_units, n_units), libpysal W, or dict of str to such
+        Adjacency between units (:func:`unit_adjacency` of a sheet, which uses the sheet
+        default ``"queen"``). Formerly ``weights=`` (deprecated). Recorded in
+        ``params["adjacency"]``.
+    n_permutations : int, default=1000
+        Number of label permutations ``B`` (0: the observed statistic only, no p). When
+        the labels allow no more than ``B`` distinct arrangements they are all used (an
+        exact test); otherwise ``B`` distinct, non-identity ones are drawn.
+    %(seed)s
+    %(n_jobs)s
+    %(verbose)s
+    block_size : int, optional
+        Deprecated and ignored: permutations come in the permutation core's fixed
+        blocks, so the null never depends on a block size.
+
+    Returns
+    -------
+    CategoryTopographyResult
+        ``p`` one-sided (clustering): ``(1 + #{null >= observed}) / (1 + B)``, or
+        ``#{null >= observed} / B`` when exact; ties within rounding count.
     """
+    if block_size is not UNSET:
+        warnings.warn("block_size is deprecated and ignored: the null is drawn in the "
+                      "permutation core's fixed blocks and never depends on it.",
+                      DeprecationWarning, stacklevel=user_stacklevel())
     layers = _as_layers(responses)
     n_items = next(iter(layers.values())).shape[0]
     labels, conditions, masks = _check_labels(labels, n_items)
     k = len(conditions)
-    ws = weights if isinstance(weights, dict) else {name: weights for name in layers}
+    if isinstance(n_permutations, (bool, np.bool_)) or not isinstance(
+            n_permutations, (int, np.integer)) or n_permutations < 0:
+        raise ValueError(f"n_permutations must be a non-negative int; got {n_permutations!r}.")
+    ws = adjacency if isinstance(adjacency, dict) else {name: adjacency for name in layers}
     missing = [name for name in layers if name not in ws]
     if missing:
-        raise ValueError(f"No adjacency for layers {missing}.")
-    root = np.random.SeedSequence(
-        check_random_state(seed).integers(2**63) if seed is not None else None)
-    n_blocks = -(-n_permutations // block_size) if n_permutations else 0
-    children = root.spawn(n_blocks)
+        raise ValueError(f"No adjacency for layers {missing}: give adjacency one (n_units, "
+                         "n_units) matrix or a dict with every layer's.")
+    edges = {name: _edges(check_adjacency(ws[name], n=y.shape[1], allowed=()))
+             for name, y in layers.items()}
+    ss = as_seed_sequence(seed)
     codes = np.array([conditions.index(c) for c in labels.tolist()])
-    perms = []
-    for b, child in enumerate(children):
-        rng = np.random.default_rng(child)
-        size = min(block_size, n_permutations - b * block_size)
-        perms.append(np.stack([rng.permutation(codes) for _ in range(size)]))
-    perm_codes = np.concatenate(perms) if perms else np.zeros((0, n_items), int)
-    observed, null = [], []
-    for name, y in layers.items():
-        i, j = _edges(ws[name])
-        _, m, _ = group_moments(y, masks)
-        observed.append(_excess_joins(np.argmax(m, 0)[None], i, j, k)[0])
-        vals = np.empty(perm_codes.shape[0])
-        for start in range(0, perm_codes.shape[0], block_size):
-            pc = perm_codes[start : start + block_size]
-            pm = (pc[:, None, :] == np.arange(k)[None, :, None]).astype(np.float64)
-            _, mm, _ = group_moments(y, pm)
-            vals[start : start + pc.shape[0]] = _excess_joins(np.argmax(mm, 1), i, j, k)
-        null.append(vals)
-    observed = np.array(observed)
-    null = np.stack(null, axis=1) if null else np.zeros((0, len(layers)))
+    observed = _category_statistics(layers, codes, identity_permutation(n_items), edges, k)[0]
+    exact, n_distinct = False, None
+    if n_permutations:
+        perms = label_permutations(ss, int(n_permutations), codes)
+        exact, n_distinct = perms.exact, perms.n_distinct
+        func = functools.partial(_category_null_chunk, layers, codes, perms, edges, k)
+        null = np.concatenate(run_blocks(func, range(perms.n_blocks), n_jobs=n_jobs,
+                                         verbose=verbose, desc="category permutations"),
+                              axis=0)
+    else:
+        null = np.zeros((0, len(layers)))
     if null.shape[0] < 2:  # no null: no p or z
         p = z = np.full(observed.shape, np.nan)
     else:
-        p = (1 + (null >= observed[None] - 1e-12).sum(0)) / (1 + null.shape[0])
+        p = permutation_pvalue(observed, null, "greater", exact=exact)
         with np.errstate(invalid="ignore", divide="ignore"):
             z = (observed - null.mean(0)) / null.std(0, ddof=1)
+    params = {"n_permutations": int(null.shape[0]),
+              "n_permutations_requested": int(n_permutations), "exact": exact,
+              "n_distinct_permutations": n_distinct, **seed_record(ss),
+              "conditions": conditions, "alternative": "greater",
+              "adjacency": {name: adjacency_name(w) for name, w in ws.items()}
+              if isinstance(adjacency, dict) else adjacency_name(adjacency)}
     return CategoryTopographyResult(observed=observed, null=null, p=p, z=z, layers=list(layers),
-                                    params={"n_permutations": n_permutations, "seed": seed,
-                                            "conditions": conditions})
+                                    params=params)
 
 
-def unit_adjacency(sheet, kind: str = "rook") -> sp.csr_matrix:
-    """Binary adjacency between the units of a sheet (units sharing a cell are joined)."""
+@deprecated_alias(kind="adjacency")
+def unit_adjacency(sheet, adjacency: str = DEFAULT_ADJACENCY) -> sp.csr_matrix:
+    """Binary adjacency between the units of a sheet (units sharing a cell are joined).
+
+    Parameters
+    ----------
+    sheet : CorticalSheet
+    adjacency : {"queen", "rook"}, default="queen"
+        Neighbouring cells (formerly ``kind=``, deprecated; its default was ``"rook"``).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (n_units, n_units)
+    """
     from .sheet import grid_weights
 
-    cell_w = grid_weights(sheet.shape, kind, transform="b")
+    adjacency = check_adjacency(adjacency, allowed=("rook", "queen"))
+    if not isinstance(adjacency, str):
+        raise TypeError("unit_adjacency takes adjacency 'rook' or 'queen'; got a matrix.")
+    cell_w = grid_weights(sheet.shape, adjacency, transform="b")
     cells = sheet.cell_index
     onehot = sp.csr_matrix((np.ones(cells.size), (np.arange(cells.size), cells)),
                            shape=(cells.size, sheet.n_cells))
