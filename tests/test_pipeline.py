@@ -209,3 +209,162 @@ def test_weighted_contrast_is_refused_early(tiny_models, stimuli, tmp_path):
         localize(tiny_models["tiny-topo"], stimuli, "S - 0.5*N", out=tmp_path / "w",
                  verbose=0)
     assert not (tmp_path / "w").exists()
+
+
+# --------------------------------------------------------------------------- settings
+def _settings(**kw):
+    from topobrain.pipeline import LocalizeSettings
+
+    base = dict(model="topolm-tiny", stimuli="langloc", contrasts=["S - N"], out="o")
+    return LocalizeSettings(**(base | kw))
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    ({"cluster_p": 0}, ValueError, r"cluster_p must be a finite number in \(0, 1\); got 0"),
+    ({"cluster_p": 1.5}, ValueError, r"cluster_p .* in \(0, 1\); got 1.5"),
+    ({"cluster_p": float("nan")}, ValueError, r"cluster_p .*; got nan"),
+    ({"alpha": 1}, ValueError, r"alpha must be a finite number in \(0, 1\)"),
+    ({"n_permutations": -1}, ValueError, r"n_permutations .* >= 0; got -1"),
+    ({"n_permutations": 2.5}, TypeError, "n_permutations must be an integer"),
+    ({"smooth_fwhm": -2}, ValueError, r"smooth_fwhm .* > 0"),
+    ({"smooth_fwhm": "2"}, TypeError, "smooth_fwhm must be a number"),
+    ({"batch_size": 0}, ValueError, "batch_size .* >= 1"),
+    ({"pooling": "max"}, ValueError, "Invalid value for the 'pooling' parameter"),
+    ({"correction": "fdr"}, ValueError, "Invalid value for the 'correction' parameter"),
+    ({"selectivity": "yes"}, TypeError, "selectivity must be True or False"),
+    ({"wait": -1}, ValueError, r"wait \(seconds\) .* >= 0"),
+    ({"seed": -3}, ValueError, "seed must be non-negative"),
+    ({"seed": 1.5}, TypeError, "seed must be None"),
+    ({"contrasts": []}, ValueError, "at least one contrast"),
+    ({"contrasts": ["S - N", "S-N "]}, ValueError, "are the same contrast"),
+    ({"contrasts": ["S - (N"]}, ValueError, "unbalanced parentheses"),
+    ({"contrasts": ["S - 0.5*N"]}, ValueError, "neither two-sample"),
+    ({"layers": []}, TypeError, "non-empty list of layer names"),
+])
+def test_settings_validated_once_with_one_line(kw, error, match):
+    with pytest.raises(error, match=match) as info:
+        _settings(**kw)
+    assert "\n" not in str(info.value)
+
+
+def test_settings_record_round_trip_and_seed(tmp_path):
+    from topobrain.pipeline import LocalizeSettings
+
+    s = _settings(contrasts=["(S + W)/2 - N", "S"], smooth_fwhm=2, layers=["a", "b"],
+                  seed=None, wait=3, n_jobs=2, correction="fdr_bh")
+    assert s.correction == "bh" and s.smooth_fwhm == 2.0 and s.layers == ("a", "b")
+    assert isinstance(s.seed, int) and s.seed > 2**32  # fresh entropy, recorded
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**s.to_record(), "complete": True, "extra": 1}))
+    back = LocalizeSettings.from_yaml(path)
+    assert back == s
+    assert back.root_seed.entropy == s.root_seed.entropy
+    assert back.stream("morans_i").spawn_key == s.stream("morans_i").spawn_key
+    assert s.identity() == back.identity() != _settings(alpha=0.01).identity()
+    assert s.identity() == LocalizeSettings.from_record(
+        {**s.to_record(), "out": "elsewhere", "n_jobs": 1, "verbose": 0}).identity()
+    assert s.contrast_slugs == {"(S + W)/2 - N": "S_plus_W_over_2_minus_N", "S": "S"}
+    with pytest.raises(ValueError, match="lacks"):
+        LocalizeSettings.from_record({"model": "m"})
+    g = np.random.default_rng(5)
+    ss = np.random.SeedSequence(7, spawn_key=(3,))
+    assert _settings(seed=ss).root_seed.spawn_key == (3,)
+    assert _settings(seed=g).seed == np.random.SeedSequence(
+        int(np.random.default_rng(5).integers(2**63))).entropy
+
+
+def test_slugs_of_one_run_are_unique():
+    s = _settings(contrasts=["S - (N - W + X)", "S - N - W + X"])
+    assert list(s.contrast_slugs.values()) == ["S_minus_N_minus_W_plus_X",
+                                               "S_minus_N_minus_W_plus_X_2"]
+
+
+# --------------------------------------------------------------------------- one run
+def _no_leftovers(out):
+    """Nothing but the published folder: no lock, no work or aside folder."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+def test_slash_contrast_end_to_end_and_complete_run(tiny_models, stimuli, tmp_path,
+                                                    monkeypatch):
+    """'(S + W)/2 - N' through every file format: its names are sanitised, its text is
+    kept as an attribute; run.yaml says complete only in the published folder."""
+    monkeypatch.setenv("TOPOBRAIN_CACHE", str(tmp_path / "cache"))
+    rows = stimuli.to_frame().to_dict("records")
+    rng = np.random.default_rng(3)
+    rows += [{"item_id": f"w{k}", "condition": "W", "text": " ".join(rng.choice(WORDS, 8))}
+             for k in range(8)]
+    stim = StimulusSet(pd.DataFrame(rows), name="tiny-swn")
+    out = tmp_path / "slash"
+    res = localize(tiny_models["tiny-topo"], stim, ["(S + W)/2 - N"], out=out,
+                   n_permutations=9, verbose=0)
+    run = yaml.safe_load((out / "run.yaml").read_text())
+    assert run["complete"] is True and run["contrasts"] == ["(S + W)/2 - N"]
+    assert run["contrast_names"] == {"(S + W)/2 - N": "S_plus_W_over_2_minus_N"}
+    ds = xr.open_dataset(out / "maps.nc", engine="h5netcdf")
+    assert "t__model__S_plus_W_over_2_minus_N" in ds.data_vars
+    assert ds["t__model__S_plus_W_over_2_minus_N"].attrs["contrast"] == "(S + W)/2 - N"
+    ds.close()
+    assert (out / "figures" / "tmaps_model_S_plus_W_over_2_minus_N.svg").is_file()
+    assert set(pd.read_csv(out / "layers.csv")["contrast"]) == {"(S + W)/2 - N"}
+    assert "(S + W)/2 - N" in (out / "report.html").read_text()
+    assert res.out == out and _no_leftovers(out) == []
+    # W items are pooled with S against N (welch_t pools a side's conditions)
+    assert res.analyses[(res.record["model_name"], "(S + W)/2 - N")].units.equals(res.units)
+
+
+def test_validation_before_the_first_forward_pass(tiny_models, stimuli, tmp_path,
+                                                  monkeypatch):
+    from topobrain import extract as extract_module
+
+    def no_forward(*a, **k):
+        raise AssertionError("a forward pass ran before validation finished")
+
+    monkeypatch.setattr(extract_module, "extract", no_forward)
+    model = tiny_models["tiny-topo"]
+    with pytest.raises(ValueError, match=r"no layer 'layer\.9\.mlp'.*Did you mean"):
+        localize(model, stimuli, "S - N", out=tmp_path / "a", layers=["layer.9.mlp"],
+                 verbose=0)
+    with pytest.raises(ValueError, match="fwhm"):
+        localize(model, stimuli, "S - N", out=tmp_path / "b", smooth_fwhm=1e9, verbose=0)
+    with pytest.raises(ValueError, match=r"CUDA is not available|Invalid device"):
+        if __import__("torch").cuda.is_available():
+            pytest.skip("this machine has CUDA: the refusal cannot be shown")
+        localize(model, stimuli, "S - N", out=tmp_path / "c", device="cuda", verbose=0)
+    with pytest.raises(ValueError, match="cluster_p"):
+        localize(model, stimuli, "S - N", out=tmp_path / "d", cluster_p=0, verbose=0)
+    assert not any(tmp_path.iterdir())  # nothing written, not even a lock
+
+
+def test_morans_null_and_cluster_null_use_different_permutations(tiny_models, stimuli,
+                                                                 tmp_path, monkeypatch):
+    """One run's two nulls draw from their own streams ('morans_i', 'clusters'): the
+    label vectors they permute to are different (before, the first 64 were equal)."""
+    from topobrain import clusters, inference
+
+    monkeypatch.setenv("TOPOBRAIN_CACHE", str(tmp_path / "cache"))
+    drawn = {}
+
+    def spy(module, name):
+        real = module.label_permutations
+
+        def wrapper(ss, n_permutations, labels, **kw):
+            res = real(ss, n_permutations, labels, **kw)
+            lab = np.asarray(labels)
+            # label coding differs between the modules ("S"/"N" or group codes): compare
+            # which items carry the first item's label
+            drawn.setdefault(name, []).append(
+                {tuple(r) for r in (lab[res.indices] == lab[0]).tolist()})
+            return res
+        monkeypatch.setattr(module, "label_permutations", wrapper)
+
+    spy(inference, "morans_i")
+    spy(clusters, "clusters")
+    localize(tiny_models["tiny-topo"], stimuli, "S - N", out=tmp_path / "run",
+             n_permutations=64, verbose=0)
+    assert set(drawn) == {"morans_i", "clusters"}
+    moran, clus = drawn["morans_i"][0], drawn["clusters"][0]
+    assert len(moran) == len(clus) == 64
+    # 32 items, 16 per side: two independent draws share a label vector with
+    # probability ~ 64 * 64 / C(32, 16) < 1e-5
+    assert len(moran & clus) == 0

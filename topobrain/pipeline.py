@@ -164,9 +164,13 @@ class LocalizeSettings:
         for c in parsed:
             _check_contrast_kind(c)
         expressions = tuple(c.expression for c in parsed)
-        dup = sorted({e for e in expressions if expressions.count(e) > 1})
-        if dup:
-            raise ValueError(f"contrasts lists {dup} more than once; give each contrast once.")
+        seen = {}
+        for c in parsed:  # the same weights written twice is one contrast
+            key = tuple(sorted(c.weights.items()))
+            if key in seen:
+                raise ValueError(f"contrasts {seen[key]!r} and {c.expression!r} are the same "
+                                 f"contrast; give each contrast once.")
+            seen[key] = c.expression
         put("contrasts", expressions)
         if self.out is None:
             raise TypeError("out is required: the folder to write the results into.")
