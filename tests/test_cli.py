@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from topobrain import __version__
@@ -321,6 +322,10 @@ def test_compare_writes_the_permutation_p(tmp_path, rng, capsys):
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["brain_morans_i_p"] == pytest.approx(expected.morans_i_p, rel=1e-12)
     assert prov["brain_morans_i"] == pytest.approx(expected.morans_i, rel=1e-12)
+    table = pd.read_csv(out / "comparison.csv")
+    brain_row = table[table["source"] == "brain"].iloc[0]
+    assert brain_row["morans_i_p"] == pytest.approx(expected.morans_i_p, rel=1e-12)
+    assert table.loc[table["source"] == "model", "morans_i_p"].isna().all()
     assert f"permutation p = {expected.morans_i_p:.4g}" in printed
     assert "two-sided, 20 permutations" in printed
     # without permutations there is no p, and none is printed
@@ -328,3 +333,4 @@ def test_compare_writes_the_permutation_p(tmp_path, rng, capsys):
                  "--out", str(out)]) == 0
     assert "permutation p" not in capsys.readouterr().out
     assert json.loads((out / "provenance.json").read_text())["brain_morans_i_p"] is None
+    assert pd.read_csv(out / "comparison.csv")["morans_i_p"].isna().all()

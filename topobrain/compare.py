@@ -54,7 +54,8 @@ PUBLISHED = (
 METRICS = ("morans_i", "percent_selective", "n_clusters", "largest_cluster_fraction",
            "median_cluster_fraction", "decay_distance")
 _TABLE_COLUMNS = ("source", "name", "contrast", "layer") + METRICS + (
-    "morans_i_null_mean", "distance_unit", "size_relative_to", "published", "note")
+    "morans_i_null_mean", "morans_i_p", "distance_unit", "size_relative_to", "published",
+    "note")
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,7 +220,9 @@ class ComparisonResult:
         clusters of ``clusters.csv`` with ``p_fwe < 0.05`` when it has p-values),
         ``decay_distance`` (in ``distance_unit``: sheet units for models, mm for the
         brain), ``morans_i_null_mean`` (the model's label-permutation null from
-        ``layers.csv``, NaN for the brain and when no permutations ran), ``published``
+        ``layers.csv``, NaN for the brain and when no permutations ran), ``morans_i_p``
+        (the brain map's two-sided permutation p of Moran's I with ``n_permutations``;
+        NaN without permutations and for model rows), ``published``
         (True for reference numbers from the literature) and ``note``.
     brain_summary : topobrain.brain.BrainSummary
     model_name, control_name : str or None
@@ -246,7 +249,7 @@ class ComparisonResult:
         over layers; published rows left out)."""
         t = self.table
         keep = t[(t["layer"].isin(["mean", "map"])) & (~t["published"])]
-        wide = keep.set_index("source")[[*METRICS, "morans_i_null_mean"]].T
+        wide = keep.set_index("source")[[*METRICS, "morans_i_null_mean", "morans_i_p"]].T
         wide.index.name = "metric"
         return wide
 
@@ -348,6 +351,7 @@ def compare(
     rows.append({
         "source": "brain", "name": bm.name, "contrast": contrast, "layer": "map",
         "morans_i": summ.morans_i, "percent_selective": summ.percent_selective,
+        "morans_i_p": np.nan if summ.morans_i_p is None else summ.morans_i_p,
         "n_clusters": float(summ.n_clusters),
         "largest_cluster_fraction": summ.largest_cluster_fraction,
         "median_cluster_fraction": summ.median_cluster_fraction,
