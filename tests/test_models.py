@@ -603,3 +603,32 @@ def test_hf_truncated_weights_and_missing_tokenizer(hf_gpt2, tmp_path):
     w.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load(folder, sheet_spec=GPT2_SPEC)
+
+
+def test_cards_record_the_topoloss_rule(tmp_path, tokenizer):
+    from topobrain.models.losses import TOPOLOSS_SHRINK
+
+    model = tiny_gpt()
+    card = {"name": "t", "spatial_loss": {"kind": "topoloss", "phi": 3.0, "tau": 1.0,
+                                          "modules": ["mlp.c_fc"]}}
+    folder = save_model(tmp_path / "t", model, build_sheets(model.config, 0), tokenizer, card)
+    assert "shrink" not in card["spatial_loss"]  # the caller's card is not changed
+    saved = json.loads((folder / "card.json").read_text())
+    assert saved["spatial_loss"]["shrink"] == TOPOLOSS_SHRINK
+    assert f"blur rule {TOPOLOSS_SHRINK}" in (folder / "README.md").read_text()
+    card["spatial_loss"]["kind"] = "correlation"
+    folder = save_model(tmp_path / "c", model, build_sheets(model.config, 0), tokenizer, card)
+    assert "TopoLoss: not used (correlation loss)" in (folder / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["topolm-tiny", "topolm-tiny-control"])
+def test_bundled_cards_say_topoloss_was_not_used(name):
+    """Both were trained with the correlation loss: the TopoLoss resize fix cannot touch them."""
+    if name not in available_models():
+        pytest.skip(f"{name} is not bundled in this checkout")
+    card = load(name).card
+    assert card["spatial_loss"]["kind"] == "correlation"
+    assert card["training"]["spatial"]["kind"] == "correlation"
+    assert card["spatial_loss"]["topoloss_used"] is False
+    readme = (loaders_mod.bundled_model_dir(name) / "README.md").read_text()
+    assert "TopoLoss: not used (correlation loss)" in readme

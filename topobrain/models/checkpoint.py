@@ -59,6 +59,21 @@ def read_positions_csv(path, shape: tuple[int, int]) -> dict[str, CorticalSheet]
     return sheets
 
 
+def _topoloss_line(sp: dict) -> str:
+    """The card's line on TopoLoss: which shrink rule the weights were trained with."""
+    if sp.get("kind") is None:
+        return "- TopoLoss: the card does not record the spatial loss"
+    if sp.get("kind") != "topoloss":
+        return (f"- TopoLoss: not used ({sp.get('kind')} loss), so the TopoLoss blur rule "
+                f"(fixed in topobrain 0.1.0 to the topoloss package's floor(h / phi)) does "
+                f"not apply")
+    rule = sp.get("shrink") or ("not recorded: a card without it comes from a training "
+                                "that resized to round(h / phi), before the blur followed "
+                                "the topoloss package's floor(h / phi)")
+    return (f"- TopoLoss (phi = {sp.get('phi')}, tau = {sp.get('tau')}, on "
+            f"{sp.get('modules')}): blur rule {rule}")
+
+
 def _card_markdown(card: dict) -> str:
     t = card.get("training", {})
     sp = card.get("spatial_loss", {})
@@ -74,6 +89,7 @@ def _card_markdown(card: dict) -> str:
              f"{sp.get('radius')}, {'inclusive' if sp.get('inclusive') else 'exclusive'}, "
              f"{sp.get('n_neighbourhoods')} neighbourhoods per layer and step); alpha = 0 is the "
              "non-topographic control",
+             _topoloss_line(sp),
              f"- unit positions: a seeded random permutation of the sheet per layer "
              f"(layout seed {t.get('layout_seed')}), in `positions.csv`", "",
              "## Data and training", "",
@@ -116,7 +132,13 @@ def save_model(folder, model, sheets: dict[str, CorticalSheet], tokenizer, card:
     """Write a model folder atomically (a temp folder, then a rename)."""
     from safetensors.torch import save_file
 
+    from .losses import TOPOLOSS_SHRINK
+
     folder = Path(folder)
+    sp = card.get("spatial_loss")
+    if isinstance(sp, dict) and sp.get("kind") == "topoloss" and "shrink" not in sp:
+        # the rule the weights were trained with (the caller's card is not changed)
+        card = {**card, "spatial_loss": {**sp, "shrink": TOPOLOSS_SHRINK}}
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(folder.parent, folder.name)  # 0o777 & ~umask, not 0o700
     try:

@@ -24,7 +24,11 @@ import torch.nn.functional as F
 
 from ..sheet import toponets_shape
 
-__all__ = ["correlation_loss", "neighbourhood_loss", "topoloss"]
+__all__ = ["TOPOLOSS_SHRINK", "correlation_loss", "neighbourhood_loss", "topoloss"]
+
+#: How :func:`topoloss` shrinks the sheet; model cards record it.
+TOPOLOSS_SHRINK = ("F.interpolate(scale_factor=1/phi): floor(h / phi) x floor(w / phi) "
+                   "cells, as the topoloss package 0.0.2")
 
 
 def _pearson_rows(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
