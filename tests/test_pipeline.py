@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -368,3 +370,113 @@ def test_morans_null_and_cluster_null_use_different_permutations(tiny_models, st
     # 32 items, 16 per side: two independent draws share a label vector with
     # probability ~ 64 * 64 / C(32, 16) < 1e-5
     assert len(moran & clus) == 0
+
+
+# --------------------------------------------------------------------------- one folder,
+# one run; killed runs
+_PAUSED_RUN = """
+import os, pathlib, sys, time
+marker, model, tsv, out = sys.argv[1:5]
+from topobrain import inference
+real = inference.map_permutation_test
+
+def paused(*args, **kwargs):  # stop in the middle of the permutations
+    pathlib.Path(marker).touch()
+    time.sleep(600)
+    return real(*args, **kwargs)
+
+inference.map_permutation_test = paused
+from topobrain.pipeline import localize
+localize(model, tsv, ["S - N"], out=out, n_permutations=19, verbose=0)
+"""
+
+
+def _start_paused_run(tmp_path, model, tsv, out):
+    """A localize run in another process, stopped in its permutations; returns the
+    process once it is there (its lock held, its activations cached)."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "paused_run.py"
+    script.write_text(_PAUSED_RUN)
+    marker = tmp_path / f"in_permutations_{out.name}"
+    proc = subprocess.Popen([sys.executable, str(script), str(marker), str(model), str(tsv),
+                             str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the paused run ended early: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the paused run never reached its permutations")
+        time.sleep(0.2)
+    return proc
+
+
+def test_two_processes_one_folder(tiny_models, stimuli, tmp_path, monkeypatch):
+    """A second run into a folder in use is refused naming the holder (or waits);
+    a SIGKILLed holder leaves no stale lock and no folder that looks complete."""
+    import signal
+    import threading
+    import time
+
+    from topobrain._utils._outdir import OutputFolderBusy
+
+    monkeypatch.setenv("TOPOBRAIN_CACHE", str(tmp_path / "cache"))
+    tsv = tmp_path / "items.tsv"
+    stimuli.to_tsv(tsv)
+    out = tmp_path / "shared"
+    holder = _start_paused_run(tmp_path, tiny_models["tiny-topo"], tsv, out)
+    try:
+        with pytest.raises(OutputFolderBusy, match=rf"in use by another run: pid "
+                                                   rf"{holder.pid} on .*paused_run\.py"):
+            localize(tiny_models["tiny-topo"], tsv, ["S - N"], out=out, n_permutations=0,
+                     verbose=0)
+        t0 = time.monotonic()
+        with pytest.raises(OutputFolderBusy, match=f"pid {holder.pid}"):
+            localize(tiny_models["tiny-topo"], tsv, ["S - N"], out=out, n_permutations=0,
+                     wait=0.6, verbose=0)
+        assert time.monotonic() - t0 >= 0.6
+        assert not out.exists()  # the holder writes beside it, never into it
+        assert len(list(tmp_path.glob(".shared.partial-*"))) == 1
+        # the holder dies by SIGKILL while this run waits: the lock frees itself
+        threading.Timer(1.0, holder.send_signal, [signal.SIGKILL]).start()
+        res = localize(tiny_models["tiny-topo"], tsv, ["S - N"], out=out, n_permutations=0,
+                       wait=True, verbose=0)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert yaml.safe_load((out / "run.yaml").read_text())["complete"] is True
+    assert res.out == out and _no_leftovers(out) == []
+
+
+def test_sigkill_mid_permutations_then_rerun_is_byte_identical(tiny_models, stimuli,
+                                                               tmp_path, monkeypatch):
+    import signal
+
+    monkeypatch.setenv("TOPOBRAIN_CACHE", str(tmp_path / "cache"))
+    tsv = tmp_path / "items.tsv"
+    stimuli.to_tsv(tsv)
+    out = tmp_path / "run"
+    model = tiny_models["tiny-topo"]
+    localize(model, tsv, ["S - N"], out=out, n_permutations=19, verbose=0)
+    reference = tmp_path / "reference"
+    out.rename(reference)
+
+    proc = _start_paused_run(tmp_path, model, tsv, out)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # a killed run never leaves a folder that looks complete
+    assert list(tmp_path.glob(".run.partial-*"))
+    assert any((tmp_path / "cache").rglob("*.npz"))  # its activations were cached
+
+    localize(model, tsv, ["S - N"], out=out, n_permutations=19, verbose=0)
+    assert _no_leftovers(out) == []
+    files = sorted(p.relative_to(reference) for p in reference.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    carrying_times = {Path("run.yaml")}
+    different = [str(f) for f in files if f not in carrying_times
+                 and (reference / f).read_bytes() != (out / f).read_bytes()]
+    assert not different, f"rerun differs from the uninterrupted run in {different}"
+    assert len(files) > 10 and any(f.suffix == ".svg" for f in files)
