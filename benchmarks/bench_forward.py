@@ -6,8 +6,9 @@ The same size for both: 4 blocks, 4 heads, width 256 (a 16 x 16 sheet), vocabula
 - ``TopoGPT`` forward (logits only), the peer ``transformers`` ``GPT2LMHeadModel``
   forward (logits only): the ratio says whether our model is a fair GPT-2;
 - ``SheetModel.activations`` of our folder model (8 sheets returned by the model itself)
-  and of the GPT-2 through :func:`topobrain.models.hf.load_hf` with a sheet spec on the
-  same 8 modules (forward hooks): what extraction pays for each adapter.
+  and of the GPT-2 through :func:`topobrain.models.hf.load_hf` with the ``attn+mlp``
+  sheet spec preset on the same 8 modules (forward hooks): what extraction pays for each
+  adapter.
 
 Usage: ``python benchmarks/bench_forward.py [--reps 10] [--threads 1]``
 """
@@ -70,11 +71,9 @@ def main(argv=None):
         sm_ours = load(folder)
         peer.save_pretrained(Path(tmp) / "gpt2")
         tok.save(str(Path(tmp) / "gpt2" / "tokenizer.json"))
-        spec = {"patterns": [{"name": "layer.{i}.attn", "module": "transformer.h.{i}.attn",
-                              "layout": "permuted"},
-                             {"name": "layer.{i}.mlp", "module": "transformer.h.{i}.mlp",
-                              "layout": "permuted"}]}
-        sm_peer = load_hf(Path(tmp) / "gpt2", spec)
+        # the same 8 sheets as ours, through the attn+mlp preset (hooks on attn and mlp)
+        sm_peer = load_hf(Path(tmp) / "gpt2", "attn+mlp:permuted")
+        assert sm_peer.layer_names == sm_ours.layer_names
 
         with torch.no_grad():
             t_ours = timeit(lambda: ours(x), args.reps)
