@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections import Counter
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -288,8 +289,30 @@ def test_file_errors(tmp_path):
     ragged.write_text("condition,text\nS,a,b,c\n")
     with pytest.raises(ValueError, match="not a well-formed table"):
         read_table(ragged)
-    with pytest.raises(TypeError, match="sep must be"):
+    with pytest.raises(ValueError, match="sep must be one character"):
         read_table(messy, sep="")
+    with pytest.raises(ValueError, match="sep must be one character"):
+        read_table(messy, sep='"')
+    with pytest.raises(TypeError, match="sep must be a string"):
+        read_table(messy, sep=9)
+    unnamed = tmp_path / "unnamed.csv"
+    unnamed.write_text("condition,,text\nS,x,a\nS,y,b\n")
+    with pytest.raises(ValueError, match="column 2 of the header line has no name"):
+        read_table(unnamed)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("condition,text,text\nS,a,x\nS,b,y\n")
+    with pytest.raises(ValueError, match=r"repeated column names \['text'\]"):
+        read_table(twice)
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('condition,text\nS,"a b\nS,c\n')
+    with pytest.raises(ValueError, match="not a well-formed table .*quotes are closed"):
+        read_table(unclosed)
+    huge = tmp_path / "huge.tsv"
+    huge.write_text("condition\ttext\nS\t" + "word " * 50_000 + "\nS\tb\n")
+    with pytest.raises(ValueError, match=r"stray whitespace .* e\.g\. 'word word .*\.\.\.' "
+                                         r"\(250000 chars\)") as err:
+        read_table(huge)
+    assert len(str(err.value)) < 500
 
 
 def test_generic_loader_with_column_mapping(tmp_path):
@@ -643,3 +666,137 @@ def test_derived_sets_are_seeded():
     for maker in (jabberwocky, word_lists):
         a, b, c = maker(texts, seed=4), maker(texts, seed=4), maker(texts, seed=5)
         assert a == b and a.texts != c.texts
+
+
+# ---------------------------------------------------------------------- hostile tables
+# Issue 19: any table a user may hand us - in any encoding, with any separator and
+# quoting, empty cells, ragged rows, repeated ids or headers, huge items - gives a
+# StimulusSet or one clear ValueError (one line), from the loader and from
+# ``topobrain stimuli validate`` alike; never another exception.
+_HEADERS = ["item_id", "condition", "text", "cond", "sentence", "run", "category", "", " ",
+            "text", "condition", "n/a", "é", "a,b", 'q"', "a\tb", "\ufeffitem_id"]
+_CELLS = st.one_of(
+    st.sampled_from(["", " ", "  ", "S", "N", "S", "N", "the cat sat", "a dog", "n/a", "nan",
+                     "NULL", "None", "-1", "0.5", "1e400", '"', '""', '"quoted"', "a,b",
+                     "a;b", "a\tb", "a\nb", "a\r\nb", "\\", "é ñ ü", "日本語", "😀",
+                     "\ufeff", "x\u2028y", "\x0b", "#comment"]),
+    st.text(max_size=12),
+    st.integers(1_000, 200_000).map(lambda n: ("word " * n)[: n]),  # huge items
+)
+_ENCODINGS = ["utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16", "utf-16-le", "utf-32"]
+
+
+@st.composite
+def hostile_files(draw):
+    if draw(st.booleans()):  # anything at all
+        n_cols = draw(st.integers(1, 5))
+        header = draw(st.lists(st.sampled_from(_HEADERS), min_size=n_cols, max_size=n_cols))
+        n_rows = draw(st.integers(0, 7))
+        rows = [draw(st.lists(_CELLS, min_size=max(0, n_cols - 1), max_size=n_cols + 1))
+                for _ in range(n_rows)]
+    else:  # a proper table with a few hostile cells
+        header = draw(st.permutations(["item_id", "condition", "text", "run"]))
+        good = {"item_id": st.from_regex(r"[a-z]{1,3}[0-9]{1,2}", fullmatch=True),
+                "condition": st.sampled_from(["S", "N"]), "text": texts,
+                "run": st.sampled_from(["1", "2", "", "n/a"])}
+        rows = [[draw(st.one_of(good[h], _CELLS) if draw(st.integers(0, 9)) == 0
+                      else good[h]) for h in header] for _ in range(draw(st.integers(2, 8)))]
+    consistent = draw(st.booleans())  # read as written (else: any reading options)
+    if not consistent and draw(st.booleans()) and rows:  # repeated ids
+        rows = rows + [list(r) for r in rows[:2]]
+    sep = draw(st.sampled_from(["\t", ",", ";", "|"]))
+    quoting = draw(st.sampled_from(["minimal", "all", "none", "naive"]))
+    terminator = draw(st.sampled_from(["\n", "\r\n"]))
+    buf = io.StringIO()
+    if quoting != "naive":
+        mode = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_ALL, "none": csv.QUOTE_NONE}
+        writer = csv.writer(buf, delimiter=sep, quoting=mode[quoting], escapechar="\\",
+                            lineterminator=terminator)
+        try:
+            writer.writerows([header, *rows])
+        except csv.Error:  # e.g. a lone empty field cannot be written unquoted
+            quoting = "naive"
+    if quoting == "naive":
+        buf = io.StringIO(terminator.join(sep.join(r) for r in [header, *rows]) + terminator)
+    written = draw(st.sampled_from(_ENCODINGS))
+    data = buf.getvalue().encode(written, errors="replace")
+    if not consistent and draw(st.integers(0, 4)) == 0:  # stray bytes: a damaged file
+        data = data + draw(st.binary(min_size=1, max_size=8))
+    suffix = draw(st.sampled_from([".tsv", ".csv", ".txt", ".dat"]))
+    read_sep = sep if consistent else draw(st.sampled_from([None, sep, "\t", ","]))
+    read_encoding = (written if consistent else
+                     draw(st.sampled_from([None, written, "utf-8", "latin-1"])))
+    clean = draw(st.booleans())
+    return data, suffix, read_sep, read_encoding, clean
+
+
+def _outcome(call):
+    """A StimulusSet, or the message of the one ValueError; anything else fails."""
+    try:
+        return call()
+    except ValueError as exc:
+        message = str(exc)
+        assert message.strip() and len(message.strip().splitlines()) == 1, message
+        return message
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_files())
+def test_hostile_tables_give_a_stimulus_set_or_one_clear_value_error(case):
+    import argparse
+    import contextlib
+    import tempfile
+
+    from topobrain._cli.stimuli import run_validate
+
+    data, suffix, sep, encoding, clean = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"items{suffix}"
+        path.write_bytes(data)
+        got = _outcome(lambda: load_stimuli(path, sep=sep, encoding=encoding, clean=clean))
+        event("loaded" if isinstance(got, StimulusSet) else got.split(": ", 1)[-1][:30])
+        if isinstance(got, StimulusSet):
+            assert len(got) >= 2 and got.columns[:3] == ["item_id", "condition", "text"]
+            assert len(set(got.item_ids)) == len(got)
+            assert all(t and t == t.strip() for t in got.texts)
+        else:
+            assert isinstance(got, str)
+        args = argparse.Namespace(source=str(path), column=None, sep=sep,
+                                  encoding=encoding, clean=clean, contrast=None)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            cli = _outcome(lambda: run_validate(args))
+        if isinstance(got, StimulusSet):
+            assert cli == 0 and out.getvalue().startswith(f"OK {path}: {len(got)} items")
+        else:
+            assert cli == got
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["S", "N", "verb", "noun phrase"]), texts),
+                min_size=2, max_size=10),
+       st.sampled_from(_ENCODINGS), st.sampled_from(["\t", ",", ";", "|"]),
+       st.booleans())
+def test_well_formed_tables_load_in_any_encoding_and_separator(rows, encoding, sep, bom):
+    """What a spreadsheet or a script writes, read back item for item."""
+    import tempfile
+
+    rows = rows + [(cond, text + " again") for cond, text in rows]  # >= 2 per condition
+    table = pd.DataFrame({"item_id": [f"it{i}" for i in range(len(rows))],
+                          "condition": [c for c, _ in rows], "text": [t for _, t in rows]})
+    for col in ("condition", "text"):  # what latin-1 cannot hold becomes '?'
+        table[col] = [v.encode(encoding, "replace").decode(encoding) for v in table[col]]
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    text = table.to_csv(sep=sep, index=False, lineterminator="\n", quoting=quoting,
+                        escapechar=None if sep != "\t" else "\\")
+    if sep == "\t" and "\\" in text:
+        return  # a TSV carries quotes literally and has no escapes to write
+    data = text.encode(encoding)
+    if bom and encoding == "utf-8":
+        data = b"\xef\xbb\xbf" + data
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "items.txt"
+        path.write_bytes(data)
+        got = load_stimuli(path, sep=sep, encoding=encoding)
+    assert got.item_ids == list(table["item_id"])
+    assert list(got.labels) == list(table["condition"])
+    assert got.texts == list(table["text"])

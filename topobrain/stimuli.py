@@ -63,6 +63,18 @@ _LANGLOC_GLOB = "langloc_fmri_run*_stim_set*.csv"
 _LANGLOC_NAME = re.compile(r"langloc_fmri_run(\d+)_stim_set(\d+)\.csv$")
 
 
+def _short(value, limit: int = 40) -> str:
+    """``repr(value)``, cut to about ``limit`` characters (a huge item stays one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...' ({len(str(value))} chars)"
+
+
+def _names(values, limit: int = 12) -> str:
+    """A list of names for a message: each shortened, at most ``limit`` of them."""
+    shown = ", ".join(_short(v) for v in list(values)[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
 def _rows(index: Iterable[int], limit: int = 5) -> str:
     """Rows as people count them: 1-based data rows (in a file, row i is on line i + 1)."""
     idx = [int(i) for i in index]
@@ -320,8 +332,8 @@ def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
     cols = [str(c) for c in table.columns]
     if len(set(cols)) != len(cols):
         dup = sorted({c for c in cols if cols.count(c) > 1})
-        raise ValueError(f"The table has repeated column names {dup}; rename them so that "
-                         f"each column appears once.")
+        raise ValueError(f"The table has repeated column names {_names(dup)}; rename them so "
+                         f"that each column appears once.")
     table = table.copy()
     table.columns = cols
     for col in ("condition", "text"):
@@ -329,7 +341,8 @@ def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
             others = [c for c in cols if c not in REQUIRED_COLUMNS]
             hint = suggest(col, others)
             raise ValueError(
-                f"The stimulus table has no {col!r} column; its columns are {cols}.{hint} "
+                f"The stimulus table has no {col!r} column; its columns are {_names(cols)}."
+                f"{hint} "
                 f"Rename yours with columns={{'<your column>': {col!r}}} "
                 f"(e.g. load_stimuli(path, columns={{'cond': 'condition', "
                 f"'sentence': 'text'}}))."
@@ -373,7 +386,8 @@ def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
             first = stray[0]
             raise ValueError(
                 f"Column {col!r} has stray whitespace (leading, trailing, doubled, tabs or "
-                f"line breaks) at {_rows(stray)}, e.g. {strings.iloc[first]!r}. Clean it with "
+                f"line breaks) at {_rows(stray)}, e.g. {_short(strings.iloc[first])}. Clean "
+                f"it with "
                 f"' '.join(text.split()), or load with clean=True."
             )
 
@@ -382,7 +396,7 @@ def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
     if dup_mask.any():
         dups = list(dict.fromkeys(ids[dup_mask]))
         raise ValueError(
-            f"Column 'item_id' repeats {len(dups)} id(s), e.g. {dups[0]!r} at "
+            f"Column 'item_id' repeats {len(dups)} id(s), e.g. {_short(dups[0])} at "
             f"{_rows(np.flatnonzero(ids.eq(dups[0]).to_numpy()))}. Each item needs a unique "
             f"id: renumber them, or drop the item_id column to number items 1..n."
         )
@@ -391,7 +405,8 @@ def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
     small = [c for c in dict.fromkeys(table["condition"]) if counts[c] < 2]
     if small:
         raise ValueError(
-            f"Condition(s) {small} have fewer than 2 items ({_rows(np.flatnonzero(table['condition'].isin(small).to_numpy()))}); "  # noqa: E501
+            f"Condition(s) {_names(small)} have fewer than 2 items "
+            f"({_rows(np.flatnonzero(table['condition'].isin(small).to_numpy()))}); "
             f"a contrast needs at least 2 items per condition. Add items, merge the "
             f"condition into another, or drop it."
         )
@@ -475,9 +490,12 @@ def _read_text(path: Path, encoding) -> str:
 
 def _guess_sep(path: Path, sep: str | None) -> str:
     if sep is not None:
-        if not isinstance(sep, str) or not sep:
-            raise TypeError(f"sep must be a non-empty string such as '\\t' or ','; got "
-                            f"{sep!r}.")
+        if not isinstance(sep, str):
+            raise TypeError(f"sep must be a string such as '\\t' or ','; got "
+                            f"{type(sep).__name__}.")
+        if len(sep) != 1 or sep in '"\r\n\x00':
+            raise ValueError(f"sep must be one character other than a quote or a line "
+                             f"break, such as '\\t', ',' or ';'; got {sep!r}.")
         return sep
     suffix = path.suffix.lower()
     if suffix in (".tsv", ".tab", ".txt"):
@@ -486,6 +504,40 @@ def _guess_sep(path: Path, sep: str | None) -> str:
         return ","
     raise ValueError(f"Cannot tell the separator of {path.name!r} from its suffix; name it "
                      f".tsv or .csv, or pass sep='\\t' or sep=','.")
+
+
+def _parse(text: str, sep: str, path: Path) -> pd.DataFrame:
+    """Cells of a delimited text as strings, under the header's (stripped) names.
+
+    Tabs separate events-table style, where quotes are text (no quoting); any other
+    separator follows the CSV convention (quoted fields, doubled quotes). Blank lines
+    are skipped; a row with fewer fields than the header gets empty cells, one with more
+    is an error. The header is read as a row, so repeated names stay repeated (and are
+    refused) instead of being renamed ``text.1``.
+    """
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            raw = pd.read_csv(io.StringIO(text), sep=sep, header=None, dtype=str,
+                              keep_default_na=False, na_values=[], index_col=False,
+                              quoting=quoting, skip_blank_lines=True)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error) as exc:
+        detail = " ".join(str(exc).split())  # pandas ends its messages with a newline
+        raise ValueError(f"{path} is not a well-formed table ({detail}). Check that every "
+                         f"line has the same number of {sep!r}-separated fields"
+                         f"{'' if sep == chr(9) else ' and that quotes are closed'}.") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty; a stimulus table needs a header and one row "
+                         f"per item.") from None
+    header = [str(h).strip() for h in raw.iloc[0]]
+    unnamed = [i for i, h in enumerate(header) if not h]
+    if unnamed:
+        raise ValueError(f"{path}: column {unnamed[0] + 1} of the header line has no name; "
+                         f"name every column or delete the empty ones.")
+    table = raw.iloc[1:].reset_index(drop=True)
+    table.columns = header
+    return table
 
 
 def _numeric_extras(table: pd.DataFrame) -> pd.DataFrame:
@@ -538,20 +590,15 @@ def read_table(path, *, columns: Mapping[str, str] | None = None, sep: str | Non
         raise FileNotFoundError(f"No stimulus file at {path}.")
     sep = _guess_sep(path, sep)
     text = _read_text(path, encoding)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                                na_values=[], index_col=False,
-                                quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE)
-    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
-        raise ValueError(f"{path} is not a well-formed table ({exc}). Check that every "
-                         f"line has the same number of {sep!r}-separated fields.") from None
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path} is empty; a stimulus table needs a header and one row "
-                         f"per item.") from None
+    table = _parse(text, sep, path)
     if columns is not None:
         table = _rename(table, columns, path)
+    names = [str(c) for c in table.columns]
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})
+        raise ValueError(f"{path}: the table has repeated column names {_names(dup)}"
+                         f"{' after columns=' if columns else ''}; rename them so that each "
+                         f"column appears once.")
     table = _numeric_extras(table)
     if clean:
         table = _clean_table(table)
