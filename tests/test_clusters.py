@@ -22,6 +22,7 @@ from topobrain.clusters import (
     ClusterTable,
     ClusterTestResult,
     _StatEngine,
+    cluster_forming_threshold,
     find_clusters,
     permutation_cluster_test,
     seed_and_grow,
@@ -268,8 +269,10 @@ def test_find_clusters_errors():
         find_clusters(x, -1.0)
     with pytest.raises(TypeError, match="threshold must be a number"):
         find_clusters(x, "2")
-    with pytest.raises(ValueError, match="threshold must be finite"):
-        find_clusters(x, np.inf)
+    for bad in (np.inf, np.nan):  # e.g. a threshold from a NaN df or a p of 0
+        with pytest.raises(ValueError, match=r"threshold must be a finite value of the unit "
+                           r"statistic \(>= 0.*got (inf|nan).*cluster_forming_threshold"):
+            find_clusters(x, bad)
     with pytest.raises(ValueError, match="Invalid value for the 'tail'"):
         find_clusters(x, 1.0, tail=2)
     with pytest.raises(TypeError, match="tail must be -1, 0 or 1"):
@@ -774,6 +777,29 @@ def test_same_seed_same_result_for_any_n_jobs(rng):
     assert again.null_distribution.shape == (250,)
 
 
+def test_null_identical_on_processes_and_dask(rng):
+    """The same null with one job, two loky processes and a Dask LocalCluster (through
+    ``joblib.parallel_config``, ``n_jobs=None``)."""
+    distributed = pytest.importorskip("distributed", reason="dask.distributed (dev extra)")
+    import joblib
+
+    x = _smooth_noise(rng, (16, 2, 5, 5))
+    groups = [np.arange(16) < 8, np.arange(16) >= 8]
+    kw = dict(threshold=1.5, n_permutations=200, seed=5, verbose=0)
+    one = permutation_cluster_test(x, groups, n_jobs=1, **kw)
+    assert one.params["n_permutations"] == 200 and not one.params["exact"]
+    two = permutation_cluster_test(x, groups, n_jobs=2, **kw)
+    np.testing.assert_array_equal(one.null_distribution, two.null_distribution)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        with joblib.parallel_config(backend="dask"):
+            on_dask = permutation_cluster_test(x, groups, **kw)
+        assert len(client.scheduler_info()["workers"]) == 2
+    np.testing.assert_array_equal(one.null_distribution, on_dask.null_distribution)
+    np.testing.assert_array_equal(one.clusters.p_fwe, on_dask.clusters.p_fwe)
+
+
 @settings(max_examples=15, deadline=None)
 @given(seed=hst.integers(0, 2**31), n_perm=hst.integers(1, 130),
        cluster_stat=hst.sampled_from(["mass", "size", "tfce"]), tail=hst.sampled_from([0, 1]))
@@ -920,6 +946,60 @@ def test_permutation_test_errors(rng):
         permutation_cluster_test({"a": np.zeros((8, 4))})
 
 
+def test_cluster_forming_threshold_equals_scipy_and_refuses_bad_input():
+    np.testing.assert_allclose(cluster_forming_threshold(0.001, 37.5),
+                               st.t.isf(0.0005, 37.5), rtol=1e-12)
+    np.testing.assert_allclose(cluster_forming_threshold(0.01, 12, tail=1), st.t.isf(0.01, 12),
+                               rtol=1e-12)
+    np.testing.assert_allclose(cluster_forming_threshold(0.01, 12, tail=-1),
+                               st.t.isf(0.01, 12), rtol=1e-12)  # a magnitude
+    np.testing.assert_allclose(cluster_forming_threshold(0.001, (2, 30), stat="f"),
+                               st.f.isf(0.001, 2, 30), rtol=1e-12)
+    # the default threshold of the test is the p = 0.05 one (MNE's rule)
+    x = np.random.default_rng(0).standard_normal((12, 4, 4))
+    res = permutation_cluster_test(x, n_permutations=3, seed=0, verbose=0)
+    assert res.threshold == cluster_forming_threshold(0.05, 11)
+    for p in (0, 1, 1.5, np.nan, -0.1, "0.01"):
+        with pytest.raises(ValueError, match=r"cluster-forming p must be a number in \(0, 1\)"):
+            cluster_forming_threshold(p, 10)
+    with pytest.raises(ValueError, match="df must be one finite number > 0.*got nan.*constant"):
+        cluster_forming_threshold(0.001, np.nan)
+    with pytest.raises(ValueError, match=r"df must be \(df_between, df_within\) > 0"):
+        cluster_forming_threshold(0.001, 10, stat="f")
+    with pytest.raises(ValueError, match="Invalid value for the 'stat'"):
+        cluster_forming_threshold(0.001, 10, stat="z")
+
+
+def test_constant_units_get_nan_with_a_warning(rng):
+    """Units constant across items (exactly or to rounding) get no statistic, join no
+    cluster and get no p-value; the rest of the test is unchanged."""
+    x = rng.standard_normal((10, 5, 5)) + 0.5
+    x[:, 2, 2] = 0.1
+    x[:, 4, 4] = 3.0 + 1e-14 * rng.standard_normal(10)  # one-pass variance: a garbage t
+    g = [np.arange(10) < 5, np.arange(10) >= 5]
+    for groups, kw in ((None, {}), (g, {}), (g, {"stat": "f"}), (None, {"threshold": None,
+                                                                     "cluster_stat": "tfce"})):
+        kw = {"threshold": 0.5, **kw}
+        with pytest.warns(UserWarning, match="2 of 25 units are constant across the items"):
+            res = permutation_cluster_test(x, groups, n_permutations=20, seed=0, verbose=0,
+                                           **kw)
+        assert np.isnan(res.stat_map[0, 2, 2]) and np.isnan(res.stat_map[0, 4, 4])
+        assert np.isnan(res.p_fwe_map[0, 2, 2]) and np.isnan(res.p_fwe_map[0, 4, 4])
+        assert np.isfinite(res.stat_map).sum() == 23
+        if res.clusters is not None:
+            assert res.clusters.labels[0, 2, 2] == 0 and res.clusters.labels[0, 4, 4] == 0
+        # the same as marking the two units NaN (no unit sits there)
+        nan = x.copy()
+        nan[:, [2, 4], [2, 4]] = np.nan
+        ref = permutation_cluster_test(nan, groups, n_permutations=20, seed=0, verbose=0, **kw)
+        np.testing.assert_array_equal(res.null_distribution, ref.null_distribution)
+        np.testing.assert_array_equal(res.p_fwe_map, ref.p_fwe_map)
+    with pytest.warns(UserWarning, match="16 of 16 units are constant"):
+        flat = permutation_cluster_test(np.ones((6, 4, 4)), n_permutations=10, seed=0,
+                                        verbose=0)
+    assert flat.clusters.n_clusters == 0 and np.isnan(flat.stat_map).all()
+
+
 # ------------------------------------------------------------------ seed and grow
 
 
@@ -990,6 +1070,7 @@ def test_clusters_module_imports_no_torch_or_matplotlib():
 def test_public_names():
     import topobrain.clusters as mod
 
-    assert sorted(mod.__all__) == ["ClusterTable", "ClusterTestResult", "find_clusters",
+    assert sorted(mod.__all__) == ["ClusterTable", "ClusterTestResult",
+                                   "cluster_forming_threshold", "find_clusters",
                                    "permutation_cluster_test", "seed_and_grow", "tfce"]
     assert ClusterTable.__dataclass_params__.frozen

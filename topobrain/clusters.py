@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ from ._utils._adjacency import (
     Adjacency,
     adjacency_name,
     check_adjacency,
+    user_stacklevel,
 )
 from ._utils._permutation import (
     BLOCK_SIZE,
@@ -93,12 +95,13 @@ from ._utils._permutation import (
     seed_record,
     sign_flips,
 )
-from ._utils._stats import one_way_f
+from ._utils._stats import near_constant, one_way_f
 from ._utils._validation import check_option
 
 __all__ = [
     "ClusterTable",
     "ClusterTestResult",
+    "cluster_forming_threshold",
     "find_clusters",
     "permutation_cluster_test",
     "seed_and_grow",
@@ -612,7 +615,12 @@ def _check_threshold(threshold, tail: int) -> float:
         )
     threshold = float(threshold)
     if not np.isfinite(threshold):
-        raise ValueError(f"threshold must be finite; got {threshold}.")
+        raise ValueError(
+            f"threshold must be a finite value of the unit statistic (>= 0; units with stat "
+            f"> threshold form clusters); got {threshold}. If it came from a p-value, use "
+            "cluster_forming_threshold(p, df) with 0 < p < 1 and finite df > 0; "
+            "permutation_cluster_test takes threshold=None for the p = 0.05 quantile."
+        )
     if tail == -1:
         return abs(threshold)  # MNE's negative spelling and the magnitude mean the same
     if threshold < 0:
@@ -1183,12 +1191,60 @@ def _degrees_of_freedom(stat: str, engine: _StatEngine):
     return int(engine.n - 2)
 
 
-def _default_threshold(stat: str, tail: int, df) -> float:
+def cluster_forming_threshold(p: float, df, *, stat: Stat = "t", tail: Tail = 0) -> float:
+    """Cluster-forming threshold of the unit statistic at an uncorrected p-value.
+
+    The one conversion of a cluster-forming p-value into a statistic threshold (MNE's
+    rule for its default threshold, written for any ``p``).
+
+    Parameters
+    ----------
+    p : float
+        Uncorrected p-value of a unit at the threshold, ``0 < p < 1``: two-sided for
+        ``tail=0`` (``p / 2`` in each tail), one-sided otherwise.
+    df : float or (float, float)
+        Degrees of freedom of the t statistic (> 0), or ``(df_between, df_within)`` of F.
+    stat : {"t", "f"}, default="t"
+        The unit statistic.
+    tail : {0, 1, -1}, default=0
+        The test's tail (t only; F is one-tailed).
+
+    Returns
+    -------
+    float
+        ``t(1 - p / (1 + (tail == 0)), df)`` or ``F(1 - p, df_between, df_within)``: a
+        magnitude, >= 0 for t; pass it as ``threshold`` with the same ``tail``.
+
+    Examples
+    --------
+    >>> round(cluster_forming_threshold(0.05, 20), 4)  # two-sided
+    2.086
+    >>> round(cluster_forming_threshold(0.001, (2, 30), stat="f"), 3)
+    8.773
+    """
     from scipy import stats as st
 
+    check_option("stat", stat, _STATS)
+    tail = _check_tail(tail)
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.number)) or not (
+            0 < float(p) < 1):
+        raise ValueError(
+            f"the cluster-forming p must be a number in (0, 1), e.g. 0.001; got {p!r}."
+        )
+    dfs = np.atleast_1d(np.asarray(df, dtype=np.float64))
+    if dfs.size != (2 if stat == "f" else 1) or not (np.isfinite(dfs).all() and (dfs > 0).all()):
+        want = "(df_between, df_within) > 0" if stat == "f" else "one finite number > 0"
+        raise ValueError(
+            f"df must be {want} for stat={stat!r}; got {df!r}. NaN degrees of freedom mean "
+            "every unit is constant across items: there is no statistic to threshold."
+        )
     if stat == "f":
-        return float(st.f.ppf(0.95, *df))
-    return float(st.t.ppf(1 - 0.05 / (1 + (tail == 0)), df))
+        return float(st.f.ppf(1.0 - float(p), dfs[0], dfs[1]))
+    return float(-st.t.ppf(float(p) / (1 + (tail == 0)), dfs[0]))
+
+
+def _default_threshold(stat: str, tail: int, df) -> float:
+    return cluster_forming_threshold(0.05, df, stat=stat, tail=tail)
 
 
 def _p_values(values: np.ndarray, null: np.ndarray, exact: bool) -> np.ndarray:
@@ -1381,6 +1437,18 @@ def permutation_cluster_test(
                          f"{cluster_stat!r}.")
     else:
         tfce_spec = None
+    # units constant across the tested items: a statistic would be a ratio of rounding
+    # errors, so they are left out like cells where no unit sits
+    tested = flat if masks is None else flat[masks.any(0)]
+    constant = valid.copy()
+    constant[valid] = near_constant(tested[:, valid], axis=0)
+    if constant.any():
+        warnings.warn(
+            f"{int(constant.sum())} of {int(valid.sum())} units are constant across the "
+            "items (exactly, or to rounding: variation below 1e-10 of their magnitude); "
+            "their statistic and p-values are NaN and they join no cluster.",
+            UserWarning, stacklevel=user_stacklevel())
+        valid &= ~constant
     engine = _StatEngine(flat if valid.all() else flat[:, valid], masks, stat,
                          bool(equal_var))
     one_sample = masks is None
