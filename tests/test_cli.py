@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -185,6 +186,11 @@ def test_keywords_in_library_messages_become_flags():
     assert (with_flags("pass contrast= (--contrast) to pick one.", flags)
             == "pass --contrast to pick one.")
     assert with_flags("pass mesh=.", flags) == "pass --mesh."
+    flags.update(wait="--wait", device="--device")
+    assert (with_flags("pass wait=True (--wait) to queue behind it", flags)
+            == "pass --wait to queue behind it")
+    assert (with_flags("Pass device='cpu' (--device cpu) or 'auto'.", flags)
+            == "Pass --device cpu or 'auto'.")
     # values and other words stay
     for text in ("got alpha=2.", "reindex= x", "pass seed= here", "n_head=4 must"):
         assert with_flags(text, flags) == text
@@ -334,3 +340,33 @@ def test_compare_writes_the_permutation_p(tmp_path, rng, capsys):
     assert "permutation p" not in capsys.readouterr().out
     assert json.loads((out / "provenance.json").read_text())["brain_morans_i_p"] is None
     assert pd.read_csv(out / "comparison.csv")["morans_i_p"].isna().all()
+
+
+def test_localize_refuses_or_waits_for_a_held_folder(tmp_path, capsys):
+    """Another run holds --out: one line naming it and --wait; --wait queues behind it."""
+    import threading
+
+    from topobrain._utils._outdir import OutputLock
+
+    items = tmp_path / "items.tsv"
+    items.write_text("item_id\tcondition\ttext\n" + "".join(
+        f"s{k}\tS\tthe river runs past the old stone house\nn{k}\tN\tblorp fep zun krat\n"
+        for k in range(6)), encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["-q", "localize", "--model", "topolm-tiny", "--stimuli", str(items), "--contrast",
+            "S - N", "--out", str(out), "--n-permutations", "0", "--layers", "layer.0.mlp",
+            "--no-cache"]
+    held = OutputLock(out).acquire()
+    try:
+        assert main(argv) == 2
+        line = one_line(capsys.readouterr().err)
+        assert "in use by another run" in line and f"pid {os.getpid()}" in line
+        assert "--wait" in line and "wait=" not in line
+        assert main([*argv, "--wait", "0.2"]) == 2  # a bounded wait gives up
+        assert "in use by another run" in one_line(capsys.readouterr().err)
+        threading.Timer(1.0, held.release).start()
+        assert main([*argv, "--wait"]) == 0  # queues until the holder lets go
+    finally:
+        held.release()
+    assert "report:" in capsys.readouterr().out
+    assert (out / "run.yaml").is_file()

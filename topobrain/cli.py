@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "stimuli": "stimuli",
     "sys-info": "sys_info",
     "models": "models",
+    "lesion": "lesion",
 }
 
 # exceptions that mean "the input was wrong" (exit status 2); anything else is exit 1
@@ -133,16 +134,21 @@ def with_flags(message: str, flags: dict[str, str]) -> str:
     ``pass index= (0-based)`` becomes ``pass --index (0-based)`` and ``pass
     encoding='utf-8-sig'`` becomes ``pass --encoding 'utf-8-sig'`` when the command has
     those flags. A keyword followed by a bare value (``got alpha=2``) is left alone, and a
-    keyword already followed by its flag (``contrast= (--contrast)``) shows the flag once.
+    keyword already followed by its flag (``contrast= (--contrast)``, ``wait=True
+    (--wait)``, ``device='cpu' (--device cpu)``) becomes that flag.
     """
     if not flags:
         return message
     names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
-    pattern = (rf"(?<![\w.\-])({names})=(?:\s*\(--[\w-]+\)|('[^']*'|\"[^\"]*\")"
-               rf"|(?=[\s,;:.)]|$))")
+    # name=VALUE (--flag ...) -> the flag; name= (--flag) -> the flag; name='v' -> --flag 'v';
+    # name= -> --flag
+    pattern = (rf"(?<![\w.\-])({names})=(?:\S*?\s*\((--[\w-]+[^()]*)\)"
+               rf"|('[^']*'|\"[^\"]*\")|(?=[\s,;:.)]|$))")
 
     def repl(m):
-        return flags[m.group(1)] + (f" {m.group(2)}" if m.group(2) else "")
+        if m.group(2):
+            return m.group(2)
+        return flags[m.group(1)] + (f" {m.group(3)}" if m.group(3) else "")
 
     return re.sub(pattern, repl, message)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 from ._model_flags import add_model_flags, load_model_from_args, model_options
 from ._types import check_device, count, device, n_jobs, number, probability
 
@@ -17,12 +15,6 @@ def run(args) -> int:
         from ..stimuli import load_stimuli
 
         stimuli = load_stimuli(args.stimuli, encoding=args.encoding)
-    extra = {}
-    if args.wait is not False:
-        if "wait" not in inspect.signature(localize).parameters:
-            raise ValueError("--wait is not supported by this version of the localizer; "
-                             "leave it out and run one localize per --out at a time.")
-        extra["wait"] = args.wait
     model, control = args.model, args.control
     if model_options(args):  # checkpoint or Hugging Face options: open the models here
         model = load_model_from_args(args)
@@ -35,7 +27,7 @@ def run(args) -> int:
         brain_reference=args.brain_reference, layers=args.layers,
         batch_size=args.batch_size, device=args.device, seed=args.seed,
         cache=not args.no_cache, overwrite=args.overwrite, n_jobs=args.n_jobs,
-        verbose=args.verbose, **extra)
+        wait=args.wait, verbose=args.verbose)
     for line in result.summary:
         print(line)
     print(f"report: {result.report}")
