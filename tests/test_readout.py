@@ -295,3 +295,34 @@ def test_the_fwhm_is_bounded_by_the_sheet_diagonal(rng):
     beyond = direct_reference(m, 1e9)
     assert np.std(beyond) <= 1e-12 * max(abs(np.mean(beyond)), 1e-300) + 1e-15
 
+
+
+def test_localize_refuses_a_huge_fwhm_before_any_forward_pass(tmp_path):
+    """Library level (the CLI flag is a thin shell over it): nothing runs, nothing is
+    written."""
+    pipeline = pytest.importorskip("topobrain.pipeline")
+
+    class NoForward:
+        name = "stand-in"
+        identity = "stand-in-identity"
+        context_length = 32
+        vocab_size = 100
+        bos_token_id = None
+        pad_token_id = 0
+        sheets = {"layer.0.mlp": CorticalSheet((4, 4), name="layer.0.mlp")}
+        layer_names = list(sheets)
+        calls = 0
+
+        def tokenize(self, texts):
+            type(self).calls += 1
+            return [[1, 2] for _ in texts]
+
+        def activations(self, input_ids, mask=None, layers=None):  # pragma: no cover
+            type(self).calls += 1
+            raise AssertionError("a forward pass ran")
+
+    with pytest.raises(ValueError, match=r"fwhm must be between 0 and 5\.657 sheet units"):
+        pipeline.localize(NoForward(), "langloc", "S - N", out=tmp_path / "run",
+                          smooth_fwhm=1e9, n_permutations=0, verbose=0)
+    assert NoForward.calls == 0
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
