@@ -442,3 +442,65 @@ def test_non_finite_weights_are_named(tmp_path, bpe_dir):
     w.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="non-finite values"):
         load(hf, sheet_spec="mlp")
+
+
+# --------------------------------------------------------------------------- the flags
+def test_model_flags_parse_and_filter(capsys):
+    import argparse
+
+    from topobrain._cli._model_flags import add_model_flags, model_options
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--model")
+    add_model_flags(p)
+    args = p.parse_args(["--model", "m", "--positions", "pos", "--tokenizer", "tok",
+                         "--sheet-spec", "mlp", "--sheet-shape", "28x28", "--no-with-resid"])
+    assert model_options(args) == {"positions": "pos", "tokenizer": "tok", "sheet_spec": "mlp",
+                                   "sheet_shape": (28, 28), "with_resid": False}
+    # a control model: only what applies to its kind, never the main model's positions
+    assert model_options(args, kind="huggingface", positions=False) == {
+        "tokenizer": "tok", "sheet_spec": "mlp"}
+    assert model_options(args, kind="topolm-checkpoint", positions=False) == {
+        "tokenizer": "tok", "sheet_shape": (28, 28), "with_resid": False}
+    assert model_options(p.parse_args(["--model", "m"])) == {}
+    with pytest.raises(SystemExit):
+        p.parse_args(["--sheet-shape", "28x"])
+    assert "a sheet shape is ROWSxCOLS" in capsys.readouterr().err
+    assert main(["models", "inspect", "topolm-tiny", "--sheet-shape", "0x4"]) == 2
+
+
+def test_localize_opens_model_and_control_with_the_flags(tmp_path, bpe_dir, monkeypatch):
+    """--sheet-spec reaches both Hugging Face models; a TopoLM control keeps its positions."""
+    import topobrain.pipeline as pipeline
+
+    torch.manual_seed(0)
+    hf = tmp_path / "hf"
+    _gpt2().save_pretrained(hf)
+    shutil.copy(bpe_dir / "tokenizer.json", hf / "tokenizer.json")
+    seen = {}
+
+    class Result:
+        summary = ["ok"]
+        report = "r.html"
+
+    def fake(model, stimuli, contrasts, *, out, control=None, **kw):
+        seen.update(model=model, control=control)
+        return Result()
+
+    monkeypatch.setattr(pipeline, "localize", fake)
+    base = ["localize", "--stimuli", "s", "--contrast", "S - N", "--out", str(tmp_path / "o")]
+    assert main([*base, "--model", str(hf), "--control", str(hf), "--sheet-spec",
+                 "mlp:permuted:1"]) == 0
+    assert seen["model"].layer_names == seen["control"].layer_names == ["layer.0.mlp",
+                                                                       "layer.1.mlp"]
+    assert seen["model"].identity == load(hf, sheet_spec="mlp:permuted:1").identity
+    # an HF model with a TopoLM control: --positions is the model's, never the control's
+    args = dict(ARGS, bias=False)
+    ckpt = write_authors_checkpoint(tmp_path / "ctl", authors_state(args), args,
+                                    random_coords(2, (4, 4)), position_dir="pos")
+    assert main([*base, "--model", str(hf), "--control", str(ckpt), "--sheet-spec", "mlp",
+                 "--tokenizer", str(bpe_dir)]) == 0
+    assert seen["control"].sources["positions"] == str(tmp_path / "ctl" / "pos")
+    # without model flags the name goes through unchanged (the pipeline opens it)
+    assert main([*base, "--model", "topolm-tiny"]) == 0
+    assert seen["model"] == "topolm-tiny"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._assemble import MissingModelPart
+from .loaders import load, model_kind
 
 __all__ = ["ModelDescription", "describe_model"]
 
@@ -138,8 +139,6 @@ def describe_model(name_or_path, **options) -> ModelDescription:
         ``loaded`` False (with ``missing``, ``parameter`` and ``error``) when the model
         could not be opened; never raises for a model that is merely incomplete.
     """
-    from .loaders import load, model_kind
-
     target = str(name_or_path)
     try:
         kind = model_kind(name_or_path)
