@@ -124,6 +124,10 @@ COMPARE = ["compare", "--model-results", "r", "--brain", "b.nii", "--out", "o"]
     (COMPARE, "--df", "0", "> 0"),
     (COMPARE, "--index", "one", "int"),
     (["train", "--config", "c.yaml"], "--max-steps", "0", ">= 1"),
+    (["stimuli", "make", "pseudowords"], "--n", "-2", ">= 1"),
+    (["stimuli", "make", "pseudowords", "--n", "3"], "--length", "0", ">= 1"),
+    (["stimuli", "make", "nonwords", "langloc"], "--seed", "-1", ">= 0"),
+    (["stimuli", "show", "langloc"], "--head", "-1", ">= 0"),
 ])
 def test_numeric_flags_are_range_checked(base, flag, value, allowed, capsys):
     assert main([*base, flag, value]) == 2

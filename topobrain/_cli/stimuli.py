@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ._types import count
+
 
 def _columns(pairs) -> dict | None:
     if not pairs:
@@ -146,7 +148,8 @@ def add_parser(sub) -> None:
 
     q = ss.add_parser("show", help="summary and first items of a set (name or file)")
     q.add_argument("name", help="bundled name, .tsv/.csv file or langloc folder")
-    q.add_argument("--head", type=int, default=3, help="items shown per condition (default 3)")
+    q.add_argument("--head", type=count(0), default=3,
+                   help="items shown per condition, >= 0 (default 3)")
     q.add_argument("--readme", action="store_true", help="print a bundled set's README")
     _file_options(q)
     q.set_defaults(func=run_show)
@@ -165,9 +168,10 @@ def add_parser(sub) -> None:
                    help="source set (bundled name, file or folder); not for pseudowords")
     q.add_argument("--condition", default=None, help="use only this source condition")
     q.add_argument("--label", default=None, help="condition label of the new items")
-    q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    q.add_argument("--seed", type=count(0), default=0, help="random seed, >= 0 (default 0)")
     q.add_argument("--out", default=None, help="output .tsv (default: print to stdout)")
-    q.add_argument("--n", type=int, default=None, help="pseudowords: how many")
-    q.add_argument("--length", type=int, default=None, help="pseudowords: letters each")
+    q.add_argument("--n", type=count(1), default=None, help="pseudowords: how many, >= 1")
+    q.add_argument("--length", type=count(1), default=None,
+                   help="pseudowords: letters each, >= 1")
     _file_options(q)
     q.set_defaults(func=run_make)
