@@ -18,13 +18,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save", "make_temp_dir",
-           "atomic_dir"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save", "make_temp_dir"]
 
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) \
     | getattr(os, "O_CLOEXEC", 0)
@@ -113,7 +111,8 @@ def make_temp_dir(parent, prefix: str = "") -> Path:
     """A new empty folder in ``parent`` (a hidden, random name), mode ``0o777 & ~umask``.
 
     The replacement for :func:`tempfile.mkdtemp` (``0o700``) where the folder is
-    published by a rename later. ``parent`` is created when missing.
+    published by a rename later (run folders: :class:`topobrain._utils._outdir.RunFolder`,
+    which adds a lock). ``parent`` is created when missing.
     """
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
@@ -125,41 +124,3 @@ def make_temp_dir(parent, prefix: str = "") -> Path:
             continue
         return tmp
     raise FileExistsError(f"Could not create a temporary folder in {parent}.")  # pragma: no cover
-
-
-@contextlib.contextmanager
-def atomic_dir(folder, *, overwrite: bool = True) -> Iterator[Path]:
-    """Build a folder under a temporary name and publish it at ``folder`` in one rename.
-
-    Use as ``with atomic_dir(out) as tmp: (tmp / "a.txt").write_text(...)``. On an
-    exception the temporary folder is removed and ``folder`` is left as it was. An
-    existing ``folder`` is replaced (moved aside, then removed) when ``overwrite``,
-    else a FileExistsError is raised before anything is written.
-
-    Yields
-    ------
-    pathlib.Path
-        The temporary folder (``0o777 & ~umask``), beside ``folder``.
-    """
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder} exists; remove it or allow overwriting.")
-    tmp = make_temp_dir(folder.parent, folder.name)
-    old = None
-    try:
-        yield tmp
-        if folder.exists():
-            if not overwrite:
-                raise FileExistsError(f"{folder} appeared while it was being written; "
-                                      f"remove it or allow overwriting.")
-            old = _temp_path(folder.parent, folder.name, ".old")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not folder.exists():
-            os.replace(old, folder)  # put the previous folder back
-            old = None
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
