@@ -4,7 +4,8 @@ Neuroimagers report clusters that survive a family-wise-error (FWE) controlled t
 not "there are clusters". This module gives the model sheets the same tools:
 
 * :func:`find_clusters` -- connected suprathreshold clusters of statistic maps on a grid
-  (rook or queen neighbours) or on any sparse adjacency (a surface mesh), as a
+  (queen neighbours by default, as Moran's I, or rook) or on any sparse adjacency or
+  libpysal W (a surface mesh), as a
   :class:`ClusterTable` (id, sign, size, mass, peak, centroid, layer), like nilearn's
   ``get_clusters_table``.
 * :func:`permutation_cluster_test` -- cluster-based permutation tests (Maris &
@@ -28,7 +29,12 @@ Conventions shared by every function here, and matched exactly to MNE-Python's
 * TFCE is MNE's Riemann sum: thresholds ``h = start, start + step, ...`` below the map's
   most extreme value, each adding ``h**H * dh * extent**E`` to every unit of every
   cluster at that height (``dh`` = the step, the first one measured from 0).
-* Maps carry NaN where no unit sits; NaN units are never suprathreshold.
+* Maps carry NaN where no unit sits; NaN units are never suprathreshold. Units whose
+  responses are constant across items (to rounding) get NaN statistics, with a warning.
+* Permutations, seeds, p-values and parallel work come from topobrain's one permutation
+  core: exact enumeration when the design allows no more permutations than asked for,
+  draws without duplicates otherwise, ties within rounding, nulls that depend only on
+  the seed (never on ``n_jobs`` or the joblib backend).
 
 Layouts of data (``n_items`` responses) and maps (statistics):
 
@@ -82,6 +88,7 @@ from ._utils._adjacency import (
     check_adjacency,
     user_stacklevel,
 )
+from ._utils._docs import fill_doc
 from ._utils._permutation import (
     BLOCK_SIZE,
     as_seed_sequence,
@@ -923,17 +930,21 @@ class ClusterTestResult:
         tests; NaN outside clusters).
     null_distribution : ndarray of shape (n_permutations,) or (n_layers, n_permutations)
         Maximum cluster statistic (size, or absolute mass in the tested direction) or
-        maximum TFCE score of each random permutation: over the whole family
-        (``family="all"``) or per layer (``family="layer"``). The observed data are not
-        included; ``p = (1 + #{null >= observed}) / (n_permutations + 1)``.
+        maximum TFCE score of each permutation: over the whole family (``family="all"``)
+        or per layer (``family="layer"``). Random permutations leave the observed
+        labelling out, ``p = (1 + #{null >= observed}) / (n_permutations + 1)``; an exact
+        test (``params["exact"]``) holds every distinct permutation, the identity first,
+        ``p = #{null >= observed} / n_permutations``; ties within rounding count.
     threshold : float or None
         Cluster-forming threshold used (None for TFCE).
     layers : tuple
         Layer names.
     params : mapping
-        stat, equal_var, tail, cluster_stat, family, n_permutations, seed_entropy (the
-        root of the permutation stream), tfce parameters, degrees of freedom, adjacency,
-        design (one-sample or n_groups and group sizes).
+        stat, equal_var, tail, cluster_stat, family, n_permutations, permutations
+        ("random", "exact" or "given"), exact, n_distinct (the number of distinct
+        permutations of the design), seed and spawn_key (the permutation stream), block
+        size, tfce parameters, degrees of freedom, adjacency (as ``adjacency_name``
+        records it), design (one-sample or n_groups and group sizes).
     """
 
     stat_map: np.ndarray
@@ -1261,6 +1272,7 @@ def _p_values(values: np.ndarray, null: np.ndarray, exact: bool) -> np.ndarray:
     return out.reshape(values.shape)
 
 
+@fill_doc
 def permutation_cluster_test(
     data,
     groups=None,
@@ -1275,7 +1287,7 @@ def permutation_cluster_test(
     tfce_params: Mapping | None = None,
     n_permutations: int = 1000,
     permutations=None,
-    seed=None,
+    seed: int | np.random.Generator | np.random.SeedSequence | None = None,
     n_jobs: int | None = None,
     verbose: int | bool = 1,
 ) -> ClusterTestResult:
@@ -1327,9 +1339,15 @@ def permutation_cluster_test(
         TFCE ``e``, ``h``, ``step``, ``start`` (defaults 0.5, 2.0, 0.2, 0.0), see
         :func:`tfce`.
     n_permutations : int, default=1000
-        Number of random permutations (the observed labelling is not among them; the
-        smallest possible p-value is ``1 / (n_permutations + 1)``). Ignored when
-        ``permutations`` is given.
+        Number of permutations ``B``. When the design has no more than ``B`` distinct
+        relabellings (two or more groups: ``n! / (n_0! n_1! ...)`` label vectors) or sign
+        patterns (one-sample: ``2**(n-1)`` for ``tail=0``, whose statistic ``|t|`` does
+        not change when every sign flips, so the first sign stays +1 as in MNE;
+        ``2**n`` one-sided), every one of them is used, the identity first: an exact
+        test, ``p = #{null >= observed} / B``, smallest p ``1 / B``. Otherwise ``B``
+        distinct relabellings or sign patterns other than the identity are drawn and
+        ``p = (1 + #{null >= observed}) / (B + 1)``. Ties within rounding count
+        (``TIE_RTOL`` of the permutation core). Ignored when ``permutations`` is given.
     permutations : ndarray, optional
         Explicit permutations instead of random ones, e.g. to reproduce another
         package's null: one-sample, signs of shape ``(n_permutations, n_items)`` in
@@ -1337,13 +1355,8 @@ def permutation_cluster_test(
         grouped items in data order (grouped item ``order[i]`` takes the group label of
         grouped item ``i``; MNE's ``rng.permutation`` orders when the items are ordered
         group by group).
-    seed : int, numpy.random.Generator or None, default=None
-        Root of the permutation stream: permutations are drawn in fixed blocks of 100,
-        block ``b`` from ``SeedSequence(entropy, spawn_key=(b,))``, so that the same
-        seed gives the same p-values for any ``n_jobs``.
-    n_jobs : int or None, default=None
-        Parallel jobs over permutation blocks through joblib; None uses joblib's
-        default, so ``joblib.parallel_config`` (Dask included) takes over.
+    %(seed)s
+    %(n_jobs)s
     verbose : int or bool, default=1
         Log the test's settings and show a progress bar over the permutations (tqdm)
         when the ``"topobrain"`` logger is at INFO or below; 0 silences both.
@@ -1358,10 +1371,27 @@ def permutation_cluster_test(
     -----
     Cluster masks, cluster statistics, TFCE scores and, with the same permutations,
     null distributions and p-values equal ``mne.stats.permutation_cluster_test`` and
-    ``permutation_cluster_1samp_test`` on the same inputs and adjacency (tested), with
-    one deliberate difference: for a two-tailed two-sample test MNE's null takes the
-    largest *signed* cluster statistic of each permutation (right for F, not for t);
-    here it is the largest absolute one, as for its one-sample test.
+    ``permutation_cluster_1samp_test`` (MNE-Python 1.13) on the same inputs and
+    adjacency (tested; MNE's lattice is ``adjacency="rook"``), and so does the exact
+    one-sample test with ``tail=0`` (for 6 subjects every effect gets MNE's
+    ``p = 1/32 = 0.03125``). Where they differ, on purpose:
+
+    * two-sample t with ``tail=0``: MNE's null takes the largest *signed* cluster
+      statistic of each permutation (right for F, too lenient for two-tailed t); here it
+      is the largest absolute one, as in MNE's own one-sample test;
+    * TFCE with ``tail=-1``: MNE counts ``H0 <= score`` against a null of positive
+      maxima and so returns inverted p-values (on the data of this module's test, its
+      strongest negative unit gets p = 0.978); here ``tail=-1`` gives exactly MNE's own
+      result for ``-data`` with ``tail=1`` (0.023 for that unit);
+    * exact one-sided one-sample tests: MNE enumerates the ``2**n`` sign patterns but
+      leaves out the all-flipped one and counts the identity twice (it takes the first
+      row of its enumeration, every sign flipped, for the identity), so its exact p is
+      this one plus ``1 / 2**n`` whenever its two computations of the identity agree.
+
+    The observed statistic is the identity put through the null's own arithmetic (the
+    permutation core's t, in a call shaped like a block of the null), so that in an
+    exact test the identity, the first permutation, reproduces the observed maxima bit
+    for bit.
 
     References
     ----------
