@@ -93,17 +93,16 @@ def load_model_from_args(args, *, attr: str = "model", device: str = "cpu"):
     apply to its kind are passed, never ``--positions``.
     """
     from ..models import load, model_kind
+    from ..models.loaders import KIND_PARAMETERS
 
     target = getattr(args, attr)
-    if attr == "model":
-        opts = model_options(args)
-    else:
-        opts = model_options(args, kind=model_kind(target), positions=False)
-    try:
-        return load(target, device=device, **opts)
-    except TypeError as exc:
-        # the library names keywords; the command line names flags
-        msg = str(exc)
-        for k in MODEL_FLAGS:
-            msg = re.sub(rf"\b{k}\b", flag_of(k), msg)
-        raise TypeError(msg) from exc
+    kind = model_kind(target)
+    if attr != "model":
+        return load(target, device=device, **model_options(args, kind=kind, positions=False))
+    opts = model_options(args)
+    bad = [flag_of(k) for k in opts if k not in KIND_PARAMETERS[kind]]
+    if bad:
+        raise TypeError(f"{', '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to "
+                        f"{args.model} (a {kind} model); drop "
+                        f"{'it' if len(bad) == 1 else 'them'}.")
+    return load(target, device=device, **opts)

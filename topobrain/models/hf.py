@@ -137,12 +137,26 @@ def is_hf_folder(path) -> bool:
 
 
 def read_sheet_spec(spec) -> dict:
-    """Read a sheet spec from a dict or a YAML/JSON file and check its keys.
+    """Read a sheet spec from a preset name, a dict or a YAML/JSON file and check its keys.
+
+    Parameters
+    ----------
+    spec : str, dict or path-like
+        A preset (``"toponets"``, ``"mlp"``, ``"attn+mlp"``, optionally ``":permuted"`` or
+        ``":permuted:SEED"``; a file of that name wins), a dict, or a ``.json`` / YAML
+        file holding one (``preset``, ``layout``, ``seed``, ``layers``, ``patterns``).
 
     Returns
     -------
     dict
-        ``{"layers": {...}, "patterns": [...]}``, a new object (the input is not changed).
+        ``{"layers": {...}, "patterns": [...], "preset": {...} or None}``, a new object
+        (the input is not changed). A preset is expanded when the model's module names
+        are known (:func:`load_hf`).
+
+    Examples
+    --------
+    >>> read_sheet_spec("attn+mlp:permuted:3")["preset"]
+    {'preset': 'attn+mlp', 'layout': 'permuted', 'seed': 3}
     """
     if isinstance(spec, str) and not Path(spec).is_file() and parse_preset(spec):
         spec = parse_preset(spec)
