@@ -557,13 +557,13 @@ def test_extreme_t_keeps_finite_z(rng):
 
 
 def test_activations_container_and_dataframe_inputs(rng):
-    extract = pytest.importorskip("topobrain.extract")
+    from topobrain.activations import Activations
     from topobrain.sheet import CorticalSheet
 
     labels = np.repeat(["S", "N"], [6, 7])
     data = {"b0.attn": rng.normal(size=(13, 4)), "b0.mlp": rng.normal(size=(13, 4))}
     sheets = {k: CorticalSheet((2, 2), name=k) for k in data}
-    acts = extract.Activations.from_arrays(data, sheets, labels=labels)
+    acts = Activations.from_arrays(data, sheets, labels=labels)
     from_acts = welch_t(acts, acts.labels, "S - N")
     from_dict = welch_t(data, labels, "S - N")
     assert from_acts.layers == ("b0.attn", "b0.mlp")

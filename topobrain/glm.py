@@ -344,7 +344,7 @@ def _as_units(y, name: str = "Y") -> _Units:
     if isinstance(y, (pd.DataFrame, pd.Series)):
         y = y.to_numpy()
     elif hasattr(y, "to_xarray") and not isinstance(y, (np.ndarray, Mapping)):
-        y = y.to_xarray()  # topobrain.extract.Activations -> xarray.Dataset
+        y = y.to_xarray()  # topobrain.activations.Activations -> xarray.Dataset
     if hasattr(y, "data_vars"):  # xarray.Dataset: one variable per layer
         for k, v in y.data_vars.items():
             if "item" not in v.dims:
@@ -861,7 +861,7 @@ def fit_glm(Y, design) -> GLMResult:
         kept); or a dict ``layer -> (n_items, n_units)`` (layers of one size); or a
         DataArray with an ``item`` dimension (a ``layer`` dimension, when present,
         becomes the first unit axis); or a Dataset with one variable per layer, as
-        :meth:`topobrain.extract.Activations.to_xarray` gives (an ``Activations`` is
+        :meth:`topobrain.activations.Activations.to_xarray` gives (an ``Activations`` is
         accepted as it is). Several layers give results of shape ``(n_layers,
         n_units)`` with ``layers`` naming them. Never modified.
     design : DataFrame or ndarray of shape (n_items, n_regressors), or stimuli
