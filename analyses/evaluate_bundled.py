@@ -5,7 +5,9 @@ localizer (../shared/stimuli/fedorenko2010_langloc, S - N), the bundled ``langlo
 (S - N) and the bundled ``noun-verb`` set (verb - noun): mean over tokens, Welch t per
 unit, BH-FDR over all layers; mean Moran's I (queen) of the unthresholded t-maps over
 layers, with and without FWHM-2 readout smoothing; and the label-permutation null of the
-mean Moran's I (its mean, sd, z and p).
+mean Moran's I (its mean, sd, z and p). Every number comes from the localizer's own pieces
+(``topobrain.pipeline.analyse_contrast``), the null drawn from the run seed's
+``"morans_i"`` stream as ``topobrain localize`` draws it.
 
 Usage: ``python analyses/evaluate_bundled.py [--models DIR ...] [--n-permutations 1000]``.
 Writes ``evaluation`` into each model's ``card.json`` and rewrites its ``README.md``;
@@ -18,15 +20,13 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from topobrain import glm, inference, spatial
-from topobrain.correction import fdr_correction
 from topobrain.extract import extract
 from topobrain.models import load
 from topobrain.models.checkpoint import _card_markdown
 from topobrain.models.loaders import bundled_model_dir
+from topobrain.pipeline import analyse_contrast
 from topobrain.readout import smooth
 from topobrain.stimuli import load_stimuli
 
@@ -34,47 +34,37 @@ REPO = Path(__file__).resolve().parents[1]
 FEDORENKO = REPO.parent / "shared" / "stimuli" / "fedorenko2010_langloc"
 
 
-def welch_maps(acts, labels, contrast):
-    """Welch t and p of every unit, per layer (dicts of (n_units,) arrays)."""
-    t, p = {}, {}
-    for name in acts.layers:
-        r = glm.welch_t(acts[name], labels, contrast)
-        t[name], p[name] = r.t, r.p
-    return t, p
+def evaluate_acts(acts, labels, contrast, *, n_permutations, seed=0):
+    """The localizer's numbers for one set of activations, from the pipeline's own
+    :func:`topobrain.pipeline.analyse_contrast` (no cluster test): FDR-significant and
+    selective units, mean Moran's I of the t-maps and its label-permutation null.
 
-
-def evaluate_acts(acts, labels, contrast, *, n_permutations, seed=0) -> dict:
-    """Significant units, mean Moran's I of the t-maps and its label-permutation null."""
-    t, p = welch_maps(acts, labels, contrast)
-    fdr = fdr_correction(p, alpha=0.05, over="all")
-    maps = np.stack([acts.sheets[n].to_map(t[n]) for n in acts.layers])
-    moran = spatial.morans_i(maps)
+    Returns the summary dict and the :class:`~topobrain.pipeline.ContrastAnalysis`."""
+    a = analyse_contrast(acts, labels, contrast, n_permutations=n_permutations, seed=seed,
+                         clusters=False, verbose=0)
     out = {
         "contrast": contrast,
-        "n_units": int(sum(acts.sheets[n].n_units for n in acts.layers)),
-        "n_fdr_significant": int(sum(np.sum(fdr.mask[n]) for n in acts.layers)),
-        "n_selective_positive": int(sum(np.sum(fdr.mask[n] & (t[n] > 0)) for n in acts.layers)),
-        "mean_morans_i": float(np.nanmean(moran.I)),
-        "morans_i_by_layer": [float(v) for v in moran.I],
+        "n_units": int(len(a.units)),
+        "n_fdr_significant": int(a.units["significant"].sum()),
+        "n_selective_positive": int(a.units["selective"].sum()),
+        "mean_morans_i": a.mean_morans_i,
+        "morans_i_by_layer": [float(v) for v in a.layers["morans_i"]],
     }
-    if n_permutations:
-        null = inference.map_permutation_test(acts, labels, contrast, n_permutations=n_permutations,
-                                              seed=seed, verbose=0)
+    null = a.morans_null
+    if null is not None:
         nm = null.null_mean_over_layers
         out.update(null_mean=float(nm.mean()), null_sd=float(nm.std(ddof=1)),
-                   z=float((out["mean_morans_i"] - nm.mean()) / nm.std(ddof=1)),
-                   p=float((1 + np.sum(nm >= out["mean_morans_i"])) / (1 + nm.size)),
-                   n_permutations=n_permutations)
-    return out
+                   z=float(null.z_mean), p=float(null.p_mean), n_permutations=n_permutations)
+    return out, a
 
 
 def evaluate(model, stim, contrast, *, n_permutations, seed=0, fwhm=None) -> dict:
     acts = extract(model, stim, verbose=0)
     if fwhm:
         acts = smooth(acts, fwhm)
-    return {"n_items": len(stim), "readout_fwhm": fwhm,
-            **evaluate_acts(acts, stim.labels, contrast, n_permutations=n_permutations,
-                            seed=seed)}
+    summary, _ = evaluate_acts(acts, stim.labels, contrast, n_permutations=n_permutations,
+                               seed=seed)
+    return {"n_items": len(stim), "readout_fwhm": fwhm, **summary}
 
 
 def main(argv=None) -> int:

@@ -20,32 +20,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from evaluate_bundled import evaluate_acts  # beside this script
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from evaluate_bundled import evaluate_acts, welch_maps  # noqa: E402  (beside this script)
-
-from topobrain.correction import fdr_correction  # noqa: E402
-from topobrain.extract import extract  # noqa: E402
-from topobrain.models import load  # noqa: E402
-from topobrain.plotting import plot_response_profiles, save_figure  # noqa: E402
-from topobrain.readout import smooth  # noqa: E402
-from topobrain.selectivity import condition_profile  # noqa: E402
-from topobrain.stimuli import load_stimuli  # noqa: E402
+from topobrain.extract import extract
+from topobrain.models import load
+from topobrain.plotting import plot_map_rows, plot_response_profiles, save_figure
+from topobrain.readout import smooth
+from topobrain.selectivity import condition_profile
+from topobrain.stimuli import load_stimuli
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "figures"
 FEDORENKO = REPO.parent / "shared" / "stimuli" / "fedorenko2010_langloc"
 MODELS = {"topographic (topolm-tiny)": "topolm-tiny",
           "control (topolm-tiny-control)": "topolm-tiny-control"}
-
-
-def morans_row(acts, labels, contrast, n_permutations, seed=0) -> dict:
-    r = evaluate_acts(acts, labels, contrast, n_permutations=n_permutations, seed=seed)
-    return {k: r[k] for k in ("mean_morans_i", "null_mean", "null_sd", "z", "p")}
+ROW = ("mean_morans_i", "null_mean", "null_sd", "z", "p")
 
 
 def main(argv=None) -> int:
@@ -61,25 +51,26 @@ def main(argv=None) -> int:
                 ("noun-verb phrases, concrete", phrases.where(category="concrete"), "verb - noun"),
                 ("noun-verb phrases, abstract", phrases.where(category="abstract"), "verb - noun")]
     swjn = load_stimuli("swjn")
-    rows, profiles, main_maps = [], [], {}
+    rows, profiles, localizer = [], [], {}
     for label, name in MODELS.items():
         model = load(name)
         for set_name, stim, contrast in analyses:
             raw = extract(model, stim, verbose=0)
             for fwhm in (None, 2.0):
                 acts = smooth(raw, fwhm) if fwhm else raw
-                r = morans_row(acts, stim.labels, contrast, args.n_permutations)
+                summary, analysis = evaluate_acts(acts, stim.labels, contrast,
+                                                  n_permutations=args.n_permutations)
                 rows.append({"model": label, "stimuli": set_name, "contrast": contrast,
-                             "readout": f"FWHM {fwhm:g}" if fwhm else "none", **r})
+                             "readout": f"FWHM {fwhm:g}" if fwhm else "none",
+                             **{k: summary[k] for k in ROW}})
                 print(rows[-1])
-        # localizer maps and the selective units
-        acts = extract(model, langloc, verbose=0)
-        t, p = welch_maps(acts, langloc.labels, "S - N")
-        fdr = fdr_correction(p, alpha=0.05, over="all")
-        main_maps[label] = {n: acts.sheets[n].to_map(t[n]) for n in acts.layers}
+                if set_name == langloc_name and not fwhm:
+                    localizer[label] = analysis  # the unsmoothed S - N localizer
+        # the localizer's selective units on sentences, word lists, Jabberwocky, non-words
+        a = localizer[label]
         sw = extract(model, swjn, verbose=0)
-        for n in acts.layers:
-            sel = fdr.mask[n] & (t[n] > 0)
+        for n in sw.layers:
+            sel = a.units.loc[a.units["layer"] == n, "selective"].to_numpy()
             if sel.sum():
                 prof = condition_profile(sw[n], swjn.labels, units=sel)
                 prof["layer"] = n
@@ -97,27 +88,16 @@ def main(argv=None) -> int:
     (FIGURES / "morans_i_table.md").write_text("\n".join(md) + "\n")
 
     # main figure: every layer's S - N t-map, topographic above control
-    layers = list(next(iter(main_maps.values())))
-    vmax = max(np.nanpercentile(np.abs(m), 99) for mm in main_maps.values() for m in mm.values())
-    fig, axes = plt.subplots(len(main_maps), len(layers), figsize=(1.9 * len(layers) + 1.2, 4.6),
-                             squeeze=False)
-    for i, (label, maps) in enumerate(main_maps.items()):
-        row = table[(table["model"] == label) & (table["contrast"] == "S - N")
+    labels = {}
+    for label in localizer:
+        row = table[(table["model"] == label) & (table["stimuli"] == langloc_name)
                     & (table["readout"] == "none")].iloc[0]
-        for j, n in enumerate(layers):
-            ax = axes[i, j]
-            im = ax.imshow(maps[n], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(n, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(f"{label.split(' ')[0]}\nI = {row['mean_morans_i']:.2f} "
-                              f"(null {row['null_mean']:.2f})", fontsize=8)
-    cb = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
-    cb.set_label("Welch t, sentences - non-words")
-    fig.suptitle(f"Language localizer ({langloc_name}, S - N): t-maps on the 16 x 16 sheets "
-                 f"of every layer", fontsize=10)
+        labels[label] = (f"{label.split(' ')[0]}\nI = {row['mean_morans_i']:.2f} "
+                         f"(null {row['null_mean']:.2f})")
+    fig = plot_map_rows({label: a.t_maps for label, a in localizer.items()}, row_labels=labels,
+                        cbar_label="Welch t, sentences - non-words",
+                        title=f"Language localizer ({langloc_name}, S - N): t-maps on the "
+                              f"16 x 16 sheets of every layer")
     save_figure(fig, FIGURES / "main_figure", svg=False)
 
     prof = pd.concat(profiles)

@@ -500,3 +500,33 @@ def test_save_figure_keeps_dots_in_names(tmp_path):
     assert [p.name for p in written] == ["layer.3.mlp.png", "layer.3.mlp.svg"]
     fig, _ = plt.subplots()
     assert save_figure(fig, tmp_path / "map.png", svg=False)[0].name == "map.png"
+
+
+def test_plot_map_rows_shares_one_colour_scale(rng):
+    a = {"l0": _t_map(rng), "l1": _t_map(rng)}
+    b = {"l0": 3 * _t_map(rng), "l1": _t_map(rng)}
+    fig = plotting.plot_map_rows({"topo": a, "ctrl": b}, row_labels={"topo": "T"},
+                                 cbar_label="t", title="x")
+    axes = [ax for ax in fig.axes if ax.images]
+    assert len(axes) == 4
+    limits = {ax.images[0].get_clim() for ax in axes}
+    assert len(limits) == 1
+    lo, hi = limits.pop()
+    expected = max(np.nanpercentile(np.abs(m), 99) for d in (a, b) for m in d.values())
+    assert hi == pytest.approx(expected) and lo == pytest.approx(-expected)
+    assert axes[0].get_ylabel() == "T" and axes[2].get_ylabel() == "ctrl"
+    assert [ax.get_title() for ax in axes[:2]] == ["l0", "l1"]
+    with pytest.raises(ValueError, match="every row needs the layers"):
+        plotting.plot_map_rows({"topo": a, "ctrl": {"l1": a["l1"], "l0": a["l0"]}})
+    with pytest.raises(ValueError, match="rows is empty"):
+        plotting.plot_map_rows({})
+
+
+def test_plot_preferred_conditions_grid(rng):
+    maps = {f"l{k}": rng.integers(-1, 3, size=(5, 6)).astype(float) for k in range(5)}
+    fig = plotting.plot_preferred_conditions(maps, ["a", "b", "c"], title="pref")
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in drawn] == list(maps)
+    assert len(fig.axes) == 8  # 2 x 4 grid, the last three blank
+    with pytest.raises(ValueError, match="maps is empty"):
+        plotting.plot_preferred_conditions({}, ["a"])

@@ -19,7 +19,7 @@ from ._utils._io import atomic_save
 
 __all__ = ["plot_sheet_map", "plot_layer_grid", "plot_morans_by_layer", "plot_distance_curves",
            "plot_response_profiles", "plot_null_distributions", "plot_category_map",
-           "plot_preferred_conditions", "plot_comparison", "save_figure"]
+           "plot_preferred_conditions", "plot_comparison", "plot_map_rows", "save_figure"]
 
 DIVERGING = "RdBu_r"
 SVG_HASHSALT = "topobrain"  # fixed SVG element ids: the same figure, the same bytes
@@ -218,6 +218,59 @@ def plot_layer_grid(maps: dict, *, outlines: dict | None = None, title=None, cba
     cb.set_label(cbar_label)
     if title:
         fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_map_rows(rows: dict, *, row_labels: dict | None = None, title=None,
+                  cbar_label="t", vmax=None):
+    """Maps of several models side by side: one row per model, one column per layer.
+
+    Parameters
+    ----------
+    rows : dict of str to dict of str to ndarray of shape (n_rows, n_cols)
+        ``{model: {layer: map}}``; every model has the same layers, in the same order.
+    row_labels : dict of str to str, optional
+        Text beside each row (default: the model name).
+    vmax : float, optional
+        The shared colour limit (maps centred on 0); default the largest of the maps'
+        99th percentiles of ``|value|``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not rows:
+        raise ValueError("rows is empty: pass {model: {layer: 2-D map}} with one model or "
+                         "more.")
+    layers = list(next(iter(rows.values())))
+    for name, maps in rows.items():
+        if list(maps) != layers:
+            raise ValueError(f"rows[{name!r}] has layers {list(maps)}; every row needs the "
+                             f"layers {layers}, in that order.")
+    if vmax is None:
+        vmax = max(float(np.nanpercentile(np.abs(m), 99)) for maps in rows.values()
+                   for m in maps.values())
+        vmax = vmax if np.isfinite(vmax) and vmax > 0 else 1.0
+    elif not (np.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a positive finite number (the colour limit); got {vmax}.")
+    fig, axes = _figure(len(rows), len(layers), figsize=(1.9 * len(layers) + 1.2,
+                                                        2.3 * len(rows)), squeeze=False)
+    cm = _cmap(DIVERGING).with_extremes(bad="0.8")
+    for i, (name, maps) in enumerate(rows.items()):
+        for j, layer in enumerate(layers):
+            ax = axes[i, j]
+            im = ax.imshow(np.ma.masked_invalid(np.asarray(maps[layer], float)), cmap=cm,
+                           vmin=-vmax, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(layer, fontsize=8)
+            if j == 0:
+                ax.set_ylabel((row_labels or {}).get(name, name), fontsize=8)
+    cb = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    cb.set_label(cbar_label)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
