@@ -222,6 +222,23 @@ def test_unexpected_errors_are_one_line_with_debug_pointer(monkeypatch, capsys):
     assert "missing key 'model'" in one_line(capsys.readouterr().err)
 
 
+def test_warnings_are_one_line(monkeypatch, capsys):
+    import warnings
+
+    from topobrain._cli import sys_info
+
+    def warn(args):
+        warnings.warn("3 of 8 units are constant;\n  pass alpha= lower", UserWarning,
+                      stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(sys_info, "run", warn)
+    assert main(["sys-info"]) == 0
+    err = capsys.readouterr().err
+    assert err == "topobrain sys-info: warning: 3 of 8 units are constant; pass alpha= lower\n"
+    assert warnings.showwarning is not None and "show_warning" not in repr(warnings.showwarning)
+
+
 def test_config_json_without_model(tmp_path, capsys):
     folder = tmp_path / "m"
     folder.mkdir()

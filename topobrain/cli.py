@@ -8,8 +8,8 @@ Errors are one line on stderr, ``topobrain COMMAND: error: ...``, naming the fla
 fixes them (a library message that names a keyword, ``index=``, is shown with the
 command's flag, ``--index``). Exit status 2 for bad input (flags, files, values), 1 for
 anything else (with a pointer to ``--debug``), 130 when interrupted. ``--debug`` shows the
-traceback instead. ``-q``, ``-v`` and ``--debug`` are accepted before or after the
-subcommand.
+traceback instead. Warnings are one line each too, ``topobrain COMMAND: warning: ...``.
+``-q``, ``-v`` and ``--debug`` are accepted before or after the subcommand.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import importlib
 import logging
 import re
 import sys
+import warnings
 
 from . import __version__
 
@@ -196,8 +197,15 @@ def main(argv=None) -> int:
                         format="%(message)s")
     command = _command_parser(parser, args)
     prog = command.prog
+    flags = flag_names(command)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {with_flags(_one_line(message), flags)}", file=sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning  # one line each, restored on exit
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -210,7 +218,7 @@ def main(argv=None) -> int:
         if debug:
             raise
         text = str(exc) if not isinstance(exc, KeyError) else _key_error_text(exc)
-        _error(prog, with_flags(_one_line(text), flag_names(command)))
+        _error(prog, with_flags(_one_line(text), flags))
         return 2
     except Exception as exc:  # the last resort: still one line
         if debug:
