@@ -167,8 +167,10 @@ def test_lattice_adjacency_brute_force(connectivity, rng):
 
 
 def test_lattice_adjacency_errors():
-    with pytest.raises(ValueError, match="'connectivity'"):
+    with pytest.raises(ValueError, match="Invalid adjacency 8: allowed are 6, 18, 26"):
         lattice_adjacency(np.ones((2, 2, 2)), 8)
+    with pytest.raises(ValueError, match="Invalid adjacency 'queen'"):
+        lattice_adjacency(np.ones((2, 2, 2)), "queen")
     with pytest.raises(ValueError, match="3D"):
         lattice_adjacency(np.ones((2, 2)))
 
@@ -224,6 +226,7 @@ def test_morans_i_on_mesh_equals_esda(fsavg5, rng):
         assert abs(float(ours.I) - ref.I) < 1e-10
         assert abs(float(ours.z_rand) - ref.z_rand) < 1e-8
         assert int(ours.n_cells) == r.n_kept
+        assert ours.params["adjacency"] == "mesh"
 
 
 def test_smooth_fields_high_and_noise_near_zero(fsavg5, rng):
@@ -266,10 +269,62 @@ def test_volume_morans_i_equals_esda(rng):
     bm = BrainMap(data[mask], "volume", voxels=np.argwhere(mask), affine=np.diag([2, 2, 2, 1]),
                   grid_shape=shape)
     for conn in (6, 18, 26):
-        r = bm.restricted(connectivity=conn)
+        r = bm.restricted(adjacency=conn)
         ref = esda_moran(bm.values[r.index], r.adjacency)
-        assert abs(float(map_morans_i(bm, connectivity=conn).I) - ref.I) < 1e-10
+        res = map_morans_i(bm, adjacency=conn)
+        assert abs(float(res.I) - ref.I) < 1e-10
+        assert res.params["adjacency"] == str(conn)
     assert bm.voxel_volume == pytest.approx(8.0)
+
+
+def test_old_connectivity_name_warns_and_gives_the_same_numbers(rng):
+    shape = (6, 7, 5)
+    from scipy import ndimage
+
+    data = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0)
+    mask = rng.random(shape) < 0.8
+    bm = BrainMap(data[mask], "volume", voxels=np.argwhere(mask), affine=np.eye(4),
+                  grid_shape=shape)
+    old_name = pytest.warns(DeprecationWarning, match="'connectivity' parameter is "
+                                                      "deprecated.*use adjacency=")
+    for conn in (6, 18, 26):
+        with old_name:
+            old = map_morans_i(bm, connectivity=conn, n_permutations=19, seed=1)
+        new = map_morans_i(bm, adjacency=conn, n_permutations=19, seed=1)
+        assert float(old.I) == float(new.I) and float(old.p_sim) == float(new.p_sim)
+        with old_name:
+            a = bm.adjacency(connectivity=conn)
+        assert (a != bm.adjacency(conn)).nnz == 0
+        with old_name:
+            r = bm.restricted(connectivity=conn)
+        np.testing.assert_array_equal(r.index, bm.restricted(adjacency=conn).index)
+        with old_name:
+            lat = lattice_adjacency(mask, connectivity=conn)
+        assert (lat != lattice_adjacency(mask, conn)).nnz == 0
+        with old_name:
+            cl_old = map_clusters(bm, 0.5, connectivity=conn)
+        np.testing.assert_array_equal(cl_old.size_mm, map_clusters(bm, 0.5, adjacency=conn).size_mm)
+        with old_name:
+            s_old = summarize_map(bm, connectivity=conn, seed=0)
+        s_new = summarize_map(bm, adjacency=conn, seed=0)
+        assert s_old.morans_i == s_new.morans_i and s_old.n_clusters == s_new.n_clusters
+        assert s_new.params["adjacency"] == str(conn)
+
+
+def test_a_given_adjacency_matrix_replaces_the_lattice_or_mesh(rng):
+    shape = (5, 6, 4)
+    mask = np.ones(shape, bool)
+    from scipy import ndimage
+
+    data = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0)
+    bm = BrainMap(data[mask], "volume", voxels=np.argwhere(mask), affine=np.eye(4),
+                  grid_shape=shape)
+    lattice = bm.adjacency(18)
+    given = map_morans_i(bm, adjacency=lattice.tocoo())
+    assert float(given.I) == pytest.approx(float(map_morans_i(bm, adjacency=18).I), abs=1e-14)
+    assert given.params["adjacency"].startswith("custom sparse (120 x 120")
+    with pytest.raises(ValueError, match="covers 4 locations but the data have 120"):
+        map_morans_i(bm, adjacency=sp.eye(4, format="csr"))
 
 
 def test_volume_adjacency_follows_voxel_order(rng):
@@ -314,7 +369,7 @@ def test_volume_clusters_match_ndimage(rng):
     bm = BrainMap(data[mask], "volume", voxels=np.argwhere(mask),
                   affine=np.diag([3.0, 3.0, 3.0, 1.0]), grid_shape=shape)
     for conn, rank in ((6, 1), (18, 2), (26, 3)):
-        cl = map_clusters(bm, 1.0, tail=1, connectivity=conn)
+        cl = map_clusters(bm, 1.0, tail=1, adjacency=conn)
         lab, n = ndimage.label(data > 1.0, ndimage.generate_binary_structure(3, rank))
         assert cl.n_clusters == n
         sizes = np.sort(np.bincount(lab.ravel())[1:]) * 27.0

@@ -12,6 +12,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._utils._adjacency import (
+    LATTICE_ADJACENCIES,
+    adjacency_name,
+    check_adjacency,
+    deprecated_alias,
+)
 from .._utils._validation import check_option
 from ._mesh import (
     Connectivity,
@@ -124,39 +130,67 @@ class BrainMap:
             return self.mesh.vertex_areas()
         return np.full(self.n_locations, self.voxel_volume)
 
-    def adjacency(self, connectivity: Connectivity = 6) -> sp.csr_matrix:
-        """Binary adjacency over all locations (mesh edges, or a 6/18/26 lattice); a
-        fresh copy on each call."""
+    def _resolve_adjacency(self, adjacency):
+        """(lattice size or None, given matrix or None) of an ``adjacency`` argument."""
+        adj = check_adjacency(adjacency, n=self.n_locations, allowed=LATTICE_ADJACENCIES)
+        if not isinstance(adj, int):
+            return None, sp.csr_matrix(adj)
+        return (adj if self.kind == "volume" else None), None
+
+    def adjacency_name(self, adjacency=6) -> str:
+        """What results record for ``adjacency``: ``"mesh"`` (a surface's edges), ``"6"``,
+        ``"18"`` or ``"26"`` (a volume's lattice) or the description of a given matrix."""
+        named, custom = self._resolve_adjacency(adjacency)
+        if custom is not None:
+            return adjacency_name(adjacency)
+        return "mesh" if named is None else str(named)
+
+    @deprecated_alias(connectivity="adjacency")
+    def adjacency(self, adjacency: Connectivity = 6) -> sp.csr_matrix:
+        """Binary adjacency over all locations; a fresh copy on each call.
+
+        Parameters
+        ----------
+        adjacency : {6, 18, 26}, scipy.sparse matrix or libpysal W, default=6
+            Volumes: the 6, 18 or 26 lattice neighbours. Surfaces use their mesh's edges
+            whatever the number. A matrix of shape ``(n_locations, n_locations)`` replaces
+            either. (Formerly ``connectivity=``, deprecated.)
+        """
+        named, custom = self._resolve_adjacency(adjacency)
+        if custom is not None:
+            return custom
         if self.kind == "surface":
             key = ("mesh",)
             if key not in self._cache:
                 self._cache[key] = self.mesh.adjacency()
             return self._cache[key].copy()
-        check_option("connectivity", connectivity, (6, 18, 26))
-        key = ("lattice", int(connectivity))
+        key = ("lattice", named)
         if key not in self._cache:
             m = np.zeros(self.grid_shape, bool)
             m[tuple(self.voxels.T)] = True
             # lattice_adjacency orders mask voxels in C order; map back to our order
-            a = lattice_adjacency(m, connectivity)
+            a = lattice_adjacency(m, named)
             order = np.ravel_multi_index(tuple(self.voxels.T), self.grid_shape)
             rank = np.argsort(np.argsort(order))
             self._cache[key] = a[rank][:, rank].tocsr()
         return self._cache[key].copy()
 
-    def restricted(self, mask=None, connectivity: Connectivity = 6) -> RestrictedAdjacency:
-        """The adjacency among finite (and ``mask``) locations, islands dropped.
+    @deprecated_alias(connectivity="adjacency")
+    def restricted(self, mask=None, adjacency: Connectivity = 6) -> RestrictedAdjacency:
+        """The adjacency (see :meth:`adjacency`) among finite (and ``mask``) locations,
+        islands dropped.
 
-        Cached per mask (the last few); the cached adjacency is read-only.
+        Cached per mask (the last few) for the mesh and lattices; the cached adjacency is
+        read-only.
         """
         keep = self.kept(mask)
-        if self.kind == "volume":
-            check_option("connectivity", connectivity, (6, 18, 26))
-        key = ("restricted", int(connectivity) if self.kind == "volume" else None,
-               np.packbits(keep).tobytes())
+        named, custom = self._resolve_adjacency(adjacency)
+        if custom is not None:
+            return restrict_adjacency(custom, keep)
+        key = ("restricted", named, np.packbits(keep).tobytes())
         hit = self._cache.get(key)
         if hit is None:
-            hit = restrict_adjacency(self.adjacency(connectivity), keep)
+            hit = restrict_adjacency(self.adjacency(adjacency), keep)
             for a in (hit.adjacency.data, hit.adjacency.indices, hit.adjacency.indptr):
                 a.setflags(write=False)
             self._cache[key] = hit
@@ -243,16 +277,18 @@ def map_p_values(brain_map, *, df: float | None = None) -> np.ndarray:
     return 2.0 * special.stdtr(df, -np.abs(v))
 
 
+@deprecated_alias(connectivity="adjacency")
 def map_morans_i(
     brain_map: BrainMap,
     *,
     mask=None,
-    connectivity: Connectivity = 6,
+    adjacency: Connectivity = 6,
     transform: Literal["r", "b"] = "r",
     n_permutations: int = 0,
     seed=None,
     alternative: str = "two-sided",
     n_jobs: int | None = None,
+    verbose: int = 1,
 ):
     """Moran's I of a brain map over its mesh or lattice adjacency.
 
@@ -265,28 +301,35 @@ def map_morans_i(
     brain_map : BrainMap
     mask : ndarray of bool, shape (n_locations,), optional
         E.g. an FDR mask, for Moran's I within the significant locations.
-    connectivity : {6, 18, 26}, default=6
-        Volume maps only.
+    adjacency : {6, 18, 26}, scipy.sparse matrix or libpysal W, default=6
+        Volume maps: lattice neighbours; surfaces use their mesh. A matrix over the
+        map's locations replaces either (see :meth:`BrainMap.adjacency`). Recorded in
+        ``params["adjacency"]``. (Formerly ``connectivity=``, deprecated.)
     transform : {"r", "b"}, default="r"
         Row-standardised (esda's default) or binary weights.
-    n_permutations, seed, alternative, n_jobs
+    n_permutations, seed, alternative, n_jobs, verbose
         As in :func:`topobrain.spatial.morans_i`.
 
     Returns
     -------
     topobrain.spatial.MoranResult
     """
+    import dataclasses
+
     from ..spatial import morans_i
 
     bm = _check_map(brain_map)
-    r = bm.restricted(mask, connectivity)
+    r = bm.restricted(mask, adjacency)
     if r.n_kept < 4:
         raise ValueError(
             f"only {r.n_kept} locations are finite, in the mask and connected; Moran's I "
             "needs at least 4."
         )
-    return morans_i(bm.values[r.index], r.adjacency, n_permutations=n_permutations,
-                    seed=seed, alternative=alternative, transform=transform, n_jobs=n_jobs)
+    res = morans_i(bm.values[r.index], r.adjacency, n_permutations=n_permutations,
+                   seed=seed, alternative=alternative, transform=transform, n_jobs=n_jobs,
+                   verbose=verbose)
+    return dataclasses.replace(res, params={**res.params,
+                                            "adjacency": bm.adjacency_name(adjacency)})
 
 
 @dataclass(frozen=True, eq=False)
@@ -329,6 +372,7 @@ class BrainClusters:
                 f"{self.total_mm:.4g} {self.size_unit} analysed)")
 
 
+@deprecated_alias(connectivity="adjacency")
 def map_clusters(
     brain_map: BrainMap,
     threshold: float,
@@ -336,7 +380,7 @@ def map_clusters(
     tail: int = 0,
     min_size: int = 1,
     mask=None,
-    connectivity: Connectivity = 6,
+    adjacency: Connectivity = 6,
 ) -> BrainClusters:
     """Connected suprathreshold clusters of a brain map, with areas or volumes.
 
@@ -354,8 +398,8 @@ def map_clusters(
         Minimum cluster size in locations (vertices or voxels).
     mask : ndarray of bool, shape (n_locations,), optional
         Locations allowed into clusters.
-    connectivity : {6, 18, 26}, default=6
-        Volume maps only.
+    adjacency : {6, 18, 26}, scipy.sparse matrix or libpysal W, default=6
+        As in :func:`map_morans_i`. (Formerly ``connectivity=``, deprecated.)
 
     Returns
     -------
@@ -368,7 +412,7 @@ def map_clusters(
     finite = np.isfinite(bm.values)  # the area of reference: every finite location
     # locations outside ``keep`` are NaN, never suprathreshold; single locations stay
     values = np.where(keep, bm.values, np.nan)
-    table = find_clusters(values, threshold, adjacency=bm.adjacency(connectivity), tail=tail,
+    table = find_clusters(values, threshold, adjacency=bm.adjacency(adjacency), tail=tail,
                           min_size=min_size)
     sizes = bm.location_sizes()
     labels = np.asarray(table.labels).reshape(-1)
@@ -407,22 +451,6 @@ class SimilarityDecay:
                              "n_pairs": self.n_pairs, "decay_distance_mm": self.decay_distance})
 
 
-def _decay_point(d: np.ndarray, c: np.ndarray, level: float = 0.5) -> float:
-    ok = np.isfinite(d) & np.isfinite(c)
-    d, c = d[ok], c[ok]
-    if c.size < 2 or not c[0] > 0:
-        return float("nan")
-    target = level * c[0]
-    below = np.flatnonzero(c <= target)
-    if below.size == 0:
-        return float("nan")
-    k = int(below[0])
-    if k == 0:
-        return float(d[0])
-    d0, d1, c0, c1 = d[k - 1], d[k], c[k - 1], c[k]
-    return float(d0 + (c0 - target) * (d1 - d0) / (c0 - c1))
-
-
 def similarity_decay(
     brain_map: BrainMap,
     *,
@@ -449,7 +477,8 @@ def similarity_decay(
     max_anchors : int, default=500
         Pairs are all (anchor, location) pairs for a random subset of at most this many
         anchor locations (seeded), to bound the work on large meshes.
-    seed : None, int or numpy.random.Generator
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
+        Draws the anchors (block 0 of the permutation core's sequence for ``seed``).
     mask : ndarray of bool, shape (n_locations,), optional
 
     Returns
@@ -458,7 +487,8 @@ def similarity_decay(
     """
     from scipy.spatial import cKDTree
 
-    from .._utils._validation import check_random_state
+    from .._utils._permutation import as_seed_sequence, block_rng
+    from ..spatial import decay_distance
 
     bm = _check_map(brain_map)
     max_distance = float(max_distance)
@@ -472,7 +502,6 @@ def similarity_decay(
     idx = np.flatnonzero(keep)
     if idx.size < 3:
         raise ValueError("similarity_decay needs at least 3 finite locations.")
-    rng = check_random_state(seed)
     x = bm.values[idx]
     z = x - x.mean()
     var = float(np.mean(z * z))
@@ -481,6 +510,7 @@ def similarity_decay(
             else np.zeros(idx.size, dtype="<U5"))
     anchors = np.arange(idx.size)
     if anchors.size > max_anchors:
+        rng = block_rng(as_seed_sequence(seed), 0)  # the permutation core's seed rule
         anchors = np.sort(rng.choice(idx.size, int(max_anchors), replace=False))
     edges = np.linspace(0.0, max_distance, int(n_bins) + 1)
     tree = cKDTree(xyz)
@@ -498,7 +528,7 @@ def similarity_decay(
         corr = sums / counts / var if var > 0 else np.full(int(n_bins), np.nan)
         dist = dsum / counts
     return SimilarityDecay(_readonly(dist), _readonly(corr), _readonly(counts),
-                           _decay_point(dist, corr),
+                           decay_distance(dist, corr),
                            params={"max_distance_mm": max_distance, "n_bins": int(n_bins),
                                    "n_anchors": int(anchors.size), "level": 0.5})
 
@@ -564,6 +594,7 @@ class BrainSummary:
                 f"{self.total_size:.4g} {self.size_unit}), decay={self.decay_distance:.3g} mm)")
 
 
+@deprecated_alias(connectivity="adjacency")
 def summarize_map(
     brain_map: BrainMap,
     *,
@@ -572,7 +603,7 @@ def summarize_map(
     tail: int = 1,
     n_permutations: int = 0,
     seed=None,
-    connectivity: Connectivity = 6,
+    adjacency: Connectivity = 6,
     min_size: int = 1,
     max_distance: float = 40.0,
 ) -> BrainSummary:
@@ -597,9 +628,10 @@ def summarize_map(
         values (-1).
     n_permutations : int, default=0
         Permutations for the p-value of the unthresholded Moran's I.
-    seed : None, int or numpy.random.Generator
-    connectivity : {6, 18, 26}, default=6
-        Volume maps only.
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
+    adjacency : {6, 18, 26}, scipy.sparse matrix or libpysal W, default=6
+        As in :func:`map_morans_i`; recorded in ``params``. (Formerly
+        ``connectivity=``, deprecated.)
     min_size : int, default=1
         Minimum cluster size in locations.
     max_distance : float, default=40.0
@@ -613,9 +645,12 @@ def summarize_map(
 
     bm = _check_map(brain_map)
     check_option("tail", tail, (0, 1, -1))
-    r = bm.restricted(None, connectivity)
-    mi = map_morans_i(bm, connectivity=connectivity, n_permutations=n_permutations,
-                      seed=seed)
+    from .._utils._permutation import as_seed_sequence, seed_record, stream
+
+    root = as_seed_sequence(seed)  # the null and the correlogram draw their own streams
+    r = bm.restricted(None, adjacency)
+    mi = map_morans_i(bm, adjacency=adjacency, n_permutations=n_permutations,
+                      seed=stream(root, "morans_i"))
     p = np.full(bm.n_locations, np.nan)
     p[r.index] = map_p_values(bm.values[r.index], df=df)
     fdr = fdr_correction(p[r.index], alpha=alpha)
@@ -627,16 +662,15 @@ def summarize_map(
         sel &= bm.values < 0
     n_sel = int(sel.sum())
     try:
-        mi_sel = float(map_morans_i(bm, mask=sel, connectivity=connectivity).I)
+        mi_sel = float(map_morans_i(bm, mask=sel, adjacency=adjacency).I)
     except ValueError:
         mi_sel = float("nan")
-    cl = map_clusters(bm, 0.0, tail=tail, min_size=min_size, mask=sel,
-                      connectivity=connectivity)
+    cl = map_clusters(bm, 0.0, tail=tail, min_size=min_size, mask=sel, adjacency=adjacency)
     total = float(bm.location_sizes()[r.index].sum())
     sizes = np.asarray(cl.size_mm)
     largest = float(sizes.max()) if sizes.size else 0.0
     median = float(np.median(sizes)) if sizes.size else float("nan")
-    dec = similarity_decay(bm, max_distance=max_distance, seed=seed)
+    dec = similarity_decay(bm, max_distance=max_distance, seed=stream(root, "similarity_decay"))
     return BrainSummary(
         morans_i=float(mi.I), morans_i_p=None if mi.p_sim is None else float(mi.p_sim),
         morans_i_selective=mi_sel, percent_selective=100.0 * n_sel / max(r.n_kept, 1),
@@ -646,7 +680,8 @@ def summarize_map(
         median_cluster_fraction=median / total if total else np.nan,
         decay_distance=dec.decay_distance, size_unit=bm.size_unit,
         params={"df": df, "alpha": alpha, "tail": tail, "n_permutations": n_permutations,
-                "connectivity": connectivity, "min_size": min_size,
+                "adjacency": bm.adjacency_name(adjacency), "min_size": min_size,
+                **seed_record(root),
                 "max_distance_mm": max_distance, "fdr": "bh"},
     )
 

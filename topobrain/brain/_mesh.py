@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._utils._adjacency import LATTICE_ADJACENCIES, check_adjacency, deprecated_alias
 from .._utils._sparse import submatrix
 from .._utils._validation import check_option
 
@@ -377,21 +378,22 @@ def _load_sphere(sphere, n_vertices: int):
 
 
 # --------------------------------------------------------------------------- lattices
-def _lattice_offsets(connectivity: int) -> np.ndarray:
+def _lattice_offsets(adjacency: int) -> np.ndarray:
     """Half of the neighbour offsets (one of each +/- pair) of a 3D lattice."""
     offs = []
     for dx in (-1, 0, 1):
         for dy in (-1, 0, 1):
             for dz in (-1, 0, 1):
                 d = abs(dx) + abs(dy) + abs(dz)
-                if d == 0 or (connectivity == 6 and d > 1) or (connectivity == 18 and d > 2):
+                if d == 0 or (adjacency == 6 and d > 1) or (adjacency == 18 and d > 2):
                     continue
                 if (dx, dy, dz) > (0, 0, 0):
                     offs.append((dx, dy, dz))
     return np.array(offs, dtype=np.int64)
 
 
-def lattice_adjacency(mask, connectivity: Connectivity = 6) -> sp.csr_matrix:
+@deprecated_alias(connectivity="adjacency")
+def lattice_adjacency(mask, adjacency: Connectivity = 6) -> sp.csr_matrix:
     """Binary, symmetric adjacency of the voxels of a 3D mask.
 
     Parameters
@@ -399,8 +401,9 @@ def lattice_adjacency(mask, connectivity: Connectivity = 6) -> sp.csr_matrix:
     mask : ndarray of bool, shape (n_x, n_y, n_z)
         Voxels to include; locations are the ``mask.sum()`` mask voxels in C order
         (the order of ``values[mask]``).
-    connectivity : {6, 18, 26}, default=6
-        Faces (6), faces and edges (18), or faces, edges and corners (26).
+    adjacency : {6, 18, 26}, default=6
+        Faces (6), faces and edges (18), or faces, edges and corners (26). (Formerly
+        ``connectivity=``, which still works with a ``DeprecationWarning``.)
 
     Returns
     -------
@@ -412,7 +415,10 @@ def lattice_adjacency(mask, connectivity: Connectivity = 6) -> sp.csr_matrix:
     >>> [int(lattice_adjacency(m, c).sum(1).max()) for c in (6, 18, 26)]
     [3, 6, 7]
     """
-    check_option("connectivity", connectivity, (6, 18, 26))
+    adjacency = check_adjacency(adjacency, allowed=LATTICE_ADJACENCIES)
+    if not isinstance(adjacency, int):
+        raise TypeError("adjacency must be 6, 18 or 26 to build a lattice; a matrix is "
+                        "already an adjacency.")
     m = np.asarray(mask)
     if m.ndim != 3:
         raise ValueError(f"mask must be a 3D array; got shape {m.shape}.")
@@ -423,7 +429,7 @@ def lattice_adjacency(mask, connectivity: Connectivity = 6) -> sp.csr_matrix:
     ijk = np.argwhere(m)
     shape = np.array(m.shape)
     src, dst = [], []
-    for off in _lattice_offsets(int(connectivity)):
+    for off in _lattice_offsets(adjacency):
         nb = ijk + off
         ok = ((nb >= 0) & (nb < shape)).all(1)
         j = np.full(n, -1, dtype=np.int64)
