@@ -43,6 +43,19 @@ def _as_bytes(chunk) -> bytes:
                     f"Encode it first, or use hash_json for records.")
 
 
+def _framed(h, chunk) -> None:
+    """Hash ``chunk`` preceded by its length (8 bytes, little-endian)."""
+    data = _as_bytes(chunk)
+    h.update(len(data).to_bytes(8, "little") + data)
+
+
+def _start(prefix):
+    h = hashlib.sha256()
+    if prefix is not None:
+        _framed(h, prefix)
+    return h
+
+
 def _update_from_file(h, path) -> None:
     try:
         with open(path, "rb") as fh:
@@ -91,15 +104,11 @@ def hash_files(paths: Iterable[str | os.PathLike], *, names: bool = False,
     str
         64 hex characters.
     """
-    h = hashlib.sha256()
-    if prefix is not None:
-        p = _as_bytes(prefix)
-        h.update(len(p).to_bytes(8, "little") + p)
+    h = _start(prefix)
     for path in paths:
         path = Path(path)
         if names:
-            n = path.name.encode("utf-8")
-            h.update(len(n).to_bytes(8, "little") + n)
+            _framed(h, path.name)
         size = path.stat().st_size
         h.update(size.to_bytes(8, "little"))
         _update_from_file(h, path)
@@ -160,16 +169,12 @@ def hash_arrays(*arrays, prefix: str | bytes | None = None) -> str:
     str
         64 hex characters.
     """
-    h = hashlib.sha256()
-    if prefix is not None:
-        p = _as_bytes(prefix)
-        h.update(len(p).to_bytes(8, "little") + p)
+    h = _start(prefix)
     for a in arrays:
         a = np.ascontiguousarray(a)
         if a.dtype.hasobject:
             raise TypeError("hash_arrays takes numeric or string arrays; got an object array. "
                             "Convert it (np.asarray(values, dtype=str)) or use hash_json.")
-        head = f"{a.dtype.str}|{a.shape}".encode()
-        h.update(len(head).to_bytes(8, "little") + head)
+        _framed(h, f"{a.dtype.str}|{a.shape}")
         h.update(a.reshape(-1).view(np.uint8))
     return h.hexdigest()
