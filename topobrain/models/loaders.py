@@ -183,6 +183,14 @@ def load(name_or_path, *, device: str = "cpu", positions=None, tokenizer=None,
     >>> model = load("topolm-tiny")  # doctest: +SKIP
     >>> model = load("ckpt-311.pt", positions="positions/", tokenizer="gpt2/")  # doctest: +SKIP
     >>> model = load("gpt2-folder", sheet_spec="attn+mlp:permuted")  # doctest: +SKIP
+
+    Every command that takes a model has the same options as flags (``--positions``,
+    ``--tokenizer``, ``--sheet-spec``, ``--sheet-shape``, ``--with-resid``); in Python,
+    pass the loaded model on:
+
+    >>> from topobrain.pipeline import localize  # doctest: +SKIP
+    >>> localize(load("neo-folder", sheet_spec="toponets"), "langloc", "S - N",
+    ...          out="results/neo")  # doctest: +SKIP
     """
     kind = model_kind(name_or_path)
     given = {"positions": positions, "tokenizer": tokenizer, "sheet_spec": sheet_spec,
