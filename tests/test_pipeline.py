@@ -228,7 +228,7 @@ def _settings(**kw):
     ({"alpha": 1}, ValueError, r"alpha must be a finite number in \(0, 1\)"),
     ({"n_permutations": -1}, ValueError, r"n_permutations .* >= 0; got -1"),
     ({"n_permutations": 2.5}, TypeError, "n_permutations must be an integer"),
-    ({"smooth_fwhm": -2}, ValueError, r"smooth_fwhm .* > 0"),
+    ({"smooth_fwhm": -2}, ValueError, r"smooth_fwhm .* >= 0; got -2"),
     ({"smooth_fwhm": "2"}, TypeError, "smooth_fwhm must be a number"),
     ({"batch_size": 0}, ValueError, "batch_size .* >= 1"),
     ({"pooling": "max"}, ValueError, "Invalid value for the 'pooling' parameter"),
@@ -255,6 +255,7 @@ def test_settings_record_round_trip_and_seed(tmp_path):
     s = _settings(contrasts=["(S + W)/2 - N", "S"], smooth_fwhm=2, layers=["a", "b"],
                   seed=None, wait=3, n_jobs=2, correction="fdr_bh")
     assert s.correction == "bh" and s.smooth_fwhm == 2.0 and s.layers == ("a", "b")
+    assert _settings(smooth_fwhm=0).smooth_fwhm is None  # 0: no smoothing
     assert isinstance(s.seed, int) and s.seed > 2**32  # fresh entropy, recorded
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({**s.to_record(), "complete": True, "extra": 1}))

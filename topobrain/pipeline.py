@@ -175,8 +175,9 @@ class LocalizeSettings:
         if self.out is None:
             raise TypeError("out is required: the folder to write the results into.")
         put("out", Path(self.out))
-        if self.smooth_fwhm is not None:
-            put("smooth_fwhm", _number("smooth_fwhm", self.smooth_fwhm, low=0))
+        if self.smooth_fwhm is not None:  # 0 means no smoothing, as in readout.smooth
+            fwhm = _number("smooth_fwhm", self.smooth_fwhm, low=0, low_open=False)
+            put("smooth_fwhm", fwhm or None)
         check_option("pooling", self.pooling, _POOLINGS)
         correction = _CORRECTION_ALIASES.get(self.correction, self.correction)
         from .correction import METHODS
