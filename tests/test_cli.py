@@ -265,7 +265,9 @@ def test_stimulus_file_encoding_flag(tmp_path, capsys):
     assert "not valid utf-8" in line and "--encoding 'latin-1'" in line
     assert "encoding=" not in line
     assert main(["stimuli", "validate", str(path)]) == 2
-    assert "--encoding 'latin-1'" in one_line(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("topobrain stimuli validate: error: ")
+    assert "--encoding 'latin-1'" in line
     assert main(["stimuli", "validate", str(path), "--encoding", "latin-1"]) == 0
     assert "12 items" in capsys.readouterr().out
     # with --encoding the file is read; the next problem is the (missing) model

@@ -78,10 +78,13 @@ def _add_global_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
                         help="no progress bars or logs", **extra)
 
 
+def _subparser_actions(parser: argparse.ArgumentParser):
+    return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+
 def _subparsers(parser: argparse.ArgumentParser):
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            yield from action.choices.values()
+    for action in _subparser_actions(parser):
+        yield from action.choices.values()
 
 
 def _leaf_parsers(parser: argparse.ArgumentParser):
@@ -108,15 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_parser(parser, args) -> argparse.ArgumentParser:
-    """The parser of the subcommand (and action) that ran."""
+    """The parser of the subcommand (and its action, ``stimuli validate``) that ran."""
     p = parser
-    for dest in ("command", "stimuli_command"):
-        name = getattr(args, dest, None)
-        chosen = [c for c in _subparsers(p) if c.prog.split()[-1] == name]
+    while True:
+        chosen = [a.choices.get(getattr(args, a.dest, None)) for a in _subparser_actions(p)]
+        chosen = [c for c in chosen if c is not None]
         if not chosen:
-            break
+            return p
         p = chosen[0]
-    return p
 
 
 def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
