@@ -570,6 +570,26 @@ def test_vector_formats_round_trip(tmp_path, rng):
         load_map(tmp_path / "a.npz", mesh=mesh)
 
 
+def test_two_column_array_maps_and_its_error(tmp_path, rng):
+    # issue #19: a (n_vertices, 2) .npy gave "holds 40 rows; pass index=", and index=
+    # then picked a row of 2 values; maps run along the shorter axis of a 2D array
+    mesh = Mesh(rng.random((40, 3)), np.array([[i, i + 1, i + 2] for i in range(38)]))
+    x = rng.standard_normal((40, 2))
+    np.save(tmp_path / "cols.npy", x)
+    np.save(tmp_path / "rows.npy", x.T)
+    with pytest.raises(ValueError, match=r"^cols.npy holds 2 columns of 40 values \(one map "
+                                         r"each\); pass index= \(0-based\) to pick one.$"):
+        load_map(tmp_path / "cols.npy", mesh=mesh)
+    with pytest.raises(ValueError, match=r"rows.npy holds 2 rows of 40 values"):
+        load_map(tmp_path / "rows.npy", mesh=mesh)
+    for name in ("cols.npy", "rows.npy"):
+        for k in (0, 1):
+            got = load_map(tmp_path / name, mesh=mesh, index=k)
+            np.testing.assert_array_equal(got.values, x[:, k])
+    with pytest.raises(ValueError, match="index 2 is out of range for 2 columns"):
+        load_map(tmp_path / "cols.npy", mesh=mesh, index=2)
+
+
 def test_hdf5_round_trip(tmp_path, rng):
     h5py = pytest.importorskip("h5py", reason="h5py is not installed (HDF5 maps need it)")
     x = rng.standard_normal(30)

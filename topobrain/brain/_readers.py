@@ -220,7 +220,11 @@ def _load_surface_values(path: Path, suffix, variable, index):
     v = np.asarray(_read_vector_file(path, suffix, variable), dtype=np.float64)
     v = np.squeeze(v)
     if v.ndim == 2:
-        v = _pick(v, index, "rows", path)
+        # a file holds fewer maps than locations: the maps run along the shorter axis
+        if v.shape[0] > v.shape[1]:
+            v = _pick(v.T, index, f"columns of {v.shape[0]} values (one map each)", path)
+        else:
+            v = _pick(v, index, f"rows of {v.shape[1]} values (one map each)", path)
     return v
 
 
@@ -259,7 +263,10 @@ def load_map(
     variable : str, optional
         The variable, dataset, array or column holding the map (netCDF, HDF5, npz, CSV).
     index : int, optional
-        Which map of a file holding several (4D NIfTI, several GIfTI arrays, CIFTI maps).
+        Which map of a file holding several (4D NIfTI, several GIfTI arrays, CIFTI maps,
+        a 2D NumPy/CSV/netCDF/HDF5 array, whose maps run along its shorter axis: the
+        columns of a ``(n_vertices, n_maps)`` array, the rows of ``(n_maps,
+        n_vertices)``).
     name : str, optional
         A label for the map (default: the file name).
 
