@@ -424,6 +424,15 @@ def test_config_types_and_ranges(tmp_path, corpus, prepared):
     TrainConfig.from_dict({**base, "lr": 1, "threads": None, "betas": (0.9, 0.95)})
 
 
+def test_train_checks_a_config_object(tmp_path, corpus, prepared):
+    cfg = TrainConfig.from_dict(tiny_config(tmp_path, corpus, prepared))
+    cfg.max_steps = "ten"  # set after loading, as a script might
+    with pytest.raises(TypeError, match="max_steps must be an integer; got 'ten'"):
+        train(cfg)
+    with pytest.raises(TypeError, match="config must be a TrainConfig, a dict or the path"):
+        train(42)
+
+
 def test_train_device_cuda_without_cuda(tmp_path, corpus, prepared, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="device 'cuda' in the training config: CUDA is not "

@@ -553,6 +553,11 @@ def train(config: TrainConfig | dict | str | os.PathLike, *,
         config = load_config(config)
     elif isinstance(config, dict):
         config = TrainConfig.from_dict(config)
+    elif isinstance(config, TrainConfig):  # checked like a file's, and copied
+        config = TrainConfig.from_dict(dataclasses.asdict(config))
+    else:
+        raise TypeError(f"config must be a TrainConfig, a dict or the path of a YAML file; "
+                        f"got {type(config).__name__}.")
     cfg = config
     scfg = cfg.spatial_config
     out = Path(cfg.out)
