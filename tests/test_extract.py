@@ -622,14 +622,39 @@ def test_progress_bar_and_verbose_zero(tiny_model, rng, capsys):
 
 
 def test_device_auto_and_the_model_stays_where_it_was(tiny_model, rng):
-    from topobrain.extract import _resolve_device
+    from topobrain._utils._validation import check_device
 
     want = "cuda" if torch.cuda.is_available() else "cpu"
-    assert _resolve_device("auto").type == want
+    assert check_device("auto").type == want and check_device(None).type == want
+    assert check_device(torch.device("cpu")) == torch.device("cpu")
     before = tiny_model.device
     extract(tiny_model, make_texts(rng, 3), device="auto", cache=False, verbose=0)
     assert tiny_model.device == before
     assert not tiny_model.module.training
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows the refusal on a machine "
+                                                     "without CUDA")
+def test_a_device_this_machine_lacks_is_refused_before_any_work(tiny_model, rng):
+    from topobrain._utils._validation import check_device
+
+    model, calls = counting(tiny_model)
+    for device in ("cuda", "cuda:1", torch.device("cuda:0")):
+        with pytest.raises(ValueError, match=r"device='cuda(:\d)?': CUDA is not available "
+                                             r"\(.*\); use device='cpu', or device='auto'"):
+            extract(model, make_texts(rng, 3), device=device, verbose=0)
+    assert calls["n"] == 0 and model.device.type == "cpu"
+    # the same check speaks the CLI's language when asked to
+    with pytest.raises(ValueError, match=r"^--device cuda: CUDA is not available .*; use "
+                                         r"--device cpu, or --device auto to take a GPU"):
+        check_device("cuda", parameter="--device")
+    with pytest.raises(ValueError, match="Invalid --device 'quantum'"):
+        check_device("quantum", parameter="--device")
+    with pytest.raises(TypeError, match="device must be a string"):
+        check_device(0.5)
+    if not getattr(getattr(torch.backends, "mps", None), "is_available", lambda: False)():
+        with pytest.raises(ValueError, match="MPS is not available"):
+            check_device("mps")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -33,7 +33,8 @@ import numpy as np
 
 from ._utils._hashing import hash_arrays, hash_json
 from ._utils._io import atomic_write_bytes
-from ._utils._validation import check_option, suggest
+from ._utils._validation import check_device, check_option, suggest
+from ._utils._validation import check_device as _resolve_device  # noqa: F401 (old name)
 from .activations import Activations, _as_1d, _from_npz, _npz_bytes, load_activations
 
 __all__ = ["Activations", "extract", "load_activations", "default_cache_dir", "POOLINGS"]
@@ -179,21 +180,6 @@ def _resolve_layers(model, layers) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"layers lists a layer more than once: {names}.")
     return names
-
-
-def _resolve_device(device):
-    import torch
-
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"Invalid device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        ) from exc
 
 
 def default_cache_dir() -> Path:
@@ -398,7 +384,8 @@ def extract(
         Items per forward pass. Results do not depend on it (to float32 precision).
     device : str or torch.device, default="auto"
         ``"auto"`` takes a CUDA GPU when there is one. The model is moved there for the
-        run and moved back afterwards.
+        run and moved back afterwards. A device this machine lacks is refused before any
+        work (:func:`topobrain._utils._validation.check_device`).
     cache : bool, default=True
         Read and write the on-disk cache. ``False`` bypasses it.
     cache_dir : path-like, optional
@@ -456,6 +443,7 @@ def extract(
     for pname, val in (("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
             raise ValueError(f"{pname} must be a positive integer; got {val!r}.")
+    dev = check_device(device)  # a device this machine lacks fails here, not mid-run
     bos_id = None
     if bos:
         bos_id = getattr(model, "bos_token_id", None)
@@ -553,7 +541,7 @@ def extract(
     batches = [order[i:i + batch_size] for i in range(0, order.size, batch_size)]
     if batches:
         _run_batches(model, batches, token_lists, lengths, offset, bos_id, pad_id, layer_names,
-                     n_units, pooling, results, device, tqdm, verbose,
+                     n_units, pooling, results, dev, tqdm, verbose,
                      (partial_dir, key, checkpoint_every) if use_cache else None)
 
     if use_cache:
@@ -574,10 +562,9 @@ def extract(
 
 
 def _run_batches(model, batches, token_lists, lengths, offset, bos_id, pad_id, layer_names,
-                 n_units, pooling, results, device, tqdm, verbose, checkpoint):
+                 n_units, pooling, results, dev, tqdm, verbose, checkpoint):
     import torch
 
-    dev = _resolve_device(device)
     module = getattr(model, "module", None)
     old_device = getattr(model, "device", None)
     was_training = bool(getattr(module, "training", False))

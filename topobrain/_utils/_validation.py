@@ -52,3 +52,68 @@ def check_finite(array: np.ndarray, name: str, *, allow_nan: bool = False) -> No
             f"{name} holds {int(bad.sum())} non-finite values (NaN or inf), first at index "
             f"{first}. Remove or impute them before the analysis."
         )
+
+
+def check_device(device, *, parameter: str = "device"):
+    """The ``torch.device`` that ``device`` names, refused when this machine lacks it.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``"auto"`` (or None: a CUDA GPU when there is one, else the CPU), ``"cpu"``,
+        ``"cuda"``, ``"cuda:N"``, ``"mps"``, or a ``torch.device``.
+    parameter : str, default="device"
+        How the caller names the setting in messages: a keyword (``"device"`` gives
+        ``device='cpu'``) or a command-line flag (``"--device"`` gives ``--device cpu``).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        One line naming the device, what this machine has, and the value that fixes it:
+        for a name torch does not know, CUDA without CUDA (a CPU-only torch or no
+        visible GPU), a GPU index beyond the visible ones, MPS off Apple hardware.
+    TypeError
+        When ``device`` is neither a string nor a ``torch.device``.
+    """
+    import torch
+
+    flag = parameter.startswith("-")
+
+    def setting(value) -> str:
+        return f"{parameter} {value}" if flag else f"{parameter}={str(value)!r}"
+
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"Invalid {parameter} {device!r}; use 'auto', 'cpu', 'cuda', "
+                             f"'cuda:N' or 'mps'.") from None
+    else:
+        raise TypeError(f"{parameter} must be a string such as 'cpu', 'cuda' or 'auto', or a "
+                        f"torch.device; got {type(device).__name__}.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch was built without CUDA" if torch.version.cuda is None
+                   else "no CUDA device is visible")
+            raise ValueError(f"{setting(device)}: CUDA is not available ({why}); use "
+                             f"{setting('cpu')}, or {setting('auto')} to take a GPU when "
+                             f"there is one.")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"{setting(device)}: this machine has {n} CUDA device(s), "
+                             f"cuda:0 to cuda:{n - 1}; use one of them or "
+                             f"{setting('cuda')}.")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{setting(device)}: Apple's MPS is not available on this "
+                             f"machine; use {setting('cpu')} or {setting('auto')}.")
+    return dev
