@@ -176,6 +176,8 @@ def test_train_config_errors_name_file_and_line(tmp_path, capsys):
     assert not marker.exists()  # the python tag was never constructed
     assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in one_line(capsys.readouterr().err)
+    assert main(["train", "--config", str(tmp_path)]) == 2
+    assert f"Training config {tmp_path} is a folder" in one_line(capsys.readouterr().err)
 
 
 def test_keywords_in_library_messages_become_flags():

@@ -121,6 +121,9 @@ def load_config(path) -> TrainConfig:
     except FileNotFoundError:
         raise FileNotFoundError(f"Training config {path} does not exist; pass a YAML file "
                                 f"such as configs/topolm-tiny.yaml to --config.") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"Training config {path} is a folder; pass a YAML file such "
+                                f"as configs/topolm-tiny.yaml to --config.") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
                          f"save the training config as UTF-8.") from None
