@@ -227,15 +227,15 @@ def test_spatial_null_test_moran(rng):
     w = grid_weights((7, 7), "queen", transform="b")
     x = rng.standard_normal(49)
     stat = lambda v: float(morans_i(v, w, transform="b").I)  # noqa: E731
-    res = spatial_null_test(x, stat, null="moran", weights=w, n_permutations=30, seed=0)
+    res = spatial_null_test(x, stat, null="moran", adjacency=w, n_permutations=30, seed=0)
     # singleton MSR keeps Moran's I (for symmetric weights): every null value ties
     np.testing.assert_allclose(res.null_distribution, res.statistic, atol=1e-10)
     assert res.p_value == 1.0
     # a statistic that MSR does not keep: the maximum
-    res_max = spatial_null_test(x, np.max, null="moran", weights=w, n_permutations=99,
+    res_max = spatial_null_test(x, np.max, null="moran", adjacency=w, n_permutations=99,
                                 seed=0, alternative="greater")
     assert 0.01 <= res_max.p_value <= 1 and res_max.null_sd > 0
-    again = spatial_null_test(x, np.max, null="moran", weights=w, n_permutations=99, seed=0,
+    again = spatial_null_test(x, np.max, null="moran", adjacency=w, n_permutations=99, seed=0,
                               alternative="greater")
     np.testing.assert_array_equal(again.null_distribution, res_max.null_distribution)
 
@@ -244,7 +244,7 @@ def test_spatial_null_test_errors(rng):
     x = rng.standard_normal(10)
     with pytest.raises(ValueError, match="needs mesh="):
         spatial_null_test(x, np.mean, null="spin")
-    with pytest.raises(ValueError, match="needs weights="):
+    with pytest.raises(ValueError, match="needs adjacency="):
         spatial_null_test(x, np.mean, null="moran")
     with pytest.raises(TypeError, match="callable"):
         spatial_null_test(x, "mean", mesh=rng.standard_normal((10, 3)))
@@ -252,9 +252,9 @@ def test_spatial_null_test_errors(rng):
         spatial_null_test(x, np.mean, mesh=rng.standard_normal((10, 3)), alternative="up")
     with pytest.raises(ValueError, match="same length"):
         map_correlation(x, x[:5], mesh=rng.standard_normal((10, 3)))
-    with pytest.raises(ValueError, match="restrict x, y and weights"):
+    with pytest.raises(ValueError, match="restrict x, y and adjacency"):
         map_correlation(np.r_[np.nan, x[1:]], x, null="moran",
-                        weights=grid_weights((2, 5), "rook"))
+                        adjacency=grid_weights((2, 5), "rook"))
 
 
 @settings(max_examples=25, deadline=None)
@@ -349,3 +349,78 @@ def test_variogram_errors(rng):
         map_correlation(rng.random(30), rng.random(30), null="variogram")
     with pytest.raises(TypeError, match="null_options are for null='variogram'"):
         map_correlation(rng.random(30), rng.random(30), mesh=pos, null_options={"knn": 5})
+
+
+# ---------------------------------------------------------------------- the permutation core
+def test_surrogates_identical_for_any_n_jobs_and_backend(rng):
+    """Every surrogate block comes from its own seeded generator: the same numbers for
+    n_jobs 1 and 2, a configured threading backend, and the prefix of a longer run."""
+    import joblib
+
+    xyz = rng.standard_normal((300, 3))
+    x = sphere_field(xyz / np.linalg.norm(xyz, axis=1, keepdims=True), rng)
+    w = grid_weights((6, 7), "queen", transform="b")
+    m = rng.standard_normal(42)
+    pos = rng.random((60, 2))
+    v = rng.standard_normal(60)
+    opts = {"deltas": (0.3, 0.6), "knn": 30, "n_samples": 60}
+    makers = {
+        "spin": lambda n, **kw: spin_permutations(xyz, n, seed=4, verbose=0, **kw),
+        "moran": lambda n, **kw: moran_surrogates(m, w, n, seed=4, verbose=0, **kw),
+        "moran_pair": lambda n, **kw: moran_surrogates(m, w, n, procedure="pair", seed=4,
+                                                       verbose=0, **kw),
+        "variogram": lambda n, **kw: variogram_surrogates(v, pos, n, seed=4, verbose=0,
+                                                          **opts, **kw),
+    }
+    for name, make in makers.items():
+        ref = make(130, n_jobs=1)
+        np.testing.assert_array_equal(ref, make(130, n_jobs=2), err_msg=name)
+        with joblib.parallel_config(backend="threading", n_jobs=2):
+            np.testing.assert_array_equal(ref, make(130), err_msg=name)
+        np.testing.assert_array_equal(ref[:70], make(70, n_jobs=1), err_msg=name)
+    rot = random_rotations(130, seed=4)
+    np.testing.assert_array_equal(rot[:5], random_rotations(5, seed=4))
+    res1 = map_correlation(x, x, mesh=xyz, n_permutations=99, seed=2, n_jobs=1, verbose=0)
+    res2 = map_correlation(x, x, mesh=xyz, n_permutations=99, seed=2, n_jobs=2, verbose=0)
+    np.testing.assert_array_equal(res1.null_distribution, res2.null_distribution)
+    assert res1.params["seed"] == 2 and res1.params["spawn_key"] == ()
+
+
+def test_p_values_follow_the_core_rule(rng):
+    """spatial_null_test and map_correlation p-values equal the core's rule applied to
+    the returned null (two-sided: centred distance, or |r| for correlations)."""
+    from topobrain._utils._permutation import permutation_pvalue
+
+    w = grid_weights((7, 7), "queen", transform="b")
+    x = rng.standard_normal(49)
+    for alt in ("greater", "less", "two-sided"):
+        res = spatial_null_test(x, np.max, null="moran", adjacency=w, n_permutations=60,
+                                seed=1, alternative=alt, verbose=0)
+        d = res.null_distribution
+        if alt == "two-sided":
+            mu = d.mean()
+            ref = permutation_pvalue(abs(res.statistic - mu), np.abs(d - mu), "greater")
+            brute = (1 + np.sum(np.abs(d - mu) >= abs(res.statistic - mu))) / (1 + d.size)
+        else:
+            ref = permutation_pvalue(res.statistic, d, alt)
+            brute = (1 + np.sum(d >= res.statistic if alt == "greater"
+                                else d <= res.statistic)) / (1 + d.size)
+        assert res.p_value == pytest.approx(float(ref)) == pytest.approx(brute)
+    y = rng.standard_normal(49)
+    corr = map_correlation(x, y, null="moran", adjacency=w, n_permutations=60, seed=1,
+                           verbose=0)
+    d = corr.null_distribution
+    assert corr.p_value == pytest.approx((1 + np.sum(np.abs(d) >= abs(corr.statistic)))
+                                         / (1 + d.size))
+
+
+def test_weights_is_a_deprecated_alias_of_adjacency(rng):
+    w = grid_weights((5, 5), "rook", transform="b")
+    x = rng.standard_normal(25)
+    with pytest.warns(DeprecationWarning, match="use adjacency="):
+        old = moran_surrogates(x, weights=w, n_surrogates=10, seed=0, verbose=0)
+    np.testing.assert_array_equal(old, moran_surrogates(x, w, 10, seed=0, verbose=0))
+    with pytest.warns(DeprecationWarning, match="use adjacency="):
+        res = spatial_null_test(x, np.max, null="moran", weights=w, n_permutations=10,
+                                seed=0, verbose=0)
+    assert res.null_distribution.shape == (10,)

@@ -17,6 +17,12 @@ special and any two smooth maps look correlated. The nulls here keep it:
 :func:`spatial_null_test` turns either null into a p-value for a map statistic or a
 map-to-map correlation (:func:`map_correlation`).
 
+Randomness follows topobrain's permutation core: ``seed`` becomes a ``SeedSequence`` and
+surrogates come in fixed blocks of ``BLOCK_SIZE``, block ``b`` drawn from its own
+generator (``SeedSequence(entropy, spawn_key=(*spawn_key, b))``), so the surrogates are
+identical for any ``n_jobs`` or joblib backend, and the first ``m`` surrogates of a run
+are those of a run asking for ``m``. p-values follow the core's one rule.
+
 References
 ----------
 Alexander-Bloch, A. F. et al. (2018). On testing for spatial correspondence between maps
@@ -34,6 +40,7 @@ This module never imports torch or matplotlib.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -42,7 +49,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._utils._validation import check_option, check_random_state
+from ._utils._adjacency import check_adjacency, deprecated_alias
+from ._utils._docs import fill_doc
+from ._utils._permutation import (
+    BLOCK_SIZE,
+    as_seed_sequence,
+    block_rng,
+    n_blocks,
+    permutation_pvalue,
+    run_blocks,
+    seed_record,
+)
+from ._utils._validation import check_option
 
 __all__ = [
     "random_rotations",
@@ -69,17 +87,32 @@ def _check_n(n, name="n_permutations") -> int:
     return int(n)
 
 
+def _block_sizes(n: int):
+    """(block index, number of draws in it) for ``n`` draws in the core's blocks."""
+    return [(b, min(BLOCK_SIZE, n - b * BLOCK_SIZE)) for b in range(n_blocks(n))]
+
+
+def _rotations_of_block(ss, b: int, size: int) -> np.ndarray:
+    q, r = np.linalg.qr(block_rng(ss, b).standard_normal((BLOCK_SIZE, 3, 3))[:size])
+    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
+    flip = np.linalg.det(q) < 0
+    q[flip, :, 0] *= -1
+    return q
+
+
+@fill_doc
 def random_rotations(n: int, seed=None) -> np.ndarray:
     """Uniformly distributed (Haar) random 3D rotations.
 
     QR decomposition of Gaussian matrices with the sign of R's diagonal moved into Q
-    (Mezzadri, 2007), then a reflection fixed to make ``det = +1``.
+    (Mezzadri, 2007), then a reflection fixed to make ``det = +1``. Rotation ``i`` comes
+    from block ``i // BLOCK_SIZE`` of the seed (the permutation core's block rule).
 
     Parameters
     ----------
     n : int
         Number of rotations.
-    seed : None, int or numpy.random.Generator
+    %(seed)s
 
     Returns
     -------
@@ -93,12 +126,8 @@ def random_rotations(n: int, seed=None) -> np.ndarray:
     (True, True)
     """
     n = _check_n(n, "n")
-    rng = check_random_state(seed)
-    q, r = np.linalg.qr(rng.standard_normal((n, 3, 3)))
-    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
-    flip = np.linalg.det(q) < 0
-    q[flip, :, 0] *= -1
-    return q
+    ss = as_seed_sequence(seed)
+    return np.concatenate([_rotations_of_block(ss, b, size) for b, size in _block_sizes(n)])
 
 
 def _sphere_and_hemi(sphere, hemisphere):
@@ -126,12 +155,33 @@ def _sphere_and_hemi(sphere, hemisphere):
     return s, hemisphere
 
 
+def _spin_chunk(trees, ss, n_vertices, blocks_and_sizes) -> np.ndarray:
+    """Spin reassignments of the given blocks: (n_in_blocks, n_vertices)."""
+    mirror = np.diag([-1.0, 1.0, 1.0])
+    parts = []
+    for b, size in blocks_and_sizes:
+        rots = _rotations_of_block(ss, b, size)
+        out = np.empty((size, n_vertices), dtype=np.int64)
+        for h, idx, x, tree in trees:
+            for k, r in enumerate(rots):
+                if h == "right":
+                    r = mirror @ r @ mirror
+                # nearest rotated vertex R x_v to x_u  <=>  nearest x_v to R^T x_u
+                _, nn = tree.query(x @ r, k=1)
+                out[k, idx] = idx[nn]
+        parts.append(out)
+    return np.concatenate(parts, axis=0)
+
+
+@fill_doc
 def spin_permutations(
     sphere,
     n_permutations: int = 1000,
     *,
     hemisphere=None,
     seed=None,
+    n_jobs: int | None = None,
+    verbose: int = 1,
 ) -> np.ndarray:
     """Vertex reassignments from random rotations of the registration sphere.
 
@@ -145,7 +195,9 @@ def spin_permutations(
         ``"left"``/``"right"`` per vertex (taken from the Mesh when not given; all left
         otherwise). Each hemisphere is spun within itself; the right hemisphere's
         rotation is the left's mirrored across the midsagittal plane (x -> -x).
-    seed : None, int or numpy.random.Generator
+    %(seed)s
+    %(n_jobs)s
+    %(verbose)s
 
     Returns
     -------
@@ -165,9 +217,8 @@ def spin_permutations(
 
     n_permutations = _check_n(n_permutations)
     s, hemi = _sphere_and_hemi(sphere, hemisphere)
-    rots = random_rotations(n_permutations, seed)
-    mirror = np.diag([-1.0, 1.0, 1.0])
-    out = np.empty((n_permutations, s.shape[0]), dtype=np.int64)
+    ss = as_seed_sequence(seed)
+    trees = []
     for h in ("left", "right"):
         idx = np.flatnonzero(hemi == h)
         if idx.size == 0:
@@ -177,18 +228,15 @@ def spin_permutations(
         if np.any(norms == 0):
             raise ValueError("sphere has a vertex at its centre; pass sphere coordinates.")
         x = x / norms
-        tree = cKDTree(x)
-        for k, r in enumerate(rots):
-            if h == "right":
-                r = mirror @ r @ mirror
-            # nearest rotated vertex R x_v to x_u  <=>  nearest x_v to R^T x_u
-            _, nn = tree.query(x @ r, k=1)
-            out[k, idx] = idx[nn]
-    return out
+        trees.append((h, idx, x, cKDTree(x)))
+    func = functools.partial(_spin_chunk, trees, ss, s.shape[0])
+    parts = run_blocks(func, _block_sizes(n_permutations), n_jobs=n_jobs, threads=True,
+                       verbose=verbose, desc="spins")
+    return np.concatenate(parts, axis=0)
 
 
 def spin_surrogates(values, sphere, n_permutations: int = 1000, *, hemisphere=None,
-                    seed=None) -> np.ndarray:
+                    seed=None, n_jobs: int | None = None, verbose: int = 1) -> np.ndarray:
     """Spun copies of a surface map, shape (n_permutations, n_vertices).
 
     NaN values (e.g. the medial wall) travel with the rotation, so a surrogate has NaN
@@ -196,7 +244,8 @@ def spin_surrogates(values, sphere, n_permutations: int = 1000, *, hemisphere=No
     See :func:`spin_permutations` for the parameters.
     """
     v = np.asarray(values, dtype=np.float64)
-    idx = spin_permutations(sphere, n_permutations, hemisphere=hemisphere, seed=seed)
+    idx = spin_permutations(sphere, n_permutations, hemisphere=hemisphere, seed=seed,
+                            n_jobs=n_jobs, verbose=verbose)
     if v.shape != (idx.shape[1],):
         raise ValueError(
             f"values must have one entry per sphere vertex ({idx.shape[1]}); got shape "
@@ -225,7 +274,8 @@ class MoranEigenvectors:
         return int(self.eigenvectors.shape[0])
 
 
-def moran_eigenvectors(weights) -> MoranEigenvectors:
+@deprecated_alias(weights="adjacency")
+def moran_eigenvectors(adjacency) -> MoranEigenvectors:
     """Eigenvectors of the doubly-centred, symmetrised weights ``H (W + W')/2 H``.
 
     ``H = I - 11'/n``. The constant direction is removed exactly (by a Householder
@@ -234,13 +284,17 @@ def moran_eigenvectors(weights) -> MoranEigenvectors:
 
     Parameters
     ----------
-    weights : scipy.sparse matrix or ndarray of shape (n, n)
+    adjacency : scipy.sparse matrix, libpysal W or ndarray of shape (n, n)
         Spatial weights (binary or row-standardised). Dense memory ~ ``16 n^2`` bytes.
+        Formerly ``weights=`` (deprecated).
 
     Returns
     -------
     MoranEigenvectors
     """
+    weights = adjacency
+    if getattr(weights, "sparse", None) is not None and sp.issparse(weights.sparse):
+        weights = weights.sparse  # a libpysal W
     if sp.issparse(weights):
         w = weights.toarray() if weights.shape[0] <= MSR_MAX_LOCATIONS else None
     else:
@@ -270,14 +324,39 @@ def moran_eigenvectors(weights) -> MoranEigenvectors:
     return MoranEigenvectors(lam, v)
 
 
+def _msr_chunk(c, vectors, mean, procedure, ss, blocks_and_sizes) -> np.ndarray:
+    """Moran spectral surrogates of the given blocks, (n_in_blocks, n)."""
+    k = c.size
+    parts = []
+    for b, size in blocks_and_sizes:
+        rng = block_rng(ss, b)
+        if procedure == "singleton":
+            coef = c[None, :] * rng.choice([-1.0, 1.0], size=(BLOCK_SIZE, k))[:size]
+        else:
+            coef = np.empty((size, k))
+            n_pairs = k // 2
+            a, bb = c[0:2 * n_pairs:2], c[1:2 * n_pairs:2]
+            theta = rng.uniform(0.0, 2 * np.pi, size=(BLOCK_SIZE, n_pairs))[:size]
+            coef[:, 0:2 * n_pairs:2] = a * np.cos(theta) - bb * np.sin(theta)
+            coef[:, 1:2 * n_pairs:2] = a * np.sin(theta) + bb * np.cos(theta)
+            if k % 2:
+                coef[:, -1] = c[-1] * rng.choice([-1.0, 1.0], size=BLOCK_SIZE)[:size]
+        parts.append(mean + coef @ vectors.T)
+    return np.concatenate(parts, axis=0)
+
+
+@deprecated_alias(weights="adjacency")
+@fill_doc
 def moran_surrogates(
     values,
-    weights,
+    adjacency,
     n_surrogates: int = 1000,
     *,
     procedure: Procedure = "singleton",
     seed=None,
     eigenvectors: MoranEigenvectors | None = None,
+    n_jobs: int | None = None,
+    verbose: int = 1,
 ) -> np.ndarray:
     """Moran spectral randomisation surrogates of a map.
 
@@ -285,17 +364,20 @@ def moran_surrogates(
     ----------
     values : ndarray of shape (n,)
         A map without NaN (restrict it to the finite locations first).
-    weights : scipy.sparse matrix of shape (n, n)
+    adjacency : scipy.sparse matrix of shape (n, n) or libpysal W
         Spatial weights over the same locations (e.g. a restricted mesh adjacency).
+        Formerly ``weights=`` (deprecated).
     n_surrogates : int, default=1000
     procedure : {"singleton", "pair"}, default="singleton"
         ``"singleton"``: random signs for each eigenvector coefficient; keeps mean,
         variance and Moran's I (for these weights) exactly. ``"pair"``: random rotations
         of consecutive pairs of coefficients (ordered by eigenvalue); keeps mean and
         variance, Moran's I approximately.
-    seed : None, int or numpy.random.Generator
+    %(seed)s
     eigenvectors : MoranEigenvectors, optional
-        Precomputed :func:`moran_eigenvectors` of ``weights``, to reuse across maps.
+        Precomputed :func:`moran_eigenvectors` of ``adjacency``, to reuse across maps.
+    %(n_jobs)s
+    %(verbose)s
 
     Returns
     -------
@@ -318,30 +400,21 @@ def moran_surrogates(
             f"values hold {int((~np.isfinite(x)).sum())} non-finite entries; restrict the map "
             "and the weights to the finite locations (brain_map.restricted())."
         )
+    weights = check_adjacency(adjacency, allowed=())
     if weights.shape != (x.size, x.size):
         raise ValueError(
-            f"weights must have shape ({x.size}, {x.size}) to match values; got "
+            f"adjacency must have shape ({x.size}, {x.size}) to match values; got "
             f"{weights.shape}."
         )
     ev = eigenvectors if eigenvectors is not None else moran_eigenvectors(weights)
     if ev.n_locations != x.size:
         raise ValueError("eigenvectors were computed for another number of locations.")
-    rng = check_random_state(seed)
+    ss = as_seed_sequence(seed)
     mean = x.mean()
     c = ev.eigenvectors.T @ (x - mean)
-    k = c.size
-    if procedure == "singleton":
-        coef = c[None, :] * rng.choice([-1.0, 1.0], size=(n_surrogates, k))
-    else:
-        coef = np.empty((n_surrogates, k))
-        n_pairs = k // 2
-        a, b = c[0:2 * n_pairs:2], c[1:2 * n_pairs:2]
-        theta = rng.uniform(0.0, 2 * np.pi, size=(n_surrogates, n_pairs))
-        coef[:, 0:2 * n_pairs:2] = a * np.cos(theta) - b * np.sin(theta)
-        coef[:, 1:2 * n_pairs:2] = a * np.sin(theta) + b * np.cos(theta)
-        if k % 2:
-            coef[:, -1] = c[-1] * rng.choice([-1.0, 1.0], size=n_surrogates)
-    return mean + coef @ ev.eigenvectors.T
+    func = functools.partial(_msr_chunk, c, ev.eigenvectors, mean, procedure, ss)
+    return np.concatenate(run_blocks(func, _block_sizes(n_surrogates), n_jobs=n_jobs,
+                                     verbose=verbose, desc="Moran surrogates"), axis=0)
 
 
 def _positions(mesh) -> np.ndarray:
@@ -374,6 +447,69 @@ def _variogram_from(x, kernel):
     return (0.5 * (x[:, a] - x[:, b]) ** 2) @ w
 
 
+@dataclass(frozen=True, eq=False)
+class _VariogramSetup:
+    """Everything a variogram surrogate needs besides its random draws (trusting)."""
+
+    x: np.ndarray  # (n,) finite values
+    ok: np.ndarray  # (n_all,) finite mask
+    nbr: np.ndarray
+    dist: np.ndarray
+    h: np.ndarray
+    bandwidth: float
+    cutoff: float
+    ks: np.ndarray
+    kernels: list
+    n_samples: int
+    resample: bool
+    fixed: tuple | None
+    fixed_target: np.ndarray | None
+
+
+def _variogram_one(st: _VariogramSetup, rng: np.random.Generator) -> np.ndarray:
+    x, n = st.x, st.x.size
+    if st.fixed is None:
+        kernel = _lag_kernel(st.nbr, st.dist, rng.choice(n, st.n_samples, replace=False),
+                             st.h, st.bandwidth, st.cutoff)
+        target = _variogram_from(x[None, :], kernel)[0]
+    else:
+        kernel, target = st.fixed, st.fixed_target
+    xp = rng.permutation(x)
+    xp = xp - xp.mean()
+    smooth = np.empty((st.ks.size, n))
+    for i, kk in enumerate(st.ks):
+        smooth[i] = (st.kernels[i] * xp[st.nbr[:, :kk]]).sum(1)
+    gam = _variogram_from(smooth, kernel)
+    best, best_sse, best_ab = 0, np.inf, (1.0, 0.0)
+    for i in range(st.ks.size):
+        design = np.c_[gam[i], np.ones_like(gam[i])]
+        coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+        sse = float(np.sum((design @ coef - target) ** 2))
+        if sse < best_sse:
+            best, best_sse, best_ab = i, sse, (coef[0], coef[1])
+    a, b = best_ab
+    sur = np.sqrt(abs(a)) * smooth[best] + np.sqrt(abs(b)) * rng.standard_normal(n)
+    if st.resample:
+        sur_r = np.empty(n)
+        sur_r[np.argsort(sur, kind="stable")] = np.sort(x)
+        return sur_r
+    return sur - sur.mean() + x.mean()
+
+
+def _variogram_chunk(st: _VariogramSetup, ss, blocks_and_sizes) -> np.ndarray:
+    """Surrogates of the given blocks (n_in_blocks, n_all): block ``b``'s generator
+    serves its surrogates in order."""
+    parts = []
+    for b, size in blocks_and_sizes:
+        rng = block_rng(ss, b)
+        out = np.full((size, st.ok.size), np.nan)
+        for s in range(size):
+            out[s, st.ok] = _variogram_one(st, rng)
+        parts.append(out)
+    return np.concatenate(parts, axis=0)
+
+
+@fill_doc
 def variogram_surrogates(
     values,
     positions,
@@ -386,6 +522,8 @@ def variogram_surrogates(
     percentile: float = 25.0,
     resample: bool = True,
     seed=None,
+    n_jobs: int | None = None,
+    verbose: int = 1,
 ) -> np.ndarray:
     """Surrogate maps whose variogram matches the map's (Burt et al., 2020).
 
@@ -417,7 +555,9 @@ def variogram_surrogates(
         Variograms run up to this percentile of the neighbour distances.
     resample : bool, default=True
         Give the surrogates the map's exact value distribution (rank matching).
-    seed : None, int or numpy.random.Generator
+    %(seed)s
+    %(n_jobs)s
+    %(verbose)s
 
     Returns
     -------
@@ -448,7 +588,7 @@ def variogram_surrogates(
         raise ValueError(f"deltas must be fractions in (0, 1]; got {deltas.tolist()}.")
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100]; got {percentile}.")
-    rng = check_random_state(seed)
+    ss = as_seed_sequence(seed)
     k = int(min(max(int(knn), 2), n - 1))
     dist, nbr = cKDTree(pos).query(pos, k=k + 1)
     dist, nbr = dist[:, 1:], nbr[:, 1:]  # drop the location itself
@@ -457,47 +597,20 @@ def variogram_surrogates(
     bandwidth = 3.0 * (h[1] - h[0]) if n_lags > 1 else cutoff
     ks = np.unique(np.clip((deltas * k).astype(int), 2, k))
     n_samples = int(min(n_samples, n))
-    sorted_x = np.sort(x)
     kernels = []
     for kk in ks:  # exponential kernel over the kk nearest neighbours, rows sum to 1
         d = dist[:, :kk]
         w = np.exp(-d / np.maximum(d[:, -1:], 1e-12))
         kernels.append(w / w.sum(1, keepdims=True))
-    out = np.full((n_surrogates, x_all.size), np.nan)
-    fixed = None
+    fixed = fixed_target = None
     if n_samples >= n:  # every location is an anchor: one kernel and target for all
         fixed = _lag_kernel(nbr, dist, np.arange(n), h, bandwidth, cutoff)
         fixed_target = _variogram_from(x[None, :], fixed)[0]
-    for s in range(n_surrogates):
-        if fixed is None:
-            kernel = _lag_kernel(nbr, dist, rng.choice(n, n_samples, replace=False), h,
-                                 bandwidth, cutoff)
-            target = _variogram_from(x[None, :], kernel)[0]
-        else:
-            kernel, target = fixed, fixed_target
-        xp = rng.permutation(x)
-        xp = xp - xp.mean()
-        smooth = np.empty((ks.size, n))
-        for i, kk in enumerate(ks):
-            smooth[i] = (kernels[i] * xp[nbr[:, :kk]]).sum(1)
-        gam = _variogram_from(smooth, kernel)
-        best, best_sse, best_ab = 0, np.inf, (1.0, 0.0)
-        for i in range(ks.size):
-            design = np.c_[gam[i], np.ones_like(gam[i])]
-            coef, *_ = np.linalg.lstsq(design, target, rcond=None)
-            sse = float(np.sum((design @ coef - target) ** 2))
-            if sse < best_sse:
-                best, best_sse, best_ab = i, sse, (coef[0], coef[1])
-        a, b = best_ab
-        sur = np.sqrt(abs(a)) * smooth[best] + np.sqrt(abs(b)) * rng.standard_normal(n)
-        if resample:
-            sur_r = np.empty(n)
-            sur_r[np.argsort(sur, kind="stable")] = sorted_x
-            sur = sur_r
-        else:
-            sur = sur - sur.mean() + x.mean()
-        out[s, ok] = sur
-    return out
+    setup = _VariogramSetup(x, ok, nbr, dist, h, bandwidth, cutoff, ks, kernels, n_samples,
+                            bool(resample), fixed, fixed_target)
+    func = functools.partial(_variogram_chunk, setup, ss)
+    return np.concatenate(run_blocks(func, _block_sizes(n_surrogates), n_jobs=n_jobs,
+                                     verbose=verbose, desc="variogram surrogates"), axis=0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -542,55 +655,60 @@ class SpatialNullResult:
 
 
 def _p_value(stat: float, null: np.ndarray, alternative: str) -> tuple[float, float, float, float]:
+    """p (the core's rule), null mean, sd and z. Two-sided here is centred: extreme in
+    either tail, ``|null - mean| >= |stat - mean|`` (the core's rule on those distances)."""
     ok = null[np.isfinite(null)]
     b = ok.size
     if b == 0 or not np.isfinite(stat):
         return np.nan, np.nan, np.nan, np.nan
     mean, sd = float(ok.mean()), float(ok.std(ddof=1)) if b > 1 else np.nan
-    tol = 1e-12 * max(1.0, abs(stat))
-    if alternative == "greater":
-        count = np.sum(ok >= stat - tol)
-    elif alternative == "less":
-        count = np.sum(ok <= stat + tol)
+    if alternative == "two-sided":
+        p = permutation_pvalue(abs(stat - mean), np.abs(ok - mean), "greater")
     else:
-        count = np.sum(np.abs(ok - mean) >= abs(stat - mean) - tol)
+        p = permutation_pvalue(stat, ok, alternative)
     z = (stat - mean) / sd if sd and sd > 0 else np.nan
-    return float((1 + count) / (b + 1)), mean, sd, float(z)
+    return float(p), mean, sd, float(z)
 
 
-def _surrogates(values, null, n_permutations, seed, mesh, weights, procedure, options=None):
+def _surrogates(values, null, n_permutations, ss, mesh, adjacency, procedure, options=None,
+                n_jobs=None, verbose=1):
     v = np.asarray(values, dtype=np.float64)
     options = dict(options or {})
+    run = {"seed": ss, "n_jobs": n_jobs, "verbose": verbose}
     if null == "variogram":
         if mesh is None:
             raise ValueError("null='variogram' needs mesh= (a Mesh, a BrainMap or the "
                              "positions of the locations, shape (n, n_dims)).")
-        return variogram_surrogates(v, mesh, n_permutations, seed=seed, **options)
+        return variogram_surrogates(v, mesh, n_permutations, **run, **options)
     if options:
         raise TypeError(f"null_options are for null='variogram' only; got {sorted(options)}.")
     if null == "spin":
         if mesh is None:
             raise ValueError("null='spin' needs mesh= (a Mesh with a sphere, or sphere "
                              "coordinates of shape (n, 3)).")
-        return spin_surrogates(v, mesh, n_permutations, seed=seed)
-    if weights is None:
-        raise ValueError("null='moran' needs weights= (the spatial weights of the map's "
+        return spin_surrogates(v, mesh, n_permutations, **run)
+    if adjacency is None:
+        raise ValueError("null='moran' needs adjacency= (the spatial weights of the map's "
                          "locations, e.g. brain_map.restricted().adjacency).")
-    return moran_surrogates(v, weights, n_permutations, procedure=procedure, seed=seed)
+    return moran_surrogates(v, adjacency, n_permutations, procedure=procedure, **run)
 
 
+@deprecated_alias(weights="adjacency")
+@fill_doc
 def spatial_null_test(
     values,
     statistic: Callable[[np.ndarray], float],
     *,
     null: Literal["spin", "moran", "variogram"] = "spin",
     mesh=None,
-    weights=None,
+    adjacency=None,
     n_permutations: int = 1000,
     alternative: Alternative = "two-sided",
     procedure: Procedure = "singleton",
     seed=None,
     null_options: dict | None = None,
+    n_jobs: int | None = None,
+    verbose: int = 1,
 ) -> SpatialNullResult:
     """Test a map statistic against surrogates that keep spatial autocorrelation.
 
@@ -602,19 +720,25 @@ def spatial_null_test(
         ``statistic(map) -> float``, applied to the map and to each surrogate.
     null : {"spin", "moran", "variogram"}, default="spin"
         Spin permutations (needs ``mesh`` with a sphere), Moran spectral randomisation
-        (needs ``weights``; ``values`` must be finite) or variogram-matched surrogates
+        (needs ``adjacency``; ``values`` must be finite) or variogram-matched surrogates
         (needs ``mesh``: a Mesh, BrainMap or positions; :func:`variogram_surrogates`).
     mesh : Mesh or ndarray of shape (n, 3), optional
         Spin: a Mesh with a sphere, or sphere coordinates. Variogram: a Mesh (its
         coordinates, mm), a BrainMap, or positions of shape (n, n_dims).
-    weights : scipy.sparse matrix of shape (n, n), optional
+    adjacency : scipy.sparse matrix of shape (n, n) or libpysal W, optional
+        Spatial weights for ``null="moran"`` (formerly ``weights=``, deprecated).
     n_permutations : int, default=1000
+        Number of surrogates ``B``; ``p = (1 + #{at least as extreme}) / (1 + B)`` over
+        the finite surrogate statistics, ties within rounding counted.
     alternative : {"two-sided", "greater", "less"}, default="two-sided"
+        Two-sided counts surrogates at least as far from the null mean as the statistic.
     procedure : {"singleton", "pair"}, default="singleton"
         For ``null="moran"``.
-    seed : None, int or numpy.random.Generator
+    %(seed)s
     null_options : dict, optional
         Keyword arguments of :func:`variogram_surrogates` (``knn``, ``deltas``, ...).
+    %(n_jobs)s
+    %(verbose)s
 
     Returns
     -------
@@ -625,15 +749,15 @@ def spatial_null_test(
     if not callable(statistic):
         raise TypeError(f"statistic must be callable; got {type(statistic).__name__}.")
     n_permutations = _check_n(n_permutations)
-    sur = _surrogates(values, null, n_permutations, seed, mesh, weights, procedure,
-                      null_options)
+    ss = as_seed_sequence(seed)
+    sur = _surrogates(values, null, n_permutations, ss, mesh, adjacency, procedure,
+                      null_options, n_jobs, verbose)
     stat = float(statistic(np.asarray(values, dtype=np.float64)))
     dist = np.array([float(statistic(s)) for s in sur])
     p, mean, sd, z = _p_value(stat, dist, alternative)
     return SpatialNullResult(stat, p, dist, mean, sd, z, params={
         "null": null, "n_permutations": n_permutations, "alternative": alternative,
-        "procedure": procedure if null == "moran" else None,
-        "seed": seed if seed is None or isinstance(seed, (int, np.integer)) else "generator",
+        "procedure": procedure if null == "moran" else None, **seed_record(ss),
     })
 
 
@@ -654,19 +778,22 @@ def _rank(a: np.ndarray) -> np.ndarray:
     return out.reshape(a.shape)
 
 
+@deprecated_alias(weights="adjacency")
 def map_correlation(
     x,
     y,
     *,
     null: Literal["spin", "moran", "variogram"] = "spin",
     mesh=None,
-    weights=None,
+    adjacency=None,
     method: Literal["pearson", "spearman"] = "pearson",
     n_permutations: int = 1000,
     alternative: Alternative = "two-sided",
     procedure: Procedure = "singleton",
     seed=None,
     null_options: dict | None = None,
+    n_jobs: int | None = None,
+    verbose: int = 1,
 ) -> SpatialNullResult:
     """Correlation between two maps with a p-value that respects autocorrelation.
 
@@ -676,7 +803,8 @@ def map_correlation(
     Parameters
     ----------
     x, y : ndarray of shape (n,)
-    null, mesh, weights, n_permutations, alternative, procedure, seed, null_options
+    null, mesh, adjacency, n_permutations, alternative, procedure, seed, null_options
+    n_jobs, verbose
         As in :func:`spatial_null_test`.
     method : {"pearson", "spearman"}, default="pearson"
 
@@ -707,10 +835,12 @@ def map_correlation(
     if null == "moran" and not (np.isfinite(x).all()):
         keep = np.isfinite(x)
         raise ValueError(
-            f"x holds {int((~keep).sum())} NaN; with null='moran' restrict x, y and weights "
+            f"x holds {int((~keep).sum())} NaN; with null='moran' restrict x, y and adjacency "
             "to the finite locations first."
         )
-    sur = _surrogates(x, null, n_permutations, seed, mesh, weights, procedure, null_options)
+    ss = as_seed_sequence(seed)
+    sur = _surrogates(x, null, n_permutations, ss, mesh, adjacency, procedure, null_options,
+                      n_jobs, verbose)
     stack = np.vstack([x[None, :], sur])
     ok = np.isfinite(stack) & np.isfinite(y)[None, :]
     r = np.full(stack.shape[0], np.nan)
@@ -736,16 +866,17 @@ def map_correlation(
             dy = np.where(m, yb - my[:, None], 0.0)
             r[blk] = (dx * dy).sum(1) / np.sqrt((dx * dx).sum(1) * (dy * dy).sum(1))
     stat, dist = float(r[0]), r[1:]
-    if alternative == "two-sided":
+    if alternative == "two-sided":  # |r_null| >= |r|: the core's rule on |r|
         ok_d = dist[np.isfinite(dist)]
-        p = float((1 + np.sum(np.abs(ok_d) >= abs(stat) - 1e-12)) / (ok_d.size + 1))
+        p = float(permutation_pvalue(abs(stat), np.abs(ok_d), "greater")) if ok_d.size \
+            and np.isfinite(stat) else np.nan
         _, mean, sd, z = _p_value(stat, dist, "greater")
     else:
         p, mean, sd, z = _p_value(stat, dist, alternative)
     return SpatialNullResult(stat, p, dist, mean, sd, z, params={
         "null": null, "n_permutations": n_permutations, "alternative": alternative,
         "method": method, "procedure": procedure if null == "moran" else None,
-        "seed": seed if seed is None or isinstance(seed, (int, np.integer)) else "generator",
+        **seed_record(ss),
     })
 
 
