@@ -119,11 +119,13 @@ def test_select_replace_and_errors(rng):
         Activations.load("/nonexistent/acts.nc")
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".nc"])
 @pytest.mark.parametrize("cut", [0, 10, 100, 0.5, -1])
-def test_a_damaged_npz_is_one_value_error(rng, tmp_path, cut):
+def test_a_damaged_file_is_one_value_error(rng, tmp_path, cut, suffix):
     acts, _ = _random_acts(rng)
-    good = acts.save(tmp_path / "a.npz").read_bytes()
+    path = acts.save(tmp_path / f"a{suffix}")
+    good = path.read_bytes()
     size = int(len(good) * cut) if isinstance(cut, float) else cut
-    (tmp_path / "a.npz").write_bytes(good[:size])
-    with pytest.raises(ValueError, match=r"a\.npz is not a readable activations file \("):
-        load_activations(tmp_path / "a.npz")
+    path.write_bytes(good[:size])
+    with pytest.raises(ValueError, match=rf"a\{suffix} is not a readable activations file "):
+        load_activations(path)

@@ -350,8 +350,13 @@ class Activations:
             raise FileNotFoundError(f"No activations file at {path}.")
         if path.suffix == ".npz":
             return _from_npz(path)
-        with xr.open_dataset(path) as ds:
-            ds = ds.load()
+        try:
+            with xr.open_dataset(path) as ds:
+                ds = ds.load()
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            # a truncated file fails in h5py, netCDF4 or scipy, each in its own way
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"{path} is not a readable activations file ({detail}).") from exc
         if ds["item"].dtype.kind in "SU":
             ds = ds.assign_coords(item=ds["item"].values.astype(object))
         return cls(ds)
