@@ -123,27 +123,25 @@ def two_sample_t(y: np.ndarray, masks: np.ndarray, equal_var: bool = False):
     return t, df
 
 
-def one_sample_t(y: np.ndarray, signs: np.ndarray | None = None):
-    """One-sample t of the mean against 0 for every unit, optionally sign-flipped.
+def one_sample_t(y: np.ndarray) -> np.ndarray:
+    """One-sample t of the mean against 0 for every unit (two-pass standard deviation).
+
+    Sign-flipped t statistics come from the permutation core's
+    ``permuted_one_sample_t``, which also gives the observed statistic of a
+    permutation test (the identity flip) by the same arithmetic as the flipped ones.
 
     Parameters
     ----------
     y : ndarray of shape (n_items, n_units)
-    signs : ndarray of shape (n_perm, n_items), optional
-        +1/-1 per item and permutation.
 
     Returns
     -------
-    t : ndarray of shape (n_units,) or (n_perm, n_units)
+    t : ndarray of shape (n_units,)
+        NaN where the standard deviation is 0.
     """
     n = y.shape[0]
-    if signs is None:
-        mean = y.mean(0)
-        sd = y.std(0, ddof=1)
-    else:
-        mean = (signs @ y) / n
-        s2 = (y * y).sum(0)
-        sd = np.sqrt(np.maximum(s2[None, :] - n * mean * mean, 0.0) / (n - 1))
+    mean = y.mean(0)
+    sd = y.std(0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = mean / (sd / np.sqrt(n))
     return np.where(sd > 0, t, np.nan)
