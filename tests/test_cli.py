@@ -395,3 +395,13 @@ def test_localize_refuses_or_waits_for_a_held_folder(tmp_path, capsys):
         held.release()
     assert "report:" in capsys.readouterr().out
     assert (out / "run.yaml").is_file()
+
+
+def test_parser_loads_no_heavy_modules():
+    """`topobrain --help` and a usage error stay quick: no torch, pandas or matplotlib."""
+    code = ("import sys; from topobrain.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'transformers') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
