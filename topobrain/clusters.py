@@ -1469,9 +1469,14 @@ def permutation_cluster_test(
         tfce_spec = None
     # units constant across the tested items: a statistic would be a ratio of rounding
     # errors, so they are left out like cells where no unit sits
-    tested = flat if masks is None else flat[masks.any(0)]
-    constant = valid.copy()
-    constant[valid] = near_constant(tested[:, valid], axis=0)
+    tested = flat if masks is None or masks.any(0).all() else flat[masks.any(0)]
+    constant = np.zeros(valid.size, dtype=bool)
+    cells = np.flatnonzero(valid)
+    for lo in range(0, cells.size, 2048):  # column slices: small temporaries
+        part = cells[lo:lo + 2048]
+        cols = tested[:, part[0]:part[-1] + 1] if part[-1] - part[0] + 1 == part.size \
+            else tested[:, part]
+        constant[part] = near_constant(cols, axis=0)
     if constant.any():
         warnings.warn(
             f"{int(constant.sum())} of {int(valid.sum())} units are constant across the "
