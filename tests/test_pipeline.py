@@ -481,3 +481,33 @@ def test_sigkill_mid_permutations_then_rerun_is_byte_identical(tiny_models, stim
                  and (reference / f).read_bytes() != (out / f).read_bytes()]
     assert not different, f"rerun differs from the uninterrupted run in {different}"
     assert len(files) > 10 and any(f.suffix == ".svg" for f in files)
+
+
+def test_run_folder_publishes_whole_and_recovers(tmp_path):
+    """The publishing rules without a model: an exception leaves the target as it was;
+    a run killed between its two renames gets its previous results back; leftovers of
+    killed runs are removed by the next run; a file in the way is named."""
+    from topobrain._utils._outdir import RunFolder, lock_path
+
+    out = tmp_path / "res"
+    with RunFolder(out) as rf:
+        (rf.work / "a.txt").write_text("1")
+        assert lock_path(out).is_file() and not out.exists()
+        rf.publish()
+    assert (out / "a.txt").read_text() == "1" and _no_leftovers(out) == []
+    with pytest.raises(RuntimeError, match="boom"), RunFolder(out) as rf:
+        (rf.work / "a.txt").write_text("2")
+        raise RuntimeError("boom")
+    assert (out / "a.txt").read_text() == "1" and _no_leftovers(out) == []
+    # killed after moving the old results aside, before publishing the new ones
+    out.rename(tmp_path / ".res.old-123")
+    (tmp_path / ".res.partial-456-abcd").mkdir()
+    refused = []
+    with RunFolder(out, accept=refused.append) as rf:
+        assert (out / "a.txt").read_text() == "1"  # restored before anything else
+        assert refused == [out]
+        assert _no_leftovers(out) == [".res.lock", rf.work.name]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"), RunFolder(tmp_path / "file"):
+        pass
+    assert not lock_path(tmp_path / "file").exists()
