@@ -22,8 +22,10 @@ def plot_controls(lesions: pd.DataFrame):
     targets = list(dict.fromkeys(lesions.loc[lesions["kind"] == "target", "lesion_id"]))
     measures = list(dict.fromkeys(lesions["measure"]))
     nr, nc = max(1, len(targets)), max(1, len(measures))
-    fig = Figure(figsize=(2.6 * nc + 0.6, 2.2 * nr + 0.6), layout="constrained")
+    fig = Figure(figsize=(2.6 * nc + 0.6, 2.3 * nr + 0.6))
     axes = np.atleast_2d(fig.subplots(nr, nc, squeeze=False))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.9, wspace=0.35,
+                        hspace=0.7)
     none = lesions[lesions["kind"] == "none"].set_index("measure")["value"]
     for i, t in enumerate(targets):
         for j, meas in enumerate(measures):
@@ -57,8 +59,10 @@ def plot_lesion_maps(model, maps, groups, *, max_layers: int = 8):
             for t, ctl in groups]
     nc = max(1, max(len(r[2]) for r in rows)) if rows else 1
     nr = max(1, len(rows))
-    fig = Figure(figsize=(2.2 * nc + 0.4, 2.3 * nr + 0.4), layout="constrained")
+    fig = Figure(figsize=(2.2 * nc + 0.4, 2.4 * nr + 0.4))
     axes = np.atleast_2d(fig.subplots(nr, nc, squeeze=False))
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.88, wspace=0.1,
+                        hspace=0.45)
     for ax in axes.ravel():
         ax.set_axis_off()
     for i, (t, ctl, layers) in enumerate(rows):

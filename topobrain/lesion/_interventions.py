@@ -13,8 +13,9 @@ Where a sheet layer lives in the torch module:
   ``attn_proj`` when the model has one), ``layer.{i}.mlp`` the output of its MLP,
   before either is added into the residual stream. With ``with_resid`` the layers are
   the residual stream after each add; the hooks then edit the stream itself.
-- Hugging Face models: the modules named by the sheet spec (``model.card["sheet_spec"]``);
-  a module that returns a tuple has its first element edited.
+- other models (Hugging Face with a sheet spec): the modules of ``model.layer_modules``
+  (or of the sheet spec in ``model.card``); a module that returns a tuple has its first
+  element edited.
 """
 
 from __future__ import annotations
@@ -160,17 +161,20 @@ def sheet_sites(model) -> dict[str, _Site]:
             sites[f"layer.{i}.attn"] = _Site(attn, resid=resid, block=block)
             sites[f"layer.{i}.mlp"] = _Site(block.mlp, resid=resid, block=block)
         return {k: sites[k] for k in model.layer_names}
+    names = dict(getattr(model, "layer_modules", None) or {})
     spec = (getattr(model, "card", None) or {}).get("sheet_spec")
     if isinstance(spec, Mapping):
+        for layer, entry in spec.items():
+            if isinstance(entry, Mapping) and "module" in entry:
+                names.setdefault(layer, entry["module"])
+    if names:
         named = dict(module.named_modules())
         out = {}
         for layer in model.layer_names:
-            entry = spec.get(layer)
-            name = entry.get("module") if isinstance(entry, Mapping) else None
-            if name not in named:
+            if names.get(layer) not in named:
                 raise TypeError(f"Cannot find the module of sheet layer {layer!r} in "
-                                f"{model.name!r} (sheet spec entry {entry!r}).")
-            out[layer] = _Site(named[name])
+                                f"{model.name!r} (named {names.get(layer)!r}).")
+            out[layer] = _Site(named[names[layer]])
         return out
     raise TypeError(
         f"Lesions need to know which module outputs each sheet layer; {model.name!r} "

@@ -6,7 +6,7 @@
                        the controls' mean, sd, z and Monte Carlo p)
     lesion_units.csv   lesion_id, layer, unit (unit indices in the model's order)
     items.csv          lesion_id, set, item_id, condition, surprisal_nats, n_tokens
-    figures/lesion_controls.png, lesion_maps.png (+ .svg)
+    figures/lesion_controls.png, lesion_maps.png
     report.html        one self-contained page
     run.yaml           settings, versions, input identities
 """
@@ -406,8 +406,9 @@ def _write(result: LesionResult, out: Path, overwrite: bool, model, maps, groups
 
         figs = work / "figures"
         figs.mkdir()
-        p1 = save_figure(plot_controls(result.lesions), figs / "lesion_controls")[0]
-        p2 = save_figure(plot_lesion_maps(model, maps, groups), figs / "lesion_maps")[0]
+        p1 = save_figure(plot_controls(result.lesions), figs / "lesion_controls", svg=False)[0]
+        p2 = save_figure(plot_lesion_maps(model, maps, groups), figs / "lesion_maps",
+                         svg=False)[0]
         summ = result.summary()
         sentences = _sentences(summ)
         sections = [
