@@ -376,7 +376,7 @@ def test_cli_resume_errors_are_one_line(tmp_path, corpus, prepared, capsys):
     assert main(["train", "--config", str(p), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert "model.n_layer 2 -> 3" in err
+    assert "model.n_layer 2 -> 3" in err and "another folder (--out)" in err
     # a longer run: the message names the flag, which then resumes
     p.write_text(yaml.safe_dump(cfg))
     assert main(["train", "--config", str(p), "--max-steps", "3", "-q"]) == 2

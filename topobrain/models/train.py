@@ -322,7 +322,7 @@ def _check_allowed(allow) -> tuple[str, ...]:
             raise ValueError(
                 f"allow_config_change={a!r}: only {list(RESUMABLE_CHANGES)} may change "
                 f"when a run resumes; anything else changes the model being trained, so "
-                f"start a new run (another out folder) instead.{suggest(a, RESUMABLE_CHANGES)}"
+                f"start a new run in another folder (out=) instead.{suggest(a, RESUMABLE_CHANGES)}"
             )
     return allow
 
@@ -370,14 +370,15 @@ def resume_changes(saved: dict | None, cfg: TrainConfig, *, allow=(), path=None)
         other = [k for k in refused if k not in RESUMABLE_CHANGES]
         fix = []
         if other:
-            fix.append(f"restore {', '.join(other)} to resume, or train a new run into another "
-                       f"out folder")
+            fix.append(f"restore {', '.join(other)} to resume, or train a new run into "
+                       f"another folder (out=)")
         if harmless:
             fix.append(f"pass allow_config_change={','.join(harmless)!r} to resume with "
                        f"the new {', '.join(harmless)}")
         where = f"{path} was" if path is not None else "The checkpoint was"
+        fix = "; ".join(fix)
         raise ValueError(f"{where} trained with another config: {listed}. "
-                         f"{'; '.join(fix).capitalize()}.")
+                         f"{fix[:1].upper()}{fix[1:]}.")
     return changed
 
 
@@ -626,7 +627,7 @@ def train(config: TrainConfig | dict | str | os.PathLike, *,
             first = " ".join(str(exc).split())[:300]
             raise ValueError(
                 f"{ckpt_path} does not fit the configured model ({first}); resume with the "
-                f"config it was trained with, or train a new run into another out folder."
+                f"config it was trained with, or train a new run into another folder (out=)."
             ) from None
         rng_state, gen_state = state["rng"], state["torch_rng"]
         if isinstance(rng_state, list):  # one state per process (data parallel)
