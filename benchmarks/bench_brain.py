@@ -63,11 +63,11 @@ def main(argv=None) -> int:
     t_w = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    map_morans_i(bm, n_permutations=args.permutations, seed=0, n_jobs=args.n_jobs)
+    map_morans_i(bm, n_permutations=args.permutations, seed=0, n_jobs=args.n_jobs, verbose=0)
     t_first = time.perf_counter() - t0
     ours_wall, ours_cpu, ours = _best(
         lambda: map_morans_i(bm, n_permutations=args.permutations, seed=0,
-                             n_jobs=args.n_jobs), args.repeat)
+                             n_jobs=args.n_jobs, verbose=0), args.repeat)
     np.random.seed(0)
     esda_wall, esda_cpu, ref = _best(
         lambda: esda.Moran(x, w, permutations=args.permutations), args.repeat)

@@ -113,10 +113,10 @@ def main(argv=None):
     # 1. 24 maps of 28 x 28
     maps = smooth_maps(rng, 24, (28, 28))
     w28 = libpysal.weights.lat2W(28, 28, rook=False)
-    morans_i(maps, n_permutations=perms, seed=0)  # warm-up (imports, caches)
+    morans_i(maps, n_permutations=perms, seed=0, verbose=0)  # warm-up (imports, caches)
     np.random.seed(0)
     (t_ours, t_esda), (ours, ref) = best_alternating(
-        [lambda: morans_i(maps, n_permutations=perms, seed=0),
+        [lambda: morans_i(maps, n_permutations=perms, seed=0, verbose=0),
          lambda: esda_moran_many(maps.reshape(24, -1), w28, perms)], args.repeats)
     d_i = max(abs(ours.I[k] - ref[k].I) for k in range(24))
     d_p = max(abs(morans_i(maps[k], n_permutations=0).p_rand - ref[k].p_rand) for k in range(3))
@@ -128,7 +128,7 @@ def main(argv=None):
     big = smooth_maps(rng, 1, (256, 256))[0]
     wsp = libpysal.weights.WSP(grid_weights((256, 256), "queen", transform="b"))
     w256 = wsp.to_W(silence_warnings=True)
-    t_ours, ours = best(lambda: morans_i(big, n_permutations=perms, seed=0), 1)
+    t_ours, ours = best(lambda: morans_i(big, n_permutations=perms, seed=0, verbose=0), 1)
     t_esda, ref = best(lambda: esda.Moran(big.ravel(), w256, permutations=perms), 1)
     print(f"[256 x 256, 1 map, {perms} permutations]  |I - esda I| = {abs(ours.I - ref.I):.1e}")
     report("  Moran's I, 65,536 cells", t_ours, t_esda)
@@ -138,7 +138,7 @@ def main(argv=None):
     wm = libpysal.weights.WSP(adj).to_W(silence_warnings=True)
     field = np.sin(coords[:, 0] / 15.0) + np.cos(coords[:, 1] / 20.0)
     vals = field + 0.5 * rng.standard_normal(field.size)
-    t_ours, ours = best(lambda: morans_i(vals, adj, n_permutations=perms, seed=0), 1)
+    t_ours, ours = best(lambda: morans_i(vals, adj, n_permutations=perms, seed=0, verbose=0), 1)
     t_esda, ref = best(lambda: esda.Moran(vals, wm, permutations=perms), 1)
     print(f"[{source}: {adj.shape[0]:,} vertices, {adj.nnz // 2:,} edges, {perms} permutations]"
           f"  |I - esda I| = {abs(ours.I - ref.I):.1e}")

@@ -105,6 +105,7 @@ from ._utils._adjacency import (
     deprecated_alias,
     user_stacklevel,
 )
+from ._utils._docs import fill_doc
 from ._utils._permutation import (
     BLOCK_SIZE,
     as_seed_sequence,
@@ -969,6 +970,7 @@ _NAMES = {"moran": "Moran's I", "geary": "Geary's C"}
 
 
 @deprecated_alias(weights="adjacency")
+@fill_doc
 def morans_i(
     values,
     adjacency=DEFAULT_ADJACENCY,
@@ -988,29 +990,24 @@ def morans_i(
         A map ``(n_rows, n_cols)`` or maps ``(n_maps, n_rows, n_cols)`` (NaN where no unit
         sits), or with an adjacency matrix a vector ``(n_cells,)`` or ``(n_maps, n_cells)``.
         Never modified.
-    adjacency : {"queen", "rook"}, scipy.sparse matrix, ndarray, libpysal W or None, \
-default="queen"
-        ``"queen"`` (or None): the 8-neighbour grid of the map (as published for TopoLM,
-        :data:`~topobrain._utils._adjacency.DEFAULT_ADJACENCY`); ``"rook"``: the
-        4-neighbour grid; a matrix: weights between cells (row-major cells for maps), e.g.
-        a mesh adjacency. Recorded in ``params["adjacency"]``. (Formerly ``weights=``,
-        which still works with a ``DeprecationWarning``.)
+    %(adjacency)s
+        For a map the grid is row-major cells; a matrix gives weights between cells
+        (e.g. a mesh adjacency; a dense square array works too), used before
+        ``transform``. Recorded in ``params["adjacency"]``. (Formerly ``weights=``, which
+        still works with a ``DeprecationWarning``.)
     n_permutations : int, default=0
         Random permutations of the values over the kept cells (0: none).
-    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
-        Seed of the permutations, by the permutation core's seed rule (a pipeline passes
-        its ``stream(seed, "morans_i")``); recorded in ``params`` with its spawn key.
+    %(seed)s
+        A pipeline passes each test its own ``stream(seed, name)``; the spawn key is
+        recorded too.
     alternative : {"two-sided", "greater", "less", "directed"}, default="two-sided"
         Sidedness of every p-value (see the module docstring; ``"directed"`` is esda's).
     transform : {"r", "b"} or None, default="r"
         Row-standardised (esda's default), binary, or the weights as given.
-    n_jobs : int or None
-        Jobs over permutation blocks, through the permutation core's dispatcher
-        (``None``: joblib's configuration, one job by default). They run in a thread pool
-        (the compiled kernel releases the GIL) unless a non-local joblib backend such as
-        dask is configured, which then gets them. Results do not depend on it.
-    verbose : int, default=1
-        A progress bar over the permutation chunks when there are several; 0 silences it.
+    %(n_jobs)s
+        The jobs run in a thread pool (the compiled kernel releases the GIL) unless a
+        non-local joblib backend such as dask is configured, which then gets them.
+    %(verbose)s
 
     Returns
     -------
