@@ -47,6 +47,33 @@ def make_bpe(folder: Path) -> Path:
     return folder
 
 
+def token_batch(sm, texts=("the fox reads", "maps of the cortex")):
+    """A padded batch of a SheetModel's token ids and its attention mask."""
+    ids = sm.tokenize(list(texts))
+    t = max(len(i) for i in ids)
+    x = torch.full((len(ids), t), sm.pad_token_id)
+    mask = torch.zeros(len(ids), t, dtype=torch.bool)
+    for k, row in enumerate(ids):
+        x[k, : len(row)] = torch.tensor(row)
+        mask[k, : len(row)] = True
+    return x, mask
+
+
+def save_tiny_folder(folder: Path, tokenizer_json: Path, seed=0, **kw) -> Path:
+    """A tiny TopoGPT (config overrides in kw) saved as a topobrain model folder."""
+    from topobrain.models.checkpoint import save_model
+    from topobrain.models.gpt import GPTConfig, TopoGPT
+    from topobrain.models.tokenizer import load_tokenizer
+    from topobrain.models.train import build_sheets
+
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=320, block_size=16, n_layer=1, n_head=2, sheet_shape=(4, 4))
+    cfg.update(kw)
+    model = TopoGPT(GPTConfig(**cfg))
+    return save_model(folder, model, build_sheets(model.config, 0),
+                      load_tokenizer(tokenizer_json), {"name": folder.name})
+
+
 def tiny_gpt(seed=0, **kw):
     """A tiny TopoGPT with non-trivial LayerNorm parameters."""
     from topobrain.models.gpt import GPTConfig, TopoGPT

@@ -24,6 +24,8 @@ from _checkpoints import (
     head_grid_index,
     make_bpe,
     random_coords,
+    save_tiny_folder,
+    token_batch,
     write_authors_checkpoint,
 )
 
@@ -53,17 +55,6 @@ def items(tmp_path_factory):
         rows.append(f"{k}\t{'S' if k % 2 else 'N'}\t{text}")
     path.write_text("\n".join(rows) + "\n")
     return path
-
-
-def token_batch(sm, texts=("the cat sat on the mat", "the dog ran")):
-    ids = sm.tokenize(list(texts))
-    t = max(len(i) for i in ids)
-    x = torch.full((len(ids), t), sm.pad_token_id)
-    mask = torch.zeros(len(ids), t, dtype=torch.bool)
-    for k, row in enumerate(ids):
-        x[k, : len(row)] = torch.tensor(row)
-        mask[k, : len(row)] = True
-    return x, mask
 
 
 def run_localize(model, items, out, *flags) -> Path:
@@ -380,16 +371,8 @@ def test_missing_tokenizer_names_the_flag(tmp_path, capsys):
 # --------------------------------------------------------------------------- identity, finite
 def test_identity_covers_config_json(tmp_path, bpe_dir):
     """n_head 4 -> 8 changes the forward pass without changing any tensor's shape."""
-    from topobrain.models.checkpoint import save_model
-    from topobrain.models.gpt import GPTConfig, TopoGPT
-    from topobrain.models.tokenizer import load_tokenizer
-    from topobrain.models.train import build_sheets
-
-    torch.manual_seed(0)
-    model = TopoGPT(GPTConfig(vocab_size=320, block_size=16, n_layer=1, n_head=4,
-                              sheet_shape=(4, 8)))
-    folder = save_model(tmp_path / "m", model, build_sheets(model.config, 0),
-                        load_tokenizer(bpe_dir / "tokenizer.json"), {"name": "m"})
+    folder = save_tiny_folder(tmp_path / "m", bpe_dir / "tokenizer.json", n_head=4,
+                              sheet_shape=(4, 8))
     before = load(folder)
     cfg = json.loads((folder / "config.json").read_text())
     cfg["model"]["n_head"] = 8
@@ -408,16 +391,7 @@ def test_identity_covers_config_json(tmp_path, bpe_dir):
 
 def test_non_finite_weights_are_named(tmp_path, bpe_dir):
     """A safetensors file with a valid header and a random payload."""
-    from topobrain.models.checkpoint import save_model
-    from topobrain.models.gpt import GPTConfig, TopoGPT
-    from topobrain.models.tokenizer import load_tokenizer
-    from topobrain.models.train import build_sheets
-
-    torch.manual_seed(0)
-    model = TopoGPT(GPTConfig(vocab_size=320, block_size=16, n_layer=1, n_head=2,
-                              sheet_shape=(4, 4)))
-    folder = save_model(tmp_path / "m", model, build_sheets(model.config, 0),
-                        load_tokenizer(bpe_dir / "tokenizer.json"), {"name": "m"})
+    folder = save_tiny_folder(tmp_path / "m", bpe_dir / "tokenizer.json")
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     n_header = 8 + int.from_bytes(data[:8], "little")

@@ -22,6 +22,9 @@ from _checkpoints import (
     tiny_gpt,
     write_topolm,
 )
+from _checkpoints import (
+    token_batch as batch,
+)
 
 from topobrain.models import MissingModelPart, SheetModel, available_models, load
 from topobrain.models import loaders as loaders_mod
@@ -61,17 +64,6 @@ def saved(tmp_path_factory, tokenizer):
     folder = save_model(tmp_path_factory.mktemp("ours") / "tiny", model, sheets, tokenizer,
                         {"name": "tiny"}, dtype="float32")
     return folder, model, sheets
-
-
-def batch(model: SheetModel, texts=("the fox reads", "maps of the cortex")):
-    ids = model.tokenize(list(texts))
-    t = max(len(i) for i in ids)
-    x = torch.full((len(ids), t), model.pad_token_id)
-    mask = torch.zeros(len(ids), t, dtype=torch.bool)
-    for k, row in enumerate(ids):
-        x[k, : len(row)] = torch.tensor(row)
-        mask[k, : len(row)] = True
-    return x, mask
 
 
 def copy_folder(src: Path, dst: Path) -> Path:
