@@ -774,6 +774,16 @@ def test_same_seed_same_result_for_any_n_jobs(rng):
     np.testing.assert_array_equal(longer.null_distribution[:250], one.null_distribution)
     other = permutation_cluster_test(x, threshold=1.5, n_permutations=250, seed=124)
     assert not np.array_equal(other.null_distribution, one.null_distribution)
+    # a named stream of the same seed (as the pipeline gives each test) is another null
+    from topobrain._utils._permutation import stream
+
+    named = permutation_cluster_test(x, threshold=1.5, n_permutations=250,
+                                     seed=stream(123, "clusters"))
+    assert named.params["seed"] == 123 and len(named.params["spawn_key"]) == 1
+    assert not np.array_equal(named.null_distribution, one.null_distribution)
+    again_named = permutation_cluster_test(x, threshold=1.5, n_permutations=250,
+                                           seed=stream(123, "clusters"))
+    np.testing.assert_array_equal(named.null_distribution, again_named.null_distribution)
     assert again.null_distribution.shape == (250,)
 
 
