@@ -643,6 +643,39 @@ def test_tfce_negative_tail_and_two_sample_f_equal_mne(rng):
     np.testing.assert_allclose(res.p_fwe_map[0].ravel(), pv, rtol=1e-12)
 
 
+@pytest.mark.parametrize("stat", ["t", "f"])
+def test_exact_two_sample_against_every_labelling(rng, stat):
+    """4 + 4 items: 70 labellings <= n_permutations, so all are used, the identity first
+    (reproducing the observed maximum bit for bit). Reference: every labelling through
+    scipy's statistic and MNE's clustering, p = #{null >= observed} / 70."""
+    from itertools import combinations
+
+    x = _smooth_noise(rng, (8, 6, 7)) * 2
+    x[:4, 1:4, 1:4] += 1.5
+    groups = [np.arange(8) < 4, np.arange(8) >= 4]
+    thr, tail = (3.0, 1) if stat == "f" else (1.5, 0)
+    res = permutation_cluster_test(x, groups, stat=stat, threshold=thr, tail=tail,
+                                   adjacency="rook", n_permutations=100, seed=1, verbose=0)
+    assert res.params["exact"] and res.params["n_permutations"] == 70
+    adj = sp.coo_array(grid_weights((6, 7), "rook", transform="b"))
+    ref_null = []
+    for first in combinations(range(8), 4):
+        g0 = np.isin(np.arange(8), first)
+        if stat == "f":
+            t = st.f_oneway(x[g0], x[~g0], axis=0).statistic.ravel()
+        else:
+            t = _welch(x[g0], x[~g0]).ravel()
+        _, sums = mne_find_clusters(t, thr, tail=tail, adjacency=adj)
+        ref_null.append(np.abs(sums).max() if len(sums) else 0.0)
+    ref_null = np.asarray(ref_null)
+    np.testing.assert_allclose(np.sort(res.null_distribution), np.sort(ref_null), rtol=1e-9)
+    observed = np.abs(res.clusters.mass)
+    assert res.null_distribution[0] == observed.max()
+    ref_p = np.array([np.mean(ref_null >= o * (1 - 1e-9)) for o in observed])
+    np.testing.assert_array_equal(res.clusters.p_fwe, ref_p)
+    assert res.clusters.p_fwe.min() <= 2 / 70  # the planted cluster
+
+
 def test_tfce_negative_tail_differs_from_mne_on_purpose():
     """TFCE with tail -1: topobrain's p-values equal MNE's own for -data with tail +1
     (same sign flips); MNE 1.x's tail -1 counts ``H0 <= score`` with positive maxima in
