@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 from topobrain import inference
+from topobrain._utils._permutation import as_seed_sequence, label_permutations
 from topobrain.inference import map_permutation_test
 
 N_ITEMS, N_LAYERS, SHAPE, N_PERM, SEED = 480, 24, (28, 28), 1000, 0
@@ -37,12 +38,12 @@ def make_data(rng):
 
 
 def replay(maps, labels, n):
-    """The first n label vectors map_permutation_test drew (documented seeding)."""
+    """The first n label vectors map_permutation_test drew (the permutation core's
+    documented draws: the first n of a run are those of a run with n)."""
     data = inference._prepare_responses(maps)
     design = inference._build_design(labels, "S - N", data.n_items, None, None, False)
-    root = inference._root_seed(SEED)
-    perms = design.draw(inference._block_rng(root, 0), n)
-    return design, perms
+    perms = label_permutations(as_seed_sequence(SEED), n, design.labels, strata=design.strata)
+    return design, design.labels[perms.indices]
 
 
 def main():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -338,3 +339,34 @@ def test_shared_docs_filled_in_statistics_modules():
             obj = getattr(module, name)
             doc = inspect.getdoc(obj) or ""
             assert "%(" not in doc, f"{module.__name__}.{name} has an unfilled doc entry"
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from topobrain import nulls, selectivity
+    from topobrain._utils import _docs, _stats
+
+    for module in (P, _stats, _docs, nulls, selectivity):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), level=st.sampled_from([0.0, 1e-14, 1e-11, 1e-9, 1.0]),
+       nan_frac=st.sampled_from([0.0, 0.3]))
+def test_near_constant_equals_its_definition(seed, level, nan_frac):
+    """The fast screen never changes the answer: nanstd <= 1e-10 * max|x| (or < 2 finite)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(5.0, 1.0, (6, 1))
+    x = x + level * rng.standard_normal((6, 40)) * np.abs(x)
+    x[rng.random(x.shape) < nan_frac] = np.nan
+    x[0, :] = np.nan if nan_frac else x[0, :]
+    finite = np.isfinite(x)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = (finite.sum(1) < 2) | (np.nanstd(x, axis=1)
+                                     <= 1e-10 * np.nanmax(np.abs(np.where(finite, x, 0)), 1))
+    np.testing.assert_array_equal(near_constant(x, axis=1), ref)

@@ -133,6 +133,14 @@ def as_seed_sequence(seed) -> np.random.SeedSequence:
         For any other type (bool included).
     ValueError
         For a negative int.
+
+    Examples
+    --------
+    >>> as_seed_sequence(7).entropy
+    7
+    >>> ss = np.random.SeedSequence(1)
+    >>> as_seed_sequence(ss) is ss
+    True
     """
     if seed is None:
         return np.random.SeedSequence()
@@ -171,6 +179,12 @@ def stream(seed, name: str) -> np.random.SeedSequence:
     -------
     numpy.random.SeedSequence
         ``SeedSequence(root.entropy, spawn_key=(*root.spawn_key, 2**32 + crc32(name)))``.
+
+    Examples
+    --------
+    >>> a, b = stream(0, "morans_i"), stream(0, "clusters")
+    >>> a.entropy == b.entropy == 0, a.spawn_key != b.spawn_key
+    (True, True)
     """
     root = as_seed_sequence(seed)
     return np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, _name_key(name)))
@@ -370,6 +384,14 @@ def label_permutations(ss: np.random.SeedSequence, n_permutations: int, labels, 
         most ``n_permutations`` they are all enumerated (``exact=True``, identity first,
         ``B`` = their number); otherwise ``B = n_permutations`` distinct, non-identity
         label vectors (block ``b`` of ``ss`` draws ``BLOCK_SIZE`` candidates).
+
+    Examples
+    --------
+    >>> ps = label_permutations(as_seed_sequence(0), 100, ["a", "a", "b", "b"])
+    >>> ps.exact, ps.n_permutations, ps.indices[0].tolist()  # all 6, identity first
+    (True, 6, [0, 1, 2, 3])
+    >>> label_permutations(as_seed_sequence(0), 100, [0] * 10 + [1] * 10).exact
+    False
     """
     n_permutations = _check_count(n_permutations)
     lab = np.asarray(labels)
@@ -432,6 +454,12 @@ def sign_flips(ss: np.random.SeedSequence, n_permutations: int, n: int, *, strat
         ``2**(m-1)`` for ``m`` strata, in MNE's ``bin_perm_rep`` order, a set bit
         meaning -1) when that is at most ``n_permutations``; otherwise distinct
         non-identity patterns.
+
+    Examples
+    --------
+    >>> flips = sign_flips(as_seed_sequence(0), 1000, 6, symmetric=True)
+    >>> flips.exact, flips.n_permutations  # MNE's exact two-sided test for n = 6
+    (True, 32)
     """
     n_permutations = _check_count(n_permutations)
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 1:
@@ -495,6 +523,16 @@ def permutation_pvalue(observed, null, alternative: Alternative = "greater", *,
         p-values in (0, 1]; NaN where the observed value is NaN or no null value is
         finite. A null value within ``TIE_RTOL * max(1, |observed|)`` of the observed
         one counts as at least as extreme (see the module's tie rule).
+
+    Examples
+    --------
+    >>> null = np.array([0.1, 0.5, 0.9, 2.0])
+    >>> float(permutation_pvalue(0.9, null, "greater"))  # (1 + 2) / (1 + 4)
+    0.6
+    >>> float(permutation_pvalue(np.nextafter(0.9, 0), null, "greater"))  # a tie
+    0.6
+    >>> float(permutation_pvalue(2.0, null, "greater", exact=True))  # 1 / 4
+    0.25
     """
     if alternative not in _ALTERNATIVES:
         listed = ", ".join(repr(a) for a in _ALTERNATIVES)

@@ -49,6 +49,17 @@ def near_constant(values, axis=-1) -> np.ndarray:
     array([ True, False])
     """
     x = np.asarray(values, dtype=np.float64)
+    axes = tuple(np.atleast_1d(axis) % max(x.ndim, 1))
+    n = int(np.prod([x.shape[a] for a in axes])) if x.ndim else 1
+    if x.size and n:
+        # cheap screen: sd >= (max - min) / sqrt(2 n), so a wide range rules a map out
+        # (NaN ranges stay candidates and get the full check)
+        with np.errstate(invalid="ignore"):
+            top, bottom = x.max(axis), x.min(axis)
+            wide = (top - bottom) > np.sqrt(2.0 * n) * NEAR_CONSTANT_RTOL * np.maximum(
+                np.abs(top), np.abs(bottom))
+        if wide.all():
+            return np.zeros(wide.shape, dtype=bool)
     finite = np.isfinite(x)
     xz = np.where(finite, x, 0.0)
     count = finite.sum(axis)
@@ -56,7 +67,7 @@ def near_constant(values, axis=-1) -> np.ndarray:
         mean = xz.sum(axis, keepdims=True) / np.maximum(finite.sum(axis, keepdims=True), 1)
         dev = np.where(finite, x - mean, 0.0)
         sd = np.sqrt((dev * dev).sum(axis) / np.maximum(count, 1))
-    scale = np.abs(xz).max(axis)
+    scale = np.abs(xz).max(axis, initial=0.0)
     return (count < 2) | (sd <= NEAR_CONSTANT_RTOL * scale)
 
 
