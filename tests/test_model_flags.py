@@ -478,3 +478,36 @@ def test_localize_opens_model_and_control_with_the_flags(tmp_path, bpe_dir, monk
     # without model flags the name goes through unchanged (the pipeline opens it)
     assert main([*base, "--model", "topolm-tiny"]) == 0
     assert seen["model"] == "topolm-tiny"
+
+
+def test_transformers_bars_follow_our_verbosity(tmp_path, bpe_dir, caplog, capfd):
+    """-q silences transformers' loading bar too; its own setting is restored after."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from topobrain.models.hf import _transformers_bars
+
+    assert hf_logging.is_progress_bar_enabled()
+    with _transformers_bars(False):
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()
+    with pytest.raises(RuntimeError), _transformers_bars(False):
+        raise RuntimeError("restored on errors too")
+    assert hf_logging.is_progress_bar_enabled()
+    with _transformers_bars(True):
+        assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a user who turned them off keeps them off
+    try:
+        with _transformers_bars(True):
+            assert not hf_logging.is_progress_bar_enabled()
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()
+    torch.manual_seed(0)
+    _gpt2().save_pretrained(tmp_path / "hf")
+    capfd.readouterr()
+    with caplog.at_level(logging.WARNING, logger="topobrain"):
+        load(tmp_path / "hf", sheet_spec="mlp", tokenizer=bpe_dir)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()

@@ -39,7 +39,9 @@ layer with ``":permuted"`` (seed 0) or ``":permuted:SEED"``; in a file or dict, 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -52,6 +54,8 @@ from ._assemble import MissingModelPart, check_finite, model_identity
 from .base import SheetModel
 
 __all__ = ["load_hf", "read_sheet_spec", "is_hf_folder", "PRESETS", "FAMILIES"]
+
+logger = logging.getLogger("topobrain")
 
 _TOP_KEYS = ("layers", "patterns", "pattern", "preset", "layout", "seed")
 _LAYER_KEYS = ("module", "shape", "layout", "seed", "positions")
@@ -285,6 +289,22 @@ def _expand(spec: dict, module_names: set[str]) -> dict[str, dict]:
     return out
 
 
+@contextlib.contextmanager
+def _transformers_bars(show: bool):
+    """transformers' own progress bars only where ours show (logging at INFO); the
+    setting it had is restored on the way out."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if was and not show:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not show:
+            hf_logging.enable_progress_bar()
+
+
 def _first_tensor(out):
     if isinstance(out, torch.Tensor):
         return out
@@ -357,9 +377,10 @@ def load_hf(path, sheet_spec=None, *, tokenizer=None, name: str | None = None,
             part="sheet spec", parameter="sheet_spec")
     spec = read_sheet_spec(sheet_spec)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, trust_remote_code=False,
-            dtype=getattr(torch, dtype))
+        with _transformers_bars(logger.isEnabledFor(logging.INFO)):
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), local_files_only=True, trust_remote_code=False,
+                dtype=getattr(torch, dtype))
     except (OSError, ValueError, RuntimeError) as exc:
         raise ValueError(
             f"Could not open the Hugging Face model in {path}: the weights are missing, "
