@@ -423,6 +423,10 @@ def test_local_batch_equals_single_and_keeps_null(rng):
     one = local_morans_i(maps[2], n_permutations=99, seed=3, keep_null=True)
     np.testing.assert_array_equal(batch.p_sim[2], one.p_sim)
     np.testing.assert_array_equal(batch.null[2], one.null)
+    # chunks of cells through the core's dispatcher: the same numbers for any n_jobs
+    two = local_morans_i(maps, n_permutations=99, seed=3, keep_null=True, n_jobs=2)
+    np.testing.assert_array_equal(two.null, batch.null)
+    np.testing.assert_array_equal(two.p_sim, batch.p_sim)
     assert np.isnan(batch.I[2, 0, 0]) and batch.quadrant[2, 0, 0] == ""
     ok = ~np.isnan(one.I)
     np.testing.assert_allclose(one.expected_sim[ok], one.null[ok].mean(-1), rtol=1e-10)

@@ -1101,7 +1101,35 @@ def _draw_distinct(rng: np.random.Generator, rows: int, k: int, n: int) -> np.nd
     return ids
 
 
-def _local_group(z, w, n_perm, ss, alternative, keep_null):
+def _local_null_sites(zs, local, ids, wpad, self_w, scaling, alternative, keep_null, step,
+                      starts):
+    """Conditional-permutation summaries of the sites of the chunks that begin at
+    ``starts`` (each ``step`` sites): (sites, p_sim, mean, variance, null or None)."""
+    m, n = zs.shape
+    n_perm = ids.shape[0]
+    sites = np.concatenate([np.arange(s0, min(s0 + step, n)) for s0 in starts])
+    p_sim = np.empty((m, sites.size))
+    mean = np.empty((m, sites.size))
+    var = np.empty((m, sites.size))
+    null = np.empty((m, sites.size, n_perm)) if keep_null else None
+    for c0 in range(0, sites.size, step):
+        s = sites[c0:c0 + step]
+        out = slice(c0, c0 + s.size)
+        idx = ids[None, :, :] + (ids[None, :, :] >= s[:, None, None])   # skip site i
+        for j in range(m):
+            vals = zs[j][idx]                                      # (s, B, k)
+            lag_p = np.einsum("sbk,sk->sb", vals, wpad[s])
+            zi = zs[j, s][:, None]
+            stat = scaling * zi * (lag_p + self_w[s][:, None] * zi)   # (s, B)
+            p_sim[j, out] = _p_sim(local[j, s], stat, alternative)
+            mean[j, out] = stat.mean(1)
+            var[j, out] = stat.var(1)
+            if keep_null:
+                null[j, out] = stat
+    return sites, p_sim, mean, var, null
+
+
+def _local_group(z, w, n_perm, ss, alternative, keep_null, n_jobs, verbose):
     """Local Moran for the maps ``z`` (m, n) of one group (centred, no NaN)."""
     m, n = z.shape
     sq = (z * z).sum(-1)
@@ -1149,21 +1177,17 @@ def _local_group(z, w, n_perm, ss, alternative, keep_null):
     mean = np.empty((m, n))
     var = np.empty((m, n))
     null = np.empty((m, n, n_perm)) if keep_null else None
-    sites = np.arange(n)
+    # sites are independent given the draws: chunks of sites go through the core's
+    # dispatcher (threads locally: numpy's gathers and sums release the GIL)
     step = max(1, _CHUNK_ELEMENTS // max(1, n_perm * max(k_max, 1)))
-    for s0_ in range(0, n, step):
-        s = sites[s0_:s0_ + step]
-        idx = ids[None, :, :] + (ids[None, :, :] >= s[:, None, None])   # skip site i
-        for j in range(m):
-            vals = zs[j][idx]                                      # (s, B, k)
-            lag_p = np.einsum("sbk,sk->sb", vals, wpad[s])
-            zi = zs[j, s][:, None]
-            stat = scaling * zi * (lag_p + self_w[s][:, None] * zi)   # (s, B)
-            p_sim[j, s] = _p_sim(local[j, s], stat, alternative)
-            mean[j, s] = stat.mean(1)
-            var[j, s] = stat.var(1)
-            if keep_null:
-                null[j, s] = stat
+    work = functools.partial(_local_null_sites, zs, local, ids, wpad, self_w, scaling,
+                             alternative, keep_null, step)
+    for sites, p_, mean_, var_, null_ in run_blocks(
+            work, range(0, n, step), n_jobs=n_jobs, threads=True, verbose=verbose,
+            desc="local Moran's I null"):
+        p_sim[:, sites], mean[:, sites], var[:, sites] = p_, mean_, var_
+        if keep_null:
+            null[:, sites] = null_
     with np.errstate(divide="ignore", invalid="ignore"):
         zsim = (local - mean) / np.sqrt(var)
     res.update(p_sim=p_sim, expected_sim=mean, variance_sim=var, z_sim=zsim,
@@ -1172,6 +1196,7 @@ def _local_group(z, w, n_perm, ss, alternative, keep_null):
 
 
 @deprecated_alias(weights="adjacency")
+@fill_doc
 def local_morans_i(
     values,
     adjacency=DEFAULT_ADJACENCY,
@@ -1181,6 +1206,8 @@ def local_morans_i(
     alternative: Alternative = "two-sided",
     transform: Transform | None = "r",
     keep_null: bool = False,
+    n_jobs: int | None = None,
+    verbose: int = 1,
 ) -> LocalMoranResult:
     """Local Moran's I (LISA) of every cell, its quadrant and conditional p-values.
 
@@ -1199,6 +1226,10 @@ def local_morans_i(
         ``"directed"`` gives esda's ``p_sim`` and ``p_z_sim``.
     keep_null : bool, default=False
         Keep the permuted local statistics (``n_cells * n_permutations`` floats per map).
+    %(n_jobs)s
+        Jobs over chunks of cells (the draws are made once, so results do not depend on
+        it); a thread pool unless a non-local joblib backend is configured.
+    %(verbose)s
 
     Returns
     -------
@@ -1250,7 +1281,7 @@ def local_morans_i(
         if not ok.any():
             continue
         good = maps[ok]
-        out = _local_group(z[ok], w, n_perm, ss, alternative, keep_null)
+        out = _local_group(z[ok], w, n_perm, ss, alternative, keep_null, n_jobs, verbose)
         for k, v in out.items():
             if v is None:
                 continue
