@@ -918,7 +918,8 @@ def _selectivity(acts, labels, model_name: str, role: str, s: LocalizeSettings) 
     joins = category_permutation_test(
         responses, labels, {n: unit_adjacency(acts.sheets[n], DEFAULT_ADJACENCY)
                             for n in acts.layers},
-        n_permutations=s.n_permutations, seed=s.stream("selectivity"))
+        n_permutations=s.n_permutations, seed=s.stream("selectivity"), n_jobs=s.n_jobs,
+        verbose=s.verbose)
     df = res.to_frame()
     df.insert(0, "model", model_name)
     pos = {n: acts.sheets[n].positions for n in acts.layers}
