@@ -38,8 +38,9 @@ _COL = "{}.col"
 class Activations:
     """Pooled unit responses of several sheet layers to a set of items.
 
-    Build with :meth:`from_arrays` (or get one from :func:`extract`); the arrays are
-    read-only, and every method that changes something returns a new object.
+    Build with :meth:`from_arrays` (or get one from :func:`topobrain.extract.extract`);
+    the arrays are read-only, and every method that changes something returns a new
+    object.
 
     Parameters
     ----------
@@ -60,7 +61,7 @@ class Activations:
         Number of items.
     item_ids : ndarray of shape (n_items,)
     labels : ndarray of str, shape (n_items,), or None
-        The condition of each item (as :attr:`StimulusSet.labels`).
+        The condition of each item (as :attr:`topobrain.stimuli.StimulusSet.labels`).
     conditions : list of str or None
         The distinct conditions, in order of first appearance.
     params : dict
