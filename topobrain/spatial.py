@@ -231,7 +231,9 @@ class MoranResult(_GlobalResultMixin):
     n_cells, n_islands : int or ndarray of int
         Cells used, and cells dropped as islands (no neighbour after the NaN drop).
     params : dict
-        ``alternative``, ``n_permutations``, ``seed``, ``transform``, ``weights``.
+        ``alternative``, ``n_permutations``, ``seed`` and ``spawn_key`` (the permutation
+        core's record of the seed sequence; None without permutations), ``transform``,
+        ``adjacency`` (``"queen"``, ``"rook"`` or a description of the matrix).
     """
 
     I: Any  # noqa: E741  (the statistic's published name)
@@ -286,6 +288,7 @@ class GearyResult(_GlobalResultMixin):
         Permutation inference, as for :class:`MoranResult`.
     n_cells, n_islands : int or ndarray of int
     params : dict
+        As for :class:`MoranResult`.
     """
 
     C: Any
@@ -348,6 +351,7 @@ class LocalMoranResult:
         Permuted local statistics, kept only with ``keep_null=True``.
     n_cells, n_islands : int or ndarray of int
     params : dict
+        As for :class:`MoranResult`, plus ``cell_shape``.
     """
 
     I: np.ndarray  # noqa: E741
