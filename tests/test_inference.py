@@ -867,3 +867,21 @@ def test_docstring_examples_run():
         warnings.simplefilter("ignore")
         result = doctest.testmod(inference, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_reliability_of_near_constant_maps_is_nan_with_a_warning(rng):
+    truth = rng.standard_normal((2, 6, 6))
+    a = truth + 0.3 * rng.standard_normal((2, 6, 6))
+    b = truth + 0.3 * rng.standard_normal((2, 6, 6))
+    a[0] = 2.0 + 1e-15 * rng.standard_normal((6, 6))  # constant up to rounding
+    with pytest.warns(UserWarning, match="constant up to rounding"):
+        res = map_reliability(a, b)
+    assert np.isnan(res.r[0]) and np.isfinite(res.r[1])
+    assert res.reliability_mean == pytest.approx(res.reliability[1])
+    # split halves: a layer whose t-maps are constant up to rounding in every split
+    base = rng.standard_normal(40)
+    layer0 = base[:, None, None] * rng.uniform(1.0, 2.0, (5, 5)) + rng.uniform(-3, 3, (5, 5))
+    maps = np.stack([layer0, rng.standard_normal((40, 5, 5))], axis=1)
+    with pytest.warns(UserWarning, match="constant up to rounding"):
+        half = split_half_reliability(maps, LABELS, "S - N", n_splits=4, seed=0)
+    assert np.isnan(half.r[0]) and np.isfinite(half.r[1])

@@ -1199,6 +1199,23 @@ def _rowwise_corr(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
     return np.where(n >= 3, np.clip(r, -1.0, 1.0), np.nan)
 
 
+def _map_corr(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
+    """:func:`_rowwise_corr`, NaN where either map is constant up to rounding (its
+    correlation would be a ratio of rounding errors)."""
+    r = _rowwise_corr(a, b, method)
+    r[near_constant(a, axis=1) | near_constant(b, axis=1)] = np.nan
+    return r
+
+
+def _warn_constant(undefined: np.ndarray, names: list) -> None:
+    if np.any(undefined):
+        bad = [names[j] for j in np.flatnonzero(undefined)]
+        warnings.warn(
+            f"The maps of layer(s) {bad[:5]} are constant up to rounding (or have fewer "
+            "than 3 shared locations): their correlation is undefined, so their "
+            "reliability is NaN. Check those layers' responses.", UserWarning, stacklevel=3)
+
+
 def _spearman_brown(r: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return 2.0 * r / (1.0 + r)
@@ -1352,8 +1369,9 @@ def split_half_reliability(
     r_half = np.empty((n_splits, len(layers)))
     for j, layer in enumerate(layers):
         cols = layer.columns
-        r_half[:, j] = _rowwise_corr(layer.cells(t_a[:, cols]), layer.cells(t_b[:, cols]),
-                                     correlation)
+        r_half[:, j] = _map_corr(layer.cells(t_a[:, cols]), layer.cells(t_b[:, cols]),
+                                 correlation)
+    _warn_constant(np.isnan(r_half).all(0), [layer.name for layer in layers])
     r = _nanmean(r_half, 0)
     rel = _spearman_brown(r) if spearman_brown else r
     params = {
@@ -1441,7 +1459,7 @@ def map_reliability(
         layers = list(layers)
         if len(layers) != n_layers:
             raise ValueError(f"layers names {len(layers)} layers; the maps have {n_layers}.")
-    r = _rowwise_corr(lead, other, correlation)
+    r = _map_corr(lead, other, correlation)
     shared = (np.isfinite(lead) & np.isfinite(other)).sum(1)
     if (shared < 3).any():
         raise ValueError(
@@ -1449,6 +1467,7 @@ def map_reliability(
             f"{layers[int(np.argmin(shared))]!r}: {int(shared.min())}); a correlation needs "
             "at least 3."
         )
+    _warn_constant(np.isnan(r), layers)
     rel = _spearman_brown(r) if spearman_brown else r
     params = {"method": "maps", "n_splits": 1, "correlation": correlation,
               "spearman_brown": bool(spearman_brown), "seed": None}
