@@ -432,6 +432,14 @@ def test_similarity_decay_exact_on_small_mesh(rng):
         i, j = np.nonzero(sel)
         assert res.n_pairs[k] == i.size
         assert res.correlation[k] == pytest.approx(np.mean(z[i] * z[j]) / np.mean(z * z))
+    # a map constant to rounding (1e-15 on a magnitude of 3) has no correlogram
+    flat = BrainMap(3.0 + 1e-15 * x, "surface", mesh=m, name="flat")
+    with pytest.warns(UserWarning, match="flat is constant over its locations"):
+        res = similarity_decay(flat, max_distance=10.0, n_bins=4)
+    assert np.isnan(res.correlation).all() and np.isnan(res.decay_distance)
+    with pytest.warns(UserWarning, match="constant over their cells"):
+        assert np.isnan(float(map_morans_i(flat, adjacency=sp.csr_matrix(
+            np.ones((60, 60)) - np.eye(60))).I))
 
 
 def test_map_p_values_against_scipy(rng):

@@ -1417,8 +1417,9 @@ def distance_profile(
     Notes
     -----
     Pairs at distance 0 (units sharing a cell) and pairs involving a unit with constant
-    responses are left out. The smoothness follows TDANN (Margalit et al., 2024), which
-    applies ``(max(curve) - curve[0]) / max(curve)`` to a curve of pairwise tuning
+    responses (exactly, or to rounding: ``near_constant``) are left out. The smoothness
+    follows TDANN (Margalit et al., 2024), which applies ``(max(curve) - curve[0]) /
+    max(curve)`` to a curve of pairwise tuning
     *differences* against distance; here the difference is ``1 - r``.
 
     Examples
@@ -1484,6 +1485,7 @@ def distance_profile(
     sd = np.sqrt((xc * xc).sum(0))
     with np.errstate(divide="ignore", invalid="ignore"):
         xn = xc / sd
+    xn[:, near_constant(xu, axis=0)] = np.nan  # constant (to rounding): no correlation
     r_full = xn.T @ xn
     iu = np.triu_indices(units.size, 1)
     r = r_full[iu]

@@ -5,6 +5,7 @@ model-brain comparison reports.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,7 +18,9 @@ from .._utils._adjacency import (
     adjacency_name,
     check_adjacency,
     deprecated_alias,
+    user_stacklevel,
 )
+from .._utils._stats import near_constant
 from .._utils._validation import check_option
 from ._mesh import (
     Connectivity,
@@ -503,6 +506,10 @@ def similarity_decay(
     if idx.size < 3:
         raise ValueError("similarity_decay needs at least 3 finite locations.")
     x = bm.values[idx]
+    if near_constant(x):
+        warnings.warn(f"{bm.name or 'the map'} is constant over its locations (exactly or to "
+                      "rounding); its correlogram and decay distance are NaN.", UserWarning,
+                      stacklevel=user_stacklevel())
     z = x - x.mean()
     var = float(np.mean(z * z))
     xyz = bm.coordinates()[idx]
@@ -525,7 +532,8 @@ def similarity_decay(
     dsum = np.bincount(k, weights=d, minlength=nb)
     counts = np.bincount(k, minlength=nb)
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = sums / counts / var if var > 0 else np.full(int(n_bins), np.nan)
+        flat = near_constant(x)  # constant to rounding: a correlogram of rounding noise
+        corr = sums / counts / var if var > 0 and not flat else np.full(int(n_bins), np.nan)
         dist = dsum / counts
     return SimilarityDecay(_readonly(dist), _readonly(corr), _readonly(counts),
                            decay_distance(dist, corr),
