@@ -890,6 +890,9 @@ def test_result_objects(rng):
     ds = res.to_xarray()
     assert ds["stat"].dims == ("layer", "row", "col") and list(ds["layer"].values) == ["a", "b"]
     assert "ClusterTestResult(one-sample" in repr(res)
+    assert "n_permutations=20, " in repr(res)
+    exact = permutation_cluster_test(x["a"][:5], threshold=1.0, n_permutations=20, seed=0)
+    assert "n_permutations=16 (exact)" in repr(exact)  # 2**4 sign patterns for tail 0
     with pytest.raises(AttributeError):
         res.threshold = 3.0
     with pytest.raises(ValueError, match="read-only"):
@@ -960,6 +963,8 @@ def test_permutation_test_errors(rng):
         permutation_cluster_test(x, g, n_permutations=10.5)
     with pytest.raises(ValueError, match="n_permutations must be at least 1"):
         permutation_cluster_test(x, g, n_permutations=0)
+    with pytest.raises(ValueError, match="n_jobs must be None or a non-zero int; got 0"):
+        permutation_cluster_test(x, g, n_jobs=0)
     with pytest.raises(TypeError, match="seed must be None, a non-negative int"):
         permutation_cluster_test(x, g, seed="abc")
     with pytest.raises(ValueError, match="seed must be (a )?non-negative"):

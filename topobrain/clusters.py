@@ -1010,7 +1010,8 @@ class ClusterTestResult:
         p = self.params
         kind = "TFCE" if self.clusters is None else f"cluster {p['cluster_stat']}"
         head = (f"ClusterTestResult({p['design']}, stat={p['stat']!r}, tail={p['tail']}, "
-                f"{kind}, family={p['family']!r}, n_permutations={p['n_permutations']}, "
+                f"{kind}, family={p['family']!r}, n_permutations={p['n_permutations']}"
+                f"{' (exact)' if p.get('exact') else ''}, "
                 f"{len(self.layers)} layer(s))")
         if self.clusters is None:
             n_sig = int(np.sum(self.p_fwe_map < 0.05))
