@@ -100,7 +100,8 @@ def run_lesions(model, stimuli, contrast: str, *, targets: Sequence = ("top5%",)
                 avoid_target: bool = True, alpha: float = 0.05, cluster_p: float = 0.001,
                 seed=0, n_jobs: int | None = None, device="auto", out=None,
                 overwrite: bool = False,
-                max_eval_windows: int | None = None, verbose: int = 1) -> LesionResult:
+                max_eval_windows: int | None = None, surprisal_stimuli=None,
+                verbose: int = 1) -> LesionResult:
     """Lesion localized units against matched controls and measure what the model loses.
 
     Parameters
@@ -146,6 +147,10 @@ def run_lesions(model, stimuli, contrast: str, *, targets: Sequence = ("top5%",)
         Replace a folder that holds other files than a previous lesion run.
     max_eval_windows : int, optional
         Use only the first windows of ``eval_text``.
+    surprisal_stimuli : StimulusSet, str or path-like, optional
+        Items whose surprisal is reported per condition (default: ``stimuli``; a subset
+        keeps many lesions cheap). The localizer contrast after the lesion is measured on
+        them too.
     verbose : int, default=1
 
     Returns
@@ -173,14 +178,15 @@ def run_lesions(model, stimuli, contrast: str, *, targets: Sequence = ("top5%",)
     try:
         return _run(m, model, stimuli, contrast, targets, controls, n_controls, mode,
                     localizer, eval_text, minimal_pairs, bos, avoid_target, alpha, cluster_p,
-                    seed, n_jobs, device, out, overwrite, max_eval_windows, verbose)
+                    seed, n_jobs, device, out, overwrite, max_eval_windows, surprisal_stimuli,
+                    verbose)
     finally:
         m.to(before)
 
 
 def _run(m, model, stimuli, contrast, targets, controls, n_controls, mode, localizer,
          eval_text, minimal_pairs, bos, avoid_target, alpha, cluster_p, seed, n_jobs, device,
-         out, overwrite, max_eval_windows, verbose) -> LesionResult:
+         out, overwrite, max_eval_windows, surprisal_stimuli, verbose) -> LesionResult:
     from .. import __version__
     from ..extract import extract
     from ..stimuli import StimulusSet, load_minimal_pairs, load_stimuli
@@ -232,18 +238,22 @@ def _run(m, model, stimuli, contrast, targets, controls, n_controls, mode, local
     values: dict[str, dict[str, float]] = {}  # measure -> lesion -> value
     contrast_base: dict[str, float] = {}
     item_frames = []
-    conditions = list(stim.conditions)
+    mstim = stim
+    if surprisal_stimuli is not None:
+        mstim = (surprisal_stimuli if isinstance(surprisal_stimuli, StimulusSet)
+                 else load_stimuli(surprisal_stimuli))
+    conditions = list(mstim.conditions)
     later = {t.name: _later_layers(m, t) for t in target_lesions}
     capture = sorted({k for v in later.values() for k in v}, key=m.layer_names.index)
-    s = item_surprisal(m, stim.texts, all_lesions, mode=mode, means=means, bos=bos,
+    s = item_surprisal(m, mstim.texts, all_lesions, mode=mode, means=means, bos=bos,
                        capture=capture, verbose=verbose)
-    labels = np.asarray(stim.labels)
+    labels = np.asarray(mstim.labels)
     for cond in conditions:
         sel = labels == cond
         values[f"surprisal[{cond}]"] = dict(zip(s.lesions, s.nats[:, sel].mean(1), strict=True))
-    item_frames.append(_items_frame(s, stim.name or "stimuli", list(stim.item_ids),
+    item_frames.append(_items_frame(s, mstim.name or "stimuli", list(mstim.item_ids),
                                     list(labels)))
-    if capture:
+    if capture and set(contrast_conditions(contrast)) <= set(conditions):
         values["contrast_t[later]"], contrast_base = _contrast_after(
             m, s, labels, contrast, maps, later, owner, alpha)
     if eval_text is not None:
@@ -273,6 +283,7 @@ def _run(m, model, stimuli, contrast, targets, controls, n_controls, mode, local
     settings = {
         "topobrain": __version__, "model": getattr(m, "name", str(model)),
         "model_identity": m.identity, "stimuli": stim.name, "stimuli_identity": stim.identity,
+        "surprisal_stimuli": None if surprisal_stimuli is None else mstim.name,
         "contrast": contrast, "targets": names, "controls": controls,
         "n_controls": int(n_controls), "mode": mode, "bos": bos,
         "avoid_target": avoid_target, "alpha": alpha, "cluster_p": cluster_p,
@@ -290,6 +301,12 @@ def _run(m, model, stimuli, contrast, targets, controls, n_controls, mode, local
     if out is not None:
         result = _write(result, Path(out), overwrite, m, maps, groups)
     return result
+
+
+def contrast_conditions(contrast) -> list[str]:
+    from ..contrast import parse_contrast
+
+    return parse_contrast(contrast).conditions
 
 
 def _read_eval_text(eval_text) -> str:
