@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ._utils._repr import FrameReprMixin
 from ._utils._validation import check_option
 
 __all__ = ["CorrectionResult", "correct_pvalues", "fdr_correction"]
@@ -47,7 +48,7 @@ _ALIASES = {"fdr_bh": "bh", "fdr_by": "by", "benjamini-hochberg": "bh",
 
 
 @dataclass(frozen=True, repr=False)
-class CorrectionResult:
+class CorrectionResult(FrameReprMixin):
     """Adjusted p-values and significance masks.
 
     ``p_adjusted`` and ``mask`` have the structure of the input: an ndarray of the same

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from ._utils._repr import FrameReprMixin
 from ._utils._stats import group_moments, two_sample_t
 from ._utils._validation import check_option, suggest
 from .contrast import Contrast, parse_contrast
@@ -443,7 +444,7 @@ def _unit_frame(unit_shape: tuple, layers: tuple | None) -> dict:
 
 
 @dataclass(frozen=True, repr=False)
-class ContrastResult:
+class ContrastResult(FrameReprMixin):
     """A t or F contrast evaluated for every unit.
 
     Shapes below write ``U`` for the unit shape of the activations: ``(n_units,)`` for
@@ -572,7 +573,7 @@ class ContrastResult:
 
 
 @dataclass(frozen=True, repr=False)
-class GLMResult:
+class GLMResult(FrameReprMixin):
     """An ordinary least squares fit of every unit on one design.
 
     ``U`` is the unit shape of the activations: ``(n_units,)`` or ``(n_layers, n_units)``.
