@@ -511,3 +511,22 @@ def test_run_folder_publishes_whole_and_recovers(tmp_path):
     with pytest.raises(NotADirectoryError, match="is a file"), RunFolder(tmp_path / "file"):
         pass
     assert not lock_path(tmp_path / "file").exists()
+
+
+def test_published_folder_respects_the_umask(tmp_path):
+    """Colleagues on a shared server can read a run: the umask decides, not tempfile."""
+    import os
+    import stat
+
+    from topobrain._utils._io import atomic_write_text
+    from topobrain._utils._outdir import RunFolder
+
+    old = os.umask(0o002)
+    try:
+        with RunFolder(tmp_path / "shared") as rf:
+            atomic_write_text(rf.work / "units.csv", "a\n")
+            out = rf.publish()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o775
+    assert stat.S_IMODE((out / "units.csv").stat().st_mode) == 0o664
