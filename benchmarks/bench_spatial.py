@@ -145,7 +145,7 @@ def main(argv=None):
     report("  Moran's I, mesh", t_ours, t_esda)
 
     # 4. local Moran of the 24 maps
-    local_morans_i(maps[:1], n_permutations=perms, seed=0)  # warm-up
+    local_morans_i(maps[:1], n_permutations=perms, seed=0, verbose=0)  # warm-up
     t_ours, lo = best(lambda: local_morans_i(maps, n_permutations=perms, seed=0, verbose=0), 1)
     t_esda, lref = best(lambda: [esda.Moran_Local(m.ravel(), w28, permutations=perms, seed=1)
                                  for m in maps], 1)
