@@ -383,13 +383,20 @@ def test_dask_backend_gets_the_null_blocks_and_gives_the_same_null(rng):
 
     maps = np.stack([smooth_map(rng, (7, 8)) for _ in range(2)])
     ref = morans_i(maps, n_permutations=200, seed=2)
+    ref_c = gearys_c(maps, n_permutations=200, seed=2)
+    ref_l = local_morans_i(maps, n_permutations=99, seed=2, keep_null=True)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster):
         with joblib.parallel_config(backend="dask"), distributed.get_task_stream() as ts:
             res = morans_i(maps, n_permutations=200, seed=2, n_jobs=2)
+            res_c = gearys_c(maps, n_permutations=200, seed=2, n_jobs=2)
+            res_l = local_morans_i(maps, n_permutations=99, seed=2, keep_null=True, n_jobs=2)
         assert len(ts.data) > 0  # the null blocks ran on the dask workers
     np.testing.assert_array_equal(ref.null, res.null)
+    np.testing.assert_array_equal(ref_c.null, res_c.null)
+    np.testing.assert_array_equal(ref_l.null, res_l.null)
+    np.testing.assert_array_equal(ref_l.p_sim, res_l.p_sim)
 
 
 def test_given_weights_are_cached_by_content_never_stale(rng):
