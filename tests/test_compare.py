@@ -83,6 +83,7 @@ def test_compare_table(tmp_path, rng, brain_map):
     res = compare(model, brain_map, control_results=control, seed=0)
     assert isinstance(res, ComparisonResult)
     t = res.to_frame()
+    assert "<table" in res._repr_html_() and "control-tiny" in res._repr_html_()
     assert list(t["source"].value_counts().sort_index().items()) == [
         ("brain", 1), ("control", 4), ("model", 4), ("published", len(PUBLISHED))]
     lay = pd.read_csv(model / "layers.csv")

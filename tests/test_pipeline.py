@@ -312,6 +312,9 @@ def test_slash_contrast_end_to_end_and_complete_run(tiny_models, stimuli, tmp_pa
     assert set(pd.read_csv(out / "layers.csv")["contrast"]) == {"(S + W)/2 - N"}
     assert "(S + W)/2 - N" in (out / "report.html").read_text()
     assert res.out == out and _no_leftovers(out) == []
+    analysis = next(iter(res.analyses.values()))
+    assert "<table" in res._repr_html_() and "(S + W)/2 - N" in analysis._repr_html_()
+    pd.testing.assert_frame_equal(analysis.to_frame(), res.layers)
     # W items are pooled with S against N (welch_t pools a side's conditions)
     assert res.analyses[(res.record["model_name"], "(S + W)/2 - N")].units.equals(res.units)
 

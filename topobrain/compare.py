@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ._utils._io import atomic_write_text
+from ._utils._repr import FrameReprMixin
 
 __all__ = ["ComparisonResult", "compare", "read_model_results", "plot_comparison",
            "PUBLISHED", "LAYERS_COLUMNS", "CLUSTERS_COLUMNS"]
@@ -206,7 +207,7 @@ def _model_rows(results: ModelResults, contrast: str, source: str) -> list[dict]
 
 
 @dataclass(frozen=True, eq=False)
-class ComparisonResult:
+class ComparisonResult(FrameReprMixin):
     """Model (and control) against brain, one row per source x layer.
 
     Attributes

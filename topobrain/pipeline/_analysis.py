@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._utils._repr import FrameReprMixin
 from ..contrast import Contrast, parse_contrast
 from ._settings import _check_contrast_kind
 
@@ -81,7 +82,7 @@ def distance_profiles(acts) -> dict:
 
 
 @dataclass(frozen=True, eq=False)
-class ContrastAnalysis:
+class ContrastAnalysis(FrameReprMixin):
     """Every statistic of one model and one contrast (see :func:`analyse_contrast`).
 
     Attributes
@@ -129,6 +130,10 @@ class ContrastAnalysis:
     distance_curves: pd.DataFrame
     condition_responses: pd.DataFrame
     n_excluded: int
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-layer table (a copy of :attr:`layers`)."""
+        return self.layers.copy()
 
     @property
     def mean_morans_i(self) -> float:

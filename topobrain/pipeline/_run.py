@@ -12,6 +12,7 @@ import pandas as pd
 
 from .._utils._io import atomic_save, atomic_write_text
 from .._utils._outdir import RunFolder
+from .._utils._repr import FrameReprMixin
 from .._utils._validation import suggest
 from .._utils._versions import versions
 from ._analysis import analyse_contrast, distance_profiles
@@ -22,7 +23,7 @@ logger = logging.getLogger("topobrain")
 
 
 @dataclass(frozen=True, eq=False)
-class LocalizeResult:
+class LocalizeResult(FrameReprMixin):
     """What ``localize`` wrote, with the main tables loaded.
 
     Attributes
@@ -55,6 +56,10 @@ class LocalizeResult:
     selectivity: pd.DataFrame | None = None
     summary: list = field(default_factory=list)
     analyses: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-layer table of every model and contrast (a copy of :attr:`layers`)."""
+        return self.layers.copy()
 
     def __repr__(self) -> str:
         return (f"LocalizeResult(out={str(self.out)!r}, {len(self.units)} unit rows, "
