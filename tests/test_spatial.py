@@ -736,6 +736,17 @@ def test_distance_profile_smooth_map_and_options(rng):
     np.testing.assert_array_equal(sub1.correlation, sub2.correlation)
 
 
+def test_decay_distance_interpolates_the_half_point():
+    d = np.array([1.0, 2.0, 3.0, 4.0])
+    # 0.8 -> 0.5 -> 0.2: half of 0.8 (0.4) lies a third of the way from 2 to 3
+    assert spatial.decay_distance(d, [0.8, 0.5, 0.2, 0.1]) == pytest.approx(2 + 1 / 3)
+    assert spatial.decay_distance(d, [0.8, 0.5, 0.2, 0.1], level=0.25) == pytest.approx(3.0)
+    assert spatial.decay_distance(d, [np.nan, 0.8, 0.6, 0.4]) == pytest.approx(4.0)
+    assert np.isnan(spatial.decay_distance(d, [0.8, 0.7, 0.6, 0.5]))   # never halves
+    assert np.isnan(spatial.decay_distance(d, [-0.1, 0.2, 0.1, 0.0]))  # starts <= 0
+    assert np.isnan(spatial.decay_distance(d[:1], [0.5]))              # one bin
+
+
 def test_distance_profile_errors(rng):
     sheet = CorticalSheet((3, 3))
     x = rng.standard_normal((10, 9))
