@@ -167,12 +167,11 @@ def _accept_existing(run_id: str, overwrite: bool):
     return accept
 
 
-def _check_before_forward(settings: LocalizeSettings, stim, loaded: dict) -> None:
-    """What needs the stimuli and the models: checked before the first forward pass."""
+def _check_before_forward(settings: LocalizeSettings, loaded: dict) -> None:
+    """What needs the models (device, layer names, FWHM against the sheets): checked
+    before the first forward pass."""
     from ..extract import _resolve_device
 
-    for c in settings.contrasts:
-        stim.contrast(c)  # unknown conditions, with a suggestion
     _resolve_device(settings.device)
     if settings.device.startswith("cuda"):
         import torch
@@ -223,7 +222,7 @@ def run_localizer(settings: LocalizeSettings) -> LocalizeResult:
     models = {"model": s.model} | ({"control": s.control} if s.control is not None else {})
     loaded = {role: (m if hasattr(m, "activations") else load_model(m, device="cpu"))
               for role, m in models.items()}
-    _check_before_forward(s, stim, loaded)
+    _check_before_forward(s, loaded)
     names = {role: m.name for role, m in loaded.items()}
     if s.control is not None and names["model"] == names["control"]:
         names["control"] = names["control"] + " (control)"
@@ -256,7 +255,7 @@ def run_localizer(settings: LocalizeSettings) -> LocalizeResult:
         record["started"] = started
         atomic_write_text(work / RUN_FILE, yaml.safe_dump(record, sort_keys=False))
 
-        results, acts_by_role, sel_frames = {}, {}, []
+        results, sel_frames = {}, []
         labels = stim.labels
         root = s.root_seed
         for role, m in loaded.items():
@@ -267,7 +266,6 @@ def run_localizer(settings: LocalizeSettings) -> LocalizeResult:
                 from ..readout import smooth
 
                 acts = smooth(acts, s.smooth_fwhm)
-            acts_by_role[role] = acts
             profs = distance_profiles(acts)
             for c in s.contrasts:
                 logger.info("%s: %s", names[role], c)
