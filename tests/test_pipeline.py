@@ -533,3 +533,88 @@ def test_published_folder_respects_the_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o775
     assert stat.S_IMODE((out / "units.csv").stat().st_mode) == 0o664
+
+
+# --------------------------------------------------------------------------- the pieces
+@pytest.fixture
+def synthetic_acts(rng):
+    """Two 5 x 6 layers, 24 items (S, N), a planted S > N patch in layer a."""
+    from topobrain.activations import Activations
+    from topobrain.sheet import CorticalSheet
+
+    labels = np.array(["S", "N"] * 12)
+    data = {name: rng.standard_normal((24, 30)) for name in ("a", "b")}
+    data["a"][labels == "S", :8] += 3.0
+    sheets = {name: CorticalSheet((5, 6)) for name in data}
+    return Activations.from_arrays(data, sheets, labels=labels), labels
+
+
+def test_analyse_contrast_against_peers(synthetic_acts):
+    """Welch t and p (scipy), BH over all layers (statsmodels), Moran's I of the t-maps
+    with queen weights (esda), on fresh random data."""
+    from scipy import stats
+
+    from topobrain.pipeline import analyse_contrast
+
+    esda = pytest.importorskip("esda")
+    libpysal = pytest.importorskip("libpysal")
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    acts, labels = synthetic_acts
+    a = analyse_contrast(acts, labels, "S - N", n_permutations=0, verbose=0)
+    ps = []
+    for name in acts.layers:
+        ref = stats.ttest_ind(acts[name][labels == "S"], acts[name][labels == "N"],
+                              equal_var=False)
+        got = a.units[a.units["layer"] == name]
+        np.testing.assert_allclose(got["t"], ref.statistic, rtol=1e-10)
+        np.testing.assert_allclose(got["p"], ref.pvalue, rtol=1e-9)
+        ps.append(ref.pvalue)
+        w = libpysal.weights.lat2W(5, 6, rook=False)
+        w.transform = "r"
+        order = np.lexsort((acts.sheets[name].positions[:, 1],
+                            acts.sheets[name].positions[:, 0]))
+        moran = esda.Moran(np.asarray(ref.statistic)[order], w, permutations=0)
+        row = a.layers[a.layers["layer"] == name].iloc[0]
+        assert row["morans_i"] == pytest.approx(moran.I, rel=1e-10)
+    reject, p_bh, *_ = multitest.multipletests(np.concatenate(ps), alpha=0.05,
+                                               method="fdr_bh")
+    np.testing.assert_allclose(a.units["p_fdr"], p_bh, rtol=1e-10)
+    np.testing.assert_array_equal(a.units["significant"], reject)
+    assert (a.units["selective"] == (reject & (a.units["t"] > 0))).all()
+    assert a.units.loc[a.units["layer"] == "a", "selective"].to_numpy()[:8].all()
+    assert np.isnan(a.layers["null_mean"]).all() and a.morans_null is None
+
+
+def test_analyse_contrast_streams_and_seed_forms(synthetic_acts):
+    """The Moran's I null is the core's 'morans_i' stream of the run seed; a Generator
+    seed is resolved once (both tests of the run from one root)."""
+    from topobrain import inference
+    from topobrain._utils._permutation import stream
+    from topobrain.pipeline import analyse_contrast
+
+    acts, labels = synthetic_acts
+    a = analyse_contrast(acts, labels, "S - N", n_permutations=30, seed=7, verbose=0,
+                         clusters=False)
+    ref = inference.map_permutation_test(acts, labels, "S - N", n_permutations=30,
+                                         seed=stream(7, "morans_i"), verbose=0)
+    np.testing.assert_array_equal(a.morans_null.null, ref.null)
+    g = np.random.default_rng(3)
+    entropy = int(np.random.default_rng(3).integers(2**63))
+    b = analyse_contrast(acts, labels, "S - N", n_permutations=30, seed=g, verbose=0)
+    c = analyse_contrast(acts, labels, "S - N", n_permutations=30,
+                         seed=np.random.SeedSequence(entropy), verbose=0)
+    np.testing.assert_array_equal(b.morans_null.null, c.morans_null.null)
+    pd.testing.assert_frame_equal(b.clusters, c.clusters)
+
+
+def test_decay_distance_rule():
+    from topobrain.spatial import decay_distance
+
+    d = np.array([1.0, 2.0, 3.0, 4.0])
+    assert decay_distance(d, [1.0, 0.8, 0.4, 0.2]) == pytest.approx(2.75)
+    assert decay_distance(d, [np.nan, 0.8, 0.4, 0.2]) == pytest.approx(3.0)  # first finite
+    assert decay_distance(d, [1.0, 0.5, 0.4, 0.2]) == pytest.approx(2.0)  # on a bin
+    assert np.isnan(decay_distance(d, [1.0, 0.9, 0.8, 0.7]))  # never halves
+    assert np.isnan(decay_distance(d, [-0.1, -0.2, -0.3, -0.4]))
+    assert np.isnan(decay_distance(d[:1], [1.0]))
+    assert decay_distance(d, [1.0, 0.8, 0.4, 0.2], level=0.9) == pytest.approx(1.5)

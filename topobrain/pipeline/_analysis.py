@@ -203,10 +203,11 @@ def analyse_contrast(acts, labels, contrast, *, model: str = "model", alpha: flo
     from .. import clusters as cl
     from .. import inference, spatial
     from .._utils._adjacency import DEFAULT_ADJACENCY
-    from .._utils._permutation import stream
+    from .._utils._permutation import as_seed_sequence, stream
     from ..correction import correct_pvalues
     from ..selectivity import condition_profile
 
+    root = as_seed_sequence(seed)  # once: a Generator advances once, not per test
     layer_names = list(acts.layers)
     sheets = acts.sheets
     stats = unit_statistics(acts, labels, contrast)
@@ -241,7 +242,7 @@ def analyse_contrast(acts, labels, contrast, *, model: str = "model", alpha: flo
     if n_permutations:
         null = inference.map_permutation_test(
             acts, labels, con, statistic="morans_i", n_permutations=n_permutations,
-            seed=stream(seed, "morans_i"), n_jobs=n_jobs, verbose=verbose)
+            seed=stream(root, "morans_i"), n_jobs=n_jobs, verbose=verbose)
 
     # clusters: the cluster-forming |t| at cluster_p (two-sided) from the median unit df;
     # FWE by the maximum cluster mass over all layers
@@ -261,7 +262,7 @@ def analyse_contrast(acts, labels, contrast, *, model: str = "model", alpha: flo
         table = cl.permutation_cluster_test(
             data, groups, stat="t", equal_var=False, threshold=threshold, tail=0,
             cluster_stat="mass", family="all", adjacency=DEFAULT_ADJACENCY,
-            n_permutations=int(n_permutations), seed=stream(seed, "clusters"),
+            n_permutations=int(n_permutations), seed=stream(root, "clusters"),
             n_jobs=n_jobs, verbose=0).clusters
     else:  # clusters without FWE p-values
         table = cl.find_clusters({n: t_maps[n] for n in layer_names}, threshold,
