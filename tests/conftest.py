@@ -18,6 +18,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 settings.register_profile("ci", derandomize=True, database=None, deadline=None,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", derandomize=False, deadline=None)
+# "fresh": random like "dev" but without the example database, for repeated runs that
+# must each start from nothing (HYPOTHESIS_PROFILE=fresh)
+settings.register_profile("fresh", derandomize=False, database=None, deadline=None)
 settings.load_profile(os.environ.get(
     "HYPOTHESIS_PROFILE",
     "ci" if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes") else "dev"))

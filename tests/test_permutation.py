@@ -370,3 +370,20 @@ def test_near_constant_equals_its_definition(seed, level, nan_frac):
         ref = (finite.sum(1) < 2) | (np.nanstd(x, axis=1)
                                      <= 1e-10 * np.nanmax(np.abs(np.where(finite, x, 0)), 1))
     np.testing.assert_array_equal(near_constant(x, axis=1), ref)
+
+
+def test_hypothesis_fresh_profile_has_no_database():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["HYPOTHESIS_PROFILE"] = "fresh"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import conftest; "
+            "from hypothesis import settings; "
+            "print(settings.default.database is None, settings.default.derandomize)")
+    out = subprocess.run([sys.executable, "-c", code, str(tests)], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "True False"
