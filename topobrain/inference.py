@@ -145,9 +145,11 @@ class PermutationResult:
     null_mean_over_layers : ndarray of shape (n_permutations,)
         ``null`` averaged over layers: the null of ``observed_mean``.
     p : ndarray of shape (n_layers,)
-        Permutation p-values ``(1 + #{null at least as extreme}) / (1 + n_permutations)``,
-        sided as ``params["alternative"]`` says; two-sided values are twice the smaller
-        one-sided value, capped at 1.
+        Permutation p-values ``(1 + #{null at least as extreme}) / (1 + n_permutations)``
+        (``#{...} / n_permutations`` when ``params["exact"]``: the null then holds the
+        identity), ties within rounding counted, sided as ``params["alternative"]``
+        says; two-sided values are twice the smaller one-sided value, capped at 1. NaN
+        for a layer whose observed map is constant up to rounding.
     p_mean : float
         The same p-value for ``observed_mean`` against ``null_mean_over_layers``.
     z : ndarray of shape (n_layers,)
@@ -156,9 +158,12 @@ class PermutationResult:
         The same for ``observed_mean``.
     params : dict
         ``statistic``, ``contrast``, ``unit_statistic``, ``alternative``,
-        ``n_permutations``, ``seed`` (the entropy that reproduces the null),
-        ``block_size``, ``scheme`` (``"label permutation"`` or ``"sign flip"``),
-        ``groups`` (number of exchangeability groups or None), ``threshold``, ``weights``.
+        ``n_permutations`` (rows of ``null``), ``n_permutations_requested``, ``exact``
+        (True when every distinct permutation was enumerated), ``seed`` and
+        ``spawn_key`` (the SeedSequence that reproduces the null), ``block_size``,
+        ``scheme`` (``"label permutation"`` or ``"sign flip"``), ``groups`` (number of
+        exchangeability groups or None), ``threshold``, ``adjacency`` (its name),
+        ``n_distinct_permutations``.
     """
 
     statistic: str
