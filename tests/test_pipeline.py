@@ -618,3 +618,30 @@ def test_decay_distance_rule():
     assert np.isnan(decay_distance(d, [-0.1, -0.2, -0.3, -0.4]))
     assert np.isnan(decay_distance(d[:1], [1.0]))
     assert decay_distance(d, [1.0, 0.8, 0.4, 0.2], level=0.9) == pytest.approx(1.5)
+
+
+def test_lock_without_flock_takes_over_a_dead_holder(tmp_path, monkeypatch):
+    """Where flock is missing (Windows, some network file systems) the lock is the
+    file's existence: a live holder refuses, a dead one on this host is taken over."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from topobrain._utils import _outdir
+
+    monkeypatch.setattr(_outdir, "fcntl", None)
+    out = tmp_path / "res"
+    first = _outdir.OutputLock(out).acquire()
+    with pytest.raises(_outdir.OutputFolderBusy, match=rf"pid {first.holder.pid} on "):
+        _outdir.OutputLock(out).acquire()
+    first.release()
+    assert not _outdir.lock_path(out).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    _outdir.lock_path(out).write_text(json.dumps({
+        "pid": int(dead.stdout), "host": socket.gethostname(), "started": "then",
+        "command": "killed"}))
+    lock = _outdir.OutputLock(out).acquire()
+    assert json.loads(_outdir.lock_path(out).read_text())["pid"] == lock.holder.pid
+    lock.release()

@@ -20,6 +20,7 @@ with the process's umask (``os.mkdir``), not the private modes of ``tempfile``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -113,6 +114,7 @@ class OutputLock:
         self.wait = wait
         self.poll = poll
         self._fd: int | None = None
+        self._flock = fcntl is not None
         self.holder: LockHolder | None = None
 
     # ------------------------------------------------------------------ acquire / release
@@ -138,24 +140,19 @@ class OutputLock:
     def _try_acquire(self) -> LockHolder | None | bool:
         """None when acquired; else the holder (or False when it cannot be read)."""
         me = LockHolder.this_process()
-        if fcntl is None:  # pragma: no cover - Windows: exclusive create + liveness
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                holder = _read_holder(self.path)
-                if holder and holder.host == me.host and not _pid_alive(holder.pid):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
-                    return self._try_acquire()
-                return holder or False
-            self._write(fd, me)
-            return None
+        if fcntl is None:  # pragma: no cover - Windows
+            return self._try_exclusive_create(me)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return _read_holder(self.path) or False
+        except OSError as exc:  # pragma: no cover - a file system without flock
+            os.close(fd)
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            return self._try_exclusive_create(me)
         # the previous holder unlinks the file before unlocking: make sure ours is the
         # file that the path names now, else start again
         try:
@@ -165,6 +162,22 @@ class OutputLock:
         if not same:
             os.close(fd)
             return self._try_acquire()
+        self._write(fd, me)
+        return None
+
+    def _try_exclusive_create(self, me: LockHolder) -> LockHolder | None | bool:
+        """Without flock: the lock is the file's existence; a holder on this host whose
+        process is gone left it stale, and it is taken over."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            holder = _read_holder(self.path)
+            if holder and holder.host == me.host and not _pid_alive(holder.pid):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                return self._try_exclusive_create(me)
+            return holder or False
+        self._flock = False
         self._write(fd, me)
         return None
 
@@ -181,7 +194,7 @@ class OutputLock:
             return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        if fcntl is not None:
+        if self._flock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
