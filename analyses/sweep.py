@@ -1,0 +1,217 @@
+"""Score the topographic sweep (issue #22): every row beside its control and its null.
+
+For each finished run under ``runs/sweep/*/model`` (trained from ``configs/sweep/*.yaml``
+with ``topobrain train``) and the two bundled models (their cards' evaluation, 1,000
+permutations, for reference): the label-permutation null of the mean Moran's I (queen,
+unthresholded t-maps, averaged over the layers) for S - N on the bundled ``langloc`` set
+and on the Fedorenko et al. (2010) localizer (``../shared/stimuli``; skipped with a reason
+when absent) and for verb - noun on the bundled ``noun-verb-phrases`` set: its z, p and
+the observed and null means; BH-FDR-significant units over all layers; and the validation
+loss against the run's alpha = 0 control trained on the same tokens (same steps, batch,
+context, seed and geometry). Every number comes from the localizer's own pieces
+(``topobrain.pipeline.analyse_contrast`` without the cluster test; the null drawn from the
+seed's ``"morans_i"`` stream, as ``topobrain localize`` draws it).
+
+Usage: ``python analyses/sweep.py [--runs runs/sweep] [--n-permutations 200]``.
+Each run's scores are cached beside it (``<run>/sweep_eval.json``, keyed by the model's
+files and the options), so the script can be rerun as runs finish. Writes
+``figures/sweep.csv`` (one row per run x stimulus set) and ``figures/sweep.md`` (the
+table, the rows beside their controls, and the reading).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+FEDORENKO = REPO.parent / "shared" / "stimuli" / "fedorenko2010_langloc"
+SETS = (("langloc", "langloc", "S - N"), ("fedorenko", FEDORENKO, "S - N"),
+        ("noun-verb-phrases", "noun-verb-phrases", "verb - noun"))
+# what makes two runs comparable at equal tokens
+GEOMETRY = ("side", "n_layer", "mlp_ratio", "batch_size", "block_size", "max_steps", "seed")
+
+
+def run_facts(card: dict) -> dict:
+    """The sweep's coordinates of one trained model, from its card."""
+    tr, sp = card["training"], card["spatial_loss"]
+    model = tr.get("model", {})
+    side = model.get("sheet_shape", [16, 16])
+    return {
+        "run": card["name"], "side": int(side[0]), "n_layer": int(model.get("n_layer", 4)),
+        "mlp_ratio": int(model.get("mlp_ratio", 4)),
+        "batch_size": int(tr["batch_size"]), "block_size": int(model.get("block_size", 128)),
+        "max_steps": int(tr["max_steps"]), "seed": int(tr["seed"]),
+        "loss": sp["kind"], "alpha": float(sp["alpha"]),
+        "radius": float(sp["radius"]) if sp["kind"] == "correlation" else np.nan,
+        "tokens": int(card["tokens_seen"]), "train_minutes": card["train_seconds"] / 60,
+        "val_loss": card["final_val_loss"], "unigram_val_loss": card["unigram_val_loss"],
+    }
+
+
+def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
+                cache: Path | None = None) -> dict:
+    """Scores of one model folder on every available stimulus set.
+
+    Cached in ``cache`` (default: ``sweep_eval.json`` beside the model folder), keyed by
+    the model's files, the stimulus sets, the permutation count and the seed."""
+    from topobrain._utils._hashing import hash_files
+    from topobrain.extract import extract
+    from topobrain.models import load
+    from topobrain.pipeline import analyse_contrast
+    from topobrain.stimuli import load_stimuli
+
+    key = {"model": hash_files(sorted(p for p in folder.iterdir() if p.is_file()),
+                               names=True)[:16],
+           "n_permutations": n_permutations, "seed": seed,
+           "sets": [str(s) for _, s, _ in SETS]}
+    cache = folder.parent / "sweep_eval.json" if cache is None else Path(cache)
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return saved["scores"]
+    model = load(folder)
+    scores = {}
+    for set_name, source, contrast in SETS:
+        if isinstance(source, Path) and not source.is_dir():
+            scores[set_name] = {"skipped": f"{source} is absent (the shared stimuli)"}
+            continue
+        stim = load_stimuli(source)
+        acts = extract(model, stim, cache=False, verbose=0)
+        a = analyse_contrast(acts, stim.labels, contrast, n_permutations=n_permutations,
+                             seed=seed, clusters=False, verbose=0)
+        null = a.morans_null
+        nm = null.null_mean_over_layers
+        scores[set_name] = {
+            "contrast": contrast, "n_items": len(stim), "n_units": int(len(a.units)),
+            "n_fdr_significant": int(a.units["significant"].sum()),
+            "mean_morans_i": float(a.mean_morans_i), "null_mean": float(nm.mean()),
+            "null_sd": float(nm.std(ddof=1)), "z": float(null.z_mean),
+            "p": float(null.p_mean), "n_permutations": int(null.n_permutations)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "scores": scores}, indent=1))
+    os.replace(tmp, cache)
+    return scores
+
+
+def build_table(rows: list[dict]) -> pd.DataFrame:
+    """Rows beside their alpha = 0 control at equal tokens."""
+    df = pd.DataFrame(rows)
+    df["control"] = None
+    for col in ("control_val_loss", "val_loss_excess", "control_z", "control_mean_morans_i"):
+        df[col] = np.nan
+    runs = df.drop_duplicates("run").set_index("run")
+    for i, r in df.iterrows():
+        if r["run"].startswith("bundled"):
+            ctrl = "bundled topolm-tiny-control" if r["run"] == "bundled topolm-tiny" else None
+        else:
+            same = runs[(runs["alpha"] == 0) & ~runs.index.str.startswith("bundled")]
+            for g in GEOMETRY:
+                same = same[same[g] == r[g]]
+            ctrl = same.index[0] if len(same) else None
+        if ctrl is None or ctrl == r["run"]:
+            continue
+        c = df[(df["run"] == ctrl) & (df["stimuli"] == r["stimuli"])]
+        df.at[i, "control"] = ctrl
+        df.at[i, "control_val_loss"] = runs.at[ctrl, "val_loss"]
+        df.at[i, "val_loss_excess"] = r["val_loss"] / runs.at[ctrl, "val_loss"] - 1
+        if len(c):
+            df.at[i, "control_z"] = c["z"].iloc[0]
+            df.at[i, "control_mean_morans_i"] = c["mean_morans_i"].iloc[0]
+    return df
+
+
+def _f(v, fmt="{:.2f}"):
+    return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
+
+
+def markdown(df: pd.DataFrame, reading: str) -> str:
+    lines = ["# Topographic sweep (issue #22): every row beside its control and its null", "",
+             "Written by `analyses/sweep.py` from the runs of `configs/sweep/*.yaml` (CPU, one "
+             "thread; see the configs for the cuts) and the bundled pair's cards. Per stimulus "
+             "set: mean Moran's I of the unthresholded S - N (or verb - noun) t-maps over the "
+             "layers, the mean and sd of the same statistic under label permutations, z = "
+             "(I - null mean) / null sd, its permutation p, and BH-FDR-significant units "
+             "(p < .05 over all layers). `val` is the final validation loss (the same "
+             "validation batches for every sweep run); `vs ctrl` is its excess over the "
+             "alpha = 0 control trained on the same tokens.", ""]
+    sets = [s for s in ("langloc", "fedorenko", "noun-verb-phrases") if s in set(df["stimuli"])]
+    head = ["run", "sheet", "blocks", "loss", "alpha", "r", "seed", "tokens", "min", "val",
+            "vs ctrl"]
+    for s in sets:
+        head += [f"{s}: I / null", "z (ctrl z)", "p", "FDR units"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run, g in df.groupby("run", sort=False):
+        r = g.iloc[0]
+        cells = [run.replace("sweep-", ""), f"{r['side']}x{r['side']}", str(r["n_layer"]),
+                 r["loss"], _f(r["alpha"], "{:g}"), _f(r["radius"], "{:g}"), str(r["seed"]),
+                 f"{r['tokens'] / 1e6:.2f} M", _f(r["train_minutes"], "{:.0f}"),
+                 _f(r["val_loss"], "{:.3f}"), _f(100 * r["val_loss_excess"], "{:+.1f}%")]
+        for s in sets:
+            x = g[g["stimuli"] == s]
+            if not len(x) or not np.isfinite(x["z"].iloc[0] if x["z"].iloc[0] is not None
+                                             else np.nan):
+                cells += ["", "", "", ""]
+                continue
+            x = x.iloc[0]
+            cz = f" ({_f(x['control_z'])})" if np.isfinite(x["control_z"]) else ""
+            cells += [f"{_f(x['mean_morans_i'])} / {_f(x['null_mean'])}",
+                      f"{_f(x['z'])}{cz}", _f(x["p"], "{:.3f}"),
+                      f"{int(x['n_fdr_significant'])} / {int(x['n_units'])}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    skipped = df.loc[df.get("note", pd.Series(dtype=object)).notna()] if "note" in df else []
+    if len(skipped):
+        lines += ["", "Blank cells: " + "; ".join(sorted({f"{r['run']}, {r['stimuli']}: "
+                                                          f"{r['note']}"
+                                                          for _, r in skipped.iterrows()}))]
+    lines += ["", "## Reading", "", reading.strip(), ""]
+    return "\n".join(lines)
+
+
+READING = """(written once the runs are in)"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default=str(REPO / "runs" / "sweep"))
+    parser.add_argument("--n-permutations", type=int, default=200)
+    args = parser.parse_args(argv)
+    import torch
+
+    from topobrain.models.loaders import bundled_model_dir
+
+    torch.set_num_threads(1)
+    runs = Path(args.runs)
+    folders = [(bundled_model_dir(n), runs / f"bundled-{n}" / "sweep_eval.json", f"bundled {n}")
+               for n in ("topolm-tiny", "topolm-tiny-control")]
+    folders += [(f, None, None) for f in sorted(runs.glob("*/model"))]
+    rows = []
+    for folder, cache, label in folders:
+        card_path = folder / "card.json"
+        if not card_path.exists():  # a run still training
+            continue
+        card = json.loads(card_path.read_text())
+        facts = run_facts(card)
+        if label:
+            facts["run"] = label
+        scores = score_model(folder, n_permutations=args.n_permutations, cache=cache)
+        for set_name, s in scores.items():
+            rows.append({**facts, "stimuli": set_name,
+                         **({"note": s["skipped"]} if "skipped" in s else s)})
+        print(f"scored {facts['run']}")
+    df = build_table(rows)
+    out = REPO / "figures"
+    df.to_csv(out / "sweep.csv", index=False, float_format="%.4f")
+    (out / "sweep.md").write_text(markdown(df, READING))
+    print((out / "sweep.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
