@@ -102,6 +102,7 @@ from ._utils._permutation import (
     seed_record,
     sign_flips,
 )
+from ._utils._repr import FrameReprMixin
 from ._utils._stats import near_constant, one_way_f
 from ._utils._validation import check_option
 
@@ -411,7 +412,7 @@ def _freeze(*arrays):
 
 
 @dataclass(frozen=True, eq=False)
-class ClusterTable:
+class ClusterTable(FrameReprMixin):
     """Connected clusters of one or more statistic maps, one row per cluster.
 
     Attributes
@@ -913,7 +914,7 @@ def seed_and_grow(
 
 
 @dataclass(frozen=True, eq=False)
-class ClusterTestResult:
+class ClusterTestResult(FrameReprMixin):
     """Result of :func:`permutation_cluster_test`.
 
     Attributes

@@ -80,6 +80,7 @@ from ._utils._permutation import (
     seed_record,
     sign_flips,
 )
+from ._utils._repr import FrameReprMixin
 from ._utils._stats import moran_i_raw, near_constant, one_sample_t, two_sample_t
 from ._utils._validation import check_option
 from .contrast import Contrast, parse_contrast
@@ -127,7 +128,7 @@ def _fmt(x) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class PermutationResult:
+class PermutationResult(FrameReprMixin):
     """Label-permutation test of a map statistic, per layer and averaged over layers.
 
     Attributes
@@ -263,7 +264,7 @@ class PermutationResult:
 
 
 @dataclass(frozen=True, eq=False)
-class SplitHalfResult:
+class SplitHalfResult(FrameReprMixin):
     """Split-half reliability of maps, per layer.
 
     Attributes

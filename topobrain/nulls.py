@@ -60,6 +60,7 @@ from ._utils._permutation import (
     run_blocks,
     seed_record,
 )
+from ._utils._repr import FrameReprMixin
 from ._utils._validation import check_option
 
 __all__ = [
@@ -614,7 +615,7 @@ def variogram_surrogates(
 
 
 @dataclass(frozen=True, eq=False)
-class SpatialNullResult:
+class SpatialNullResult(FrameReprMixin):
     """A statistic against a spatial null.
 
     Attributes

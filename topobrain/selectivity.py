@@ -41,6 +41,7 @@ from ._utils._permutation import (
     run_blocks,
     seed_record,
 )
+from ._utils._repr import FrameReprMixin
 from ._utils._stats import group_moments, one_way_f, two_sample_t
 from .correction import fdr_correction
 
@@ -102,7 +103,7 @@ def _check_labels(labels, n_items: int):
 
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
-class SelectivityResult:
+class SelectivityResult(FrameReprMixin):
     """Omnibus F, preferred condition and selectivity indices of every unit.
 
     Attributes (each a dict layer -> array)
@@ -292,7 +293,7 @@ def _edges(weights) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class JoinCountResult:
+class JoinCountResult(FrameReprMixin):
     """Join counts of a binary map (1 = black, 0 = white) over binary weights.
 
     Attributes
@@ -421,7 +422,7 @@ def category_patches(category_map, labels=None, *,
 
 
 @dataclass(frozen=True)
-class CategoryTopographyResult:
+class CategoryTopographyResult(FrameReprMixin):
     """Do units that prefer the same condition sit together? (label-permutation test)
 
     Attributes

@@ -116,6 +116,7 @@ from ._utils._permutation import (
     run_blocks,
     seed_record,
 )
+from ._utils._repr import FrameReprMixin
 from ._utils._sparse import submatrix
 from ._utils._stats import moran_i_raw, near_constant
 from ._utils._validation import check_finite, check_option
@@ -202,7 +203,7 @@ class _GlobalResultMixin:
 
 
 @dataclass(frozen=True, eq=False)
-class MoranResult(_GlobalResultMixin):
+class MoranResult(_GlobalResultMixin, FrameReprMixin):
     """Global Moran's I of one map or a batch of maps, with its inference.
 
     Scalars (0-d) for one map; arrays of shape ``(n_maps,)`` for a batch. Fields that
@@ -270,7 +271,7 @@ class MoranResult(_GlobalResultMixin):
 
 
 @dataclass(frozen=True, eq=False)
-class GearyResult(_GlobalResultMixin):
+class GearyResult(_GlobalResultMixin, FrameReprMixin):
     """Global Geary's C of one map or a batch of maps, with its inference.
 
     ``C < 1`` means positive spatial autocorrelation, so for Geary ``alternative="less"``
@@ -325,7 +326,7 @@ class GearyResult(_GlobalResultMixin):
 
 
 @dataclass(frozen=True, eq=False)
-class LocalMoranResult:
+class LocalMoranResult(FrameReprMixin):
     """Local Moran's I (LISA) of every cell, with conditional-permutation inference.
 
     Per-cell arrays have the cells' shape of the input: ``(n_rows, n_cols)`` for a map,
@@ -440,7 +441,7 @@ class LocalMoranResult:
 
 
 @dataclass(frozen=True, eq=False)
-class DistanceProfile:
+class DistanceProfile(FrameReprMixin):
     """Correlation of unit responses as a function of sheet distance.
 
     Attributes

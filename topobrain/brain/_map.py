@@ -20,6 +20,7 @@ from .._utils._adjacency import (
     deprecated_alias,
     user_stacklevel,
 )
+from .._utils._repr import FrameReprMixin
 from .._utils._stats import near_constant
 from .._utils._validation import check_option
 from ._mesh import (
@@ -46,7 +47,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- maps
 @dataclass(frozen=True, eq=False)
-class BrainMap:
+class BrainMap(FrameReprMixin):
     """A brain statistic map on surface vertices or volume voxels (immutable).
 
     Attributes
@@ -336,7 +337,7 @@ def map_morans_i(
 
 
 @dataclass(frozen=True, eq=False)
-class BrainClusters:
+class BrainClusters(FrameReprMixin):
     """Clusters of a brain map with their sizes in mm^2 (surfaces) or mm^3 (volumes).
 
     Attributes
@@ -426,7 +427,7 @@ def map_clusters(
 
 
 @dataclass(frozen=True, eq=False)
-class SimilarityDecay:
+class SimilarityDecay(FrameReprMixin):
     """Spatial autocorrelation of a map against distance (a correlogram).
 
     Attributes
@@ -542,7 +543,7 @@ def similarity_decay(
 
 
 @dataclass(frozen=True, eq=False)
-class BrainSummary:
+class BrainSummary(FrameReprMixin):
     """The brain-side numbers of a model-brain comparison (see :func:`summarize_map`).
 
     Attributes

@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._utils._adjacency import LATTICE_ADJACENCIES, check_adjacency, deprecated_alias
+from .._utils._repr import FrameReprMixin
 from .._utils._sparse import submatrix
 from .._utils._validation import check_option
 
@@ -443,7 +444,7 @@ def lattice_adjacency(mask, adjacency: Connectivity = 6) -> sp.csr_matrix:
 
 # --------------------------------------------------------------------------- restriction
 @dataclass(frozen=True, eq=False)
-class RestrictedAdjacency:
+class RestrictedAdjacency(FrameReprMixin):
     """An adjacency restricted to usable locations (finite, in mask, not islands).
 
     Attributes
