@@ -627,3 +627,53 @@ def test_run_lesions_and_cli(tmp_path, capsys):
     rc = main(["lesion", "--model", "topolm-tiny", "--stimuli", "langloc", "--contrast",
                "S - N", "--controls", "random,random-units", "--out", str(tmp_path / "o4")])
     assert rc == 2 and "unknown control kind 'random'" in capsys.readouterr().err
+
+
+def test_text_loss_and_minimal_pair_accuracy_by_hand():
+    from topobrain.lesion import minimal_pair_accuracy, text_loss, text_windows
+    from topobrain.models import load
+
+    m = load("topolm-tiny")
+    text = "the farmer feeds the chickens before the sun comes up. " * 30
+    les = Lesion({"layer.2.mlp": np.arange(0, 256, 3)}, name="x")
+    got = text_loss(m, text, [Lesion({}), les], verbose=0)
+    wins = text_windows(m, text)
+    assert [len(w) for w in wins[:-1]] == [m.context_length] * (len(wins) - 1)
+    for i, lesion in enumerate([Lesion({}), les]):
+        total = n = 0
+        for w in wins:
+            with torch.no_grad(), ablate(m, lesion):
+                total += _nats(m.module(torch.tensor([w])), w)
+            n += len(w) - 1
+        assert got[i] == pytest.approx(total / n, rel=1e-6)
+    pairs = pd.DataFrame({"pair_id": ["a", "b", "c"], "phenomenon": "x",
+                          "good": ["The dogs run.", "The girl sings.", "This dog runs."],
+                          "bad": ["The dogs runs.", "The girl sing.", "These dog runs."]})
+    acc, good, bad = minimal_pair_accuracy(m, pairs, [Lesion({}), les], verbose=0)
+    np.testing.assert_array_equal(acc, (good.nats < bad.nats).mean(1))
+    for j, txt in enumerate(pairs["good"]):
+        seq = m.tokenize([txt])[0]
+        with torch.no_grad():
+            assert good.nats[0, j] == pytest.approx(_nats(m.module(torch.tensor([seq])), seq),
+                                                    rel=1e-6)
+
+
+def test_run_lesions_mean_mode_magnitude_controls_and_a_measure_subset(tmp_path):
+    from topobrain.lesion import run_lesions
+    from topobrain.stimuli import StimulusSet, load_stimuli
+
+    stim = load_stimuli("langloc")
+    small = StimulusSet(stim.to_frame().groupby("condition").head(8), name="small")
+    sub = StimulusSet(stim.to_frame().groupby("condition").head(3), name="sub")
+    r = run_lesions("topolm-tiny", small, "S - N", targets=["disc:layer.1.mlp:5,5:1.5"],
+                    controls=["magnitude"], n_controls=3, mode="mean",
+                    surprisal_stimuli=sub, seed=4, verbose=0)
+    assert r.out is None and r.settings["mode"] == "mean"
+    assert set(r.items["set"]) == {"sub"} and len(r.items) == 5 * 6
+    assert set(r.lesions["kind"]) == {"none", "target", "magnitude"}
+    later = r.lesions[r.lesions["measure"] == "contrast_t[later]"]
+    assert len(later) and later["value"].notna().all()
+    with pytest.raises(ValueError, match="n_controls must be an integer >= 2"):
+        run_lesions("topolm-tiny", small, "S - N", n_controls=1, verbose=0)
+    with pytest.raises(ValueError, match="Invalid value for the 'controls'"):
+        run_lesions("topolm-tiny", small, "S - N", controls=["patch"], verbose=0)

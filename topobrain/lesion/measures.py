@@ -267,7 +267,10 @@ def score_sequences(model, sequences: Sequence[Sequence[int]], lesions: Sequence
                 ids = torch.from_numpy(ids_np).to(device)
                 valid = np.arange(width)[None, :] < n_tok[:, None]
                 amask = torch.from_numpy(valid).to(device) if not valid.all() else None
-                scored = torch.from_numpy(valid[:, 1:]).to(device)
+                # next-token targets, -1 (ignored) where nothing is predicted
+                tgt_np = np.full((batch.size, width), -1, dtype=np.int64)
+                tgt_np[:, :-1] = np.where(valid[:, 1:], ids_np[:, 1:], -1)
+                tgt = torch.from_numpy(tgt_np).to(device)
                 if gpt is not None:
                     x0, m0 = _gpt_prefix(gpt, ids, amask, start)
                 per = lesions_per_pass or max(1, max_tokens // (batch.size * width))
@@ -285,11 +288,11 @@ def score_sequences(model, sequences: Sequence[Sequence[int]], lesions: Sequence
                         else:
                             logits = _logits(model, ids.repeat(k, 1),
                                              None if amask is None else amask.repeat(k, 1))
-                    tgt = ids[:, 1:].repeat(k, 1)
-                    nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                          tgt.reshape(-1), reduction="none")
-                    nll = nll.view(k, batch.size, width - 1) * scored[None]
-                    nats[lo:hi, batch] = nll.double().sum(-1).cpu().numpy()
+                    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                          tgt.repeat(k, 1).reshape(-1), ignore_index=-1,
+                                          reduction="none")
+                    nats[lo:hi, batch] = nll.view(k, batch.size, width).double().sum(-1).cpu(
+                    ).numpy()
                     if capture:
                         keep = torch.from_numpy(valid & (np.arange(width)[None, :] >= offset))
                         keep = keep.to(device)
