@@ -181,10 +181,26 @@ def test_report_renders_in_a_real_browser(tiny_models, stimuli, tmp_path, monkey
     monkeypatch.setenv("TOPOBRAIN_CACHE", str(tmp_path / "cache"))
     res = _run(tiny_models, stimuli, tmp_path / "run", selectivity=True)
     shot = tmp_path / "report.png"
-    out = render_in_browser(res.report, shot)
+    first_screen = """(() => {
+      const img = document.querySelector('figure img');
+      const doc = document.documentElement;
+      return {first_figure: img.getAttribute('alt'), top: img.getBoundingClientRect().top,
+              scroll_width: doc.scrollWidth, client_width: doc.clientWidth,
+              open_tables: document.querySelectorAll('details[open]').length,
+              links: Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))};
+    })()"""
+    out = render_in_browser(res.report, shot, width=1280, height=800, evaluate=[first_screen])
     assert out["console_errors"] == []
     assert out["images_ok"] and out["n_images"] >= 6
     assert shot.exists() and shot.stat().st_size > 10_000
+    (screen,) = out["evaluated"]
+    # the summary, then the main figure (model above control) on the first screen, with
+    # no horizontal scroll bar; the tables wait collapsed, linked to their CSV files
+    assert screen["first_figure"] == "main_S_minus_N" and screen["top"] < 800
+    assert screen["scroll_width"] <= screen["client_width"]
+    assert screen["open_tables"] == 0
+    assert {"layers.csv", "clusters.csv"} <= set(screen["links"])
+    assert all((res.out / link).is_file() for link in screen["links"])
 
 
 def test_one_sample_and_several_contrasts(tiny_models, stimuli, tmp_path, monkeypatch):

@@ -221,8 +221,8 @@ def plot_layer_grid(maps: dict, *, outlines: dict | None = None, title=None, cba
     return fig
 
 
-def plot_map_rows(rows: dict, *, row_labels: dict | None = None, title=None,
-                  cbar_label="t", vmax=None):
+def plot_map_rows(rows: dict, *, row_labels: dict | None = None, outlines: dict | None = None,
+                  title=None, cbar_label="t", vmax=None):
     """Maps of several models side by side: one row per model, one column per layer.
 
     Parameters
@@ -231,6 +231,9 @@ def plot_map_rows(rows: dict, *, row_labels: dict | None = None, title=None,
         ``{model: {layer: map}}``; every model has the same layers, in the same order.
     row_labels : dict of str to str, optional
         Text beside each row (default: the model name).
+    outlines : dict of str to dict of str to ndarray of bool, optional
+        ``{model: {layer: mask}}``: cells to outline (e.g. those of FWE-significant
+        clusters); models or layers left out get no outline.
     vmax : float, optional
         The shared colour limit (maps centred on 0); default the largest of the maps'
         99th percentiles of ``|value|``.
@@ -261,6 +264,10 @@ def plot_map_rows(rows: dict, *, row_labels: dict | None = None, title=None,
             ax = axes[i, j]
             im = ax.imshow(np.ma.masked_invalid(np.asarray(maps[layer], float)), cmap=cm,
                            vmin=-vmax, vmax=vmax, interpolation="nearest")
+            mask = ((outlines or {}).get(name) or {}).get(layer)
+            if mask is not None:
+                _outline(ax, _check_outline(mask, np.shape(maps[layer]),
+                                            f"outlines[{name!r}][{layer!r}]"))
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
