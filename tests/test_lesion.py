@@ -82,6 +82,7 @@ def hand_forward(gpt: TopoGPT, ids, edits=None):
             if name not in edits:
                 return a
             units, vals = edits[name]
+            units = torch.as_tensor(np.array(units))
             a = a.clone()
             v = torch.as_tensor(np.array(vals, float))
             a[..., units] = v if stream is None else v - stream[..., units]
