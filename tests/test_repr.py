@@ -67,3 +67,32 @@ def test_a_real_result_renders(rng):
     text = res._repr_html_()
     assert text.startswith("<div class='topobrain-result'>") and "<table" in text
     assert repr(res).split("(")[0] in text
+
+
+def test_image_html_embeds_the_file(tmp_path):
+    from topobrain._utils._repr import image_html
+
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    tag = image_html(png)
+    assert tag.startswith('<img alt="fig" src="data:image/png;base64,')
+    with pytest.raises(ValueError, match="must be an image file"):
+        image_html(tmp_path / "fig.pdf")
+    with pytest.raises(FileNotFoundError, match="save the figure first"):
+        image_html(tmp_path / "missing.png")
+
+
+def test_localize_result_shows_summary_and_main_figure(tmp_path):
+    from topobrain.pipeline import LocalizeResult
+
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "main_S_minus_N.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    (figures / "other.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    frame = pd.DataFrame({"model": ["m"], "layer": ["l0"], "morans_i": [0.5]})
+    res = LocalizeResult(out=tmp_path, units=frame, layers=frame, clusters=frame.iloc[:0],
+                         report=tmp_path / "report.html", settings=None, record={},
+                         summary=["m, S - N: 3 of 4 units <are> selective."])
+    text = res._repr_html_()
+    assert "&lt;are&gt;" in text and text.count("<img") == 1
+    assert 'alt="main_S_minus_N"' in text

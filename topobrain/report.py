@@ -10,7 +10,6 @@ with no other file.
 
 from __future__ import annotations
 
-import base64
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ._utils._io import atomic_write_text
+from ._utils._repr import image_html
 
 __all__ = ["Section", "Table", "render_report", "write_report"]
 
@@ -118,23 +118,6 @@ class Section:
     figures: list = field(default_factory=list)
 
 
-_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
-         ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
-
-
-def _img(path) -> str:
-    path = Path(path)
-    mime = _MIME.get(path.suffix.lower())
-    if mime is None:
-        raise ValueError(f"figure {path} must be an image file ({', '.join(_MIME)}); got "
-                         f"suffix {path.suffix!r}. Pass the PNG that save_figure wrote.")
-    if not path.is_file():
-        raise FileNotFoundError(f"figure {path} does not exist: save the figure first "
-                                f"(plotting.save_figure) and pass its .png path.")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
-
-
 def _as_table(entry) -> Table:
     if isinstance(entry, Table):
         return entry
@@ -223,7 +206,7 @@ def render_report(*, title: str, settings: dict, sections: list[Section]) -> str
             parts.append('<ul class="findings">' + "".join(
                 f"<li>{html.escape(s)}</li>" for s in sec.sentences) + "</ul>")
         for caption, path in sec.figures:
-            parts.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}"
+            parts.append(f"<figure>{image_html(path)}<figcaption>{html.escape(caption)}"
                          f"</figcaption></figure>")
         for entry in sec.tables:
             tab = _as_table(entry)

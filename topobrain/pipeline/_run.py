@@ -61,6 +61,21 @@ class LocalizeResult(FrameReprMixin):
         """The per-layer table of every model and contrast (a copy of :attr:`layers`)."""
         return self.layers.copy()
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the summary sentences and the main figures, inline."""
+        import html
+
+        from .._utils._repr import image_html
+
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in self.summary)
+        figures = "".join(f"<figure style='margin:.5em 0'>{image_html(p)}</figure>"
+                          for p in sorted((self.out / "figures").glob("main_*.png")))
+        return (f"<div class='topobrain-result'><pre style='margin:0 0 .4em'>"
+                f"{html.escape(repr(self))}</pre><ul>{items}</ul>"
+                f"<div style='max-width:100%'>{figures}</div>"
+                f"<p style='font-size:.85em;color:#666'>Full report: "
+                f"{html.escape(str(self.report))}</p></div>")
+
     def __repr__(self) -> str:
         return (f"LocalizeResult(out={str(self.out)!r}, {len(self.units)} unit rows, "
                 f"{len(self.layers)} layer rows, {len(self.clusters)} clusters)")
