@@ -96,3 +96,23 @@ def test_localize_result_shows_summary_and_main_figure(tmp_path):
     text = res._repr_html_()
     assert "&lt;are&gt;" in text and text.count("<img") == 1
     assert 'alt="main_S_minus_N"' in text
+
+
+def test_progress_bars_take_the_notebook_form_in_jupyter():
+    """Every progress bar comes from ``tqdm.auto``, which draws a widget bar in Jupyter and
+    a text bar in a terminal; a plain ``tqdm`` import would print text into notebooks."""
+    import ast
+    from pathlib import Path
+
+    import topobrain
+
+    offenders, users = [], []
+    for path in Path(topobrain.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and \
+                    node.module.split(".")[0] == "tqdm":
+                (users if node.module == "tqdm.auto" else offenders).append(path.name)
+            elif isinstance(node, ast.Import):
+                offenders += [path.name for a in node.names if a.name.split(".")[0] == "tqdm"]
+    assert users, "no progress bars found: the check is looking in the wrong place"
+    assert not offenders, offenders
