@@ -62,17 +62,20 @@ class LocalizeResult(FrameReprMixin):
         return self.layers.copy()
 
     def _repr_html_(self) -> str:
-        """In a notebook: the summary sentences and the main figures, inline."""
+        """In a notebook: the summary sentences, the main figures and the layer table."""
         import html
 
-        from .._utils._repr import image_html
+        from .._utils._repr import frame_html, image_html
 
         items = "".join(f"<li>{html.escape(line)}</li>" for line in self.summary)
+        table = frame_html("Moran's I and its null by model, contrast and layer",
+                           self.to_frame())
         figures = "".join(f"<figure style='margin:.5em 0'>{image_html(p)}</figure>"
                           for p in sorted((self.out / "figures").glob("main_*.png")))
         return (f"<div class='topobrain-result'><pre style='margin:0 0 .4em'>"
                 f"{html.escape(repr(self))}</pre><ul>{items}</ul>"
                 f"<div style='max-width:100%'>{figures}</div>"
+                f"{table}"
                 f"<p style='font-size:.85em;color:#666'>Full report: "
                 f"{html.escape(str(self.report))}</p></div>")
 
