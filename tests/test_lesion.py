@@ -528,8 +528,8 @@ def test_a_trained_patch_beats_its_controls():
     patch = disc(m.sheets["layer.0.mlp"], "layer.0.mlp", (3, 3), 1.5)
     patch_attn = disc(m.sheets["layer.0.attn"], "layer.0.attn", (3, 3), 1.5)
     keep = {k: torch.zeros(36) for k in m.layer_names}
-    keep["layer.0.mlp"][patch.units["layer.0.mlp"]] = 1
-    keep["layer.0.attn"][patch_attn.units["layer.0.attn"]] = 1
+    keep["layer.0.mlp"][np.array(patch.units["layer.0.mlp"])] = 1
+    keep["layer.0.attn"][np.array(patch_attn.units["layer.0.attn"])] = 1
     hooks = [gpt.transformer.h[0].attn.register_forward_hook(
                  lambda _m, _i, o: o * keep["layer.0.attn"]),
              gpt.transformer.h[0].mlp.register_forward_hook(
@@ -609,6 +609,14 @@ def test_run_lesions_and_cli(tmp_path, capsys):
     assert "top5%" in html and "http" not in html.split("<body>")[0]
     assert html.count("data:image/png;base64") >= 2  # self-contained
     assert (out / "figures" / "lesion_controls.png").is_file()
+    import hashlib
+
+    import yaml
+
+    run = yaml.safe_load((out / "run.yaml").read_text())
+    assert run["input_hashes"]["eval_text"] == hashlib.sha256(text.read_bytes()).hexdigest()
+    assert set(run["input_hashes"]) == {"eval_text", "minimal_pairs[0]"}
+    assert run["n_controls"] == 3 and run["seed"] == 1 and run["model_identity"]
     # the same call again reproduces the tables exactly (seeded controls)
     rc = main(["lesion", "--model", "topolm-tiny", "--stimuli", str(tmp_path / "items.tsv"),
                "--contrast", "S - N", "--target", "top5%", "--n-controls", "3",

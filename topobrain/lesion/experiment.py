@@ -293,6 +293,7 @@ def _run(m, model, stimuli, contrast, targets, controls, n_controls, mode, local
         "max_eval_windows": max_eval_windows,
         "minimal_pairs": [str(x) if not isinstance(x, pd.DataFrame) else "<DataFrame>"
                           for x in minimal_pairs],
+        "input_hashes": _input_hashes(eval_text, minimal_pairs),
         "seed": seed if isinstance(seed, (int, type(None))) else repr(seed),
         "surprisal": "sum over an item's tokens after its first of -log p, nats"
                      + (" (BOS prepended: every item token scored)" if bos else ""),
@@ -301,6 +302,29 @@ def _run(m, model, stimuli, contrast, targets, controls, n_controls, mode, local
     if out is not None:
         result = _write(result, Path(out), overwrite, m, maps, groups)
     return result
+
+
+def _input_hashes(eval_text, minimal_pairs) -> dict:
+    """SHA-256 of the held-out text and of each minimal-pair file or table."""
+    from .._utils._hashing import hash_bytes, hash_file, hash_files
+
+    out = {}
+    if eval_text is not None:
+        p = Path(str(eval_text))
+        out["eval_text"] = (hash_file(p) if len(str(eval_text)) < 4096 and p.is_file()
+                            else hash_bytes(str(eval_text)))
+    for k, mp in enumerate(minimal_pairs):
+        if isinstance(mp, pd.DataFrame):
+            out[f"minimal_pairs[{k}]"] = hash_bytes(mp.to_csv(index=False))
+        else:
+            from ..stimuli import _minimal_pairs_root, available_minimal_pairs
+
+            p = Path(str(mp))
+            if not p.exists() and str(mp) in available_minimal_pairs():
+                p = _minimal_pairs_root() / f"{mp}.jsonl"
+            files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+            out[f"minimal_pairs[{k}]"] = hash_files(files)
+    return out
 
 
 def contrast_conditions(contrast) -> list[str]:
