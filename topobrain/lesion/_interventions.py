@@ -50,6 +50,16 @@ class Lesion:
         ``"random-patch"``, ``"magnitude"``).
     params : dict
         How the lesion was made (target spec, control index, placement).
+
+    Examples
+    --------
+    >>> les = Lesion({"layer.3.mlp": [5, 2, 2], "layer.0.attn": []}, name="patch")
+    >>> les
+    Lesion('patch', kind='target', 2 units (layer.3.mlp: 2))
+    >>> les.units["layer.3.mlp"]
+    array([2, 5])
+    >>> les.masks({"layer.3.mlp": 6})["layer.3.mlp"]
+    array([False, False,  True, False, False,  True])
     """
 
     units: Mapping[str, np.ndarray]

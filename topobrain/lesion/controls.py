@@ -166,6 +166,17 @@ def draw_controls(target: Lesion, sheets: Mapping, kind: str, n_controls: int, *
     -------
     list of Lesion
         Named ``"{kind}:{i:03d}"``, with ``params`` recording the target and index.
+
+    Examples
+    --------
+    >>> from topobrain.sheet import CorticalSheet
+    >>> sheets = {"layer.0.mlp": CorticalSheet((6, 6), name="layer.0.mlp")}
+    >>> target = Lesion({"layer.0.mlp": [0, 1, 6, 7]}, name="corner")  # a 2 x 2 square
+    >>> ctl = draw_controls(target, sheets, "random-patch", 3, seed=0)
+    >>> [c.n_units for c in ctl], ctl[0].params["patch"]
+    ([4, 4, 4], {'layer.0.mlp': 'moved'})
+    >>> any(set(c.units["layer.0.mlp"]) & {0, 1, 6, 7} for c in ctl)
+    False
     """
     check_option("kind", kind, CONTROL_KINDS)
     if isinstance(n_controls, bool) or not isinstance(n_controls, (int, np.integer)) \
@@ -212,6 +223,12 @@ def z_and_p(target: float, controls: np.ndarray, *, alternative: str = "greater"
         ``sd`` with ``ddof=1``; ``z = (target - mean) / sd`` (NaN when sd is 0);
         ``p = (1 + #{controls at least as extreme}) / (1 + n_controls)`` in the direction
         of ``alternative``.
+
+    Examples
+    --------
+    >>> mean, sd, z, p = z_and_p(5.0, np.array([1.0, 2.0, 3.0, 4.0]))
+    >>> round(z, 3), p
+    (1.936, 0.2)
     """
     from .._utils._permutation import permutation_pvalue
 

@@ -247,6 +247,16 @@ def top_units(t: Mapping[str, np.ndarray], percent: float = 5.0, *, per_layer: b
     Returns
     -------
     Lesion
+
+    Examples
+    --------
+    >>> t = {"a": np.array([0.5, 3.0, 1.0, -2.0]), "b": np.array([2.5, 0.0, 0.1, 0.2])}
+    >>> top_units(t, 25).units
+    {'a': array([1]), 'b': array([0])}
+    >>> top_units(t, 25, per_layer=True).units
+    {'a': array([1]), 'b': array([0])}
+    >>> top_units(t, 50).units
+    {'a': array([0, 1, 2]), 'b': array([0])}
     """
     if not 0 < float(percent) <= 100:
         raise ValueError(f"percent must be in (0, 100]; got {percent}.")
