@@ -55,20 +55,25 @@ def run_facts(card: dict) -> dict:
 
 
 def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
-                cache: Path | None = None) -> dict:
+                cache: Path | None = None, row_major: bool = False) -> dict:
     """Scores of one model folder on every available stimulus set.
 
-    Cached in ``cache`` (default: ``sweep_eval.json`` beside the model folder), keyed by
-    the model's files, the stimulus sets, the permutation count and the seed."""
+    ``row_major=True`` scores the units on row-major sheets (unit ``i`` at ``(i // n_cols,
+    i % n_cols)``) instead of the model's own (permuted) sheets: the layout that
+    TopoLoss smooths (it reshapes a weight's rows in order). Cached in ``cache`` (default:
+    ``sweep_eval.json`` beside the model folder), keyed by the model's files, the stimulus
+    sets, the layout, the permutation count and the seed."""
     from topobrain._utils._hashing import hash_files
+    from topobrain.activations import Activations
     from topobrain.extract import extract
     from topobrain.models import load
     from topobrain.pipeline import analyse_contrast
+    from topobrain.sheet import CorticalSheet
     from topobrain.stimuli import load_stimuli
 
     key = {"model": hash_files(sorted(p for p in folder.iterdir() if p.is_file()),
                                names=True)[:16],
-           "n_permutations": n_permutations, "seed": seed,
+           "n_permutations": n_permutations, "seed": seed, "row_major": row_major,
            "sets": [str(s) for _, s, _ in SETS]}
     cache = folder.parent / "sweep_eval.json" if cache is None else Path(cache)
     if cache.exists():
@@ -83,6 +88,11 @@ def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
             continue
         stim = load_stimuli(source)
         acts = extract(model, stim, cache=False, verbose=0)
+        if row_major:
+            acts = Activations.from_arrays(
+                {n: acts[n] for n in acts.layers},
+                {n: CorticalSheet(acts.sheets[n].shape, name=n) for n in acts.layers},
+                item_ids=acts.item_ids, labels=acts.labels)
         a = analyse_contrast(acts, stim.labels, contrast, n_permutations=n_permutations,
                              seed=seed, clusters=False, verbose=0)
         null = a.morans_null
@@ -192,15 +202,23 @@ def main(argv=None) -> int:
                for n in ("topolm-tiny", "topolm-tiny-control")]
     folders += [(f, None, None) for f in sorted(runs.glob("*/model"))]
     rows = []
+    for folder, _, _ in list(folders):
+        if (folder / "card.json").exists() and json.loads(
+                (folder / "card.json").read_text())["spatial_loss"]["kind"] == "topoloss":
+            folders.append((folder, folder.parent / "sweep_eval_row_major.json", "row-major"))
     for folder, cache, label in folders:
         card_path = folder / "card.json"
         if not card_path.exists():  # a run still training
             continue
         card = json.loads(card_path.read_text())
         facts = run_facts(card)
-        if label:
+        row_major = label == "row-major"
+        if row_major:
+            facts["run"] += " (row-major sheets)"
+        elif label:
             facts["run"] = label
-        scores = score_model(folder, n_permutations=args.n_permutations, cache=cache)
+        scores = score_model(folder, n_permutations=args.n_permutations, cache=cache,
+                             row_major=row_major)
         for set_name, s in scores.items():
             rows.append({**facts, "stimuli": set_name,
                          **({"note": s["skipped"]} if "skipped" in s else s)})
