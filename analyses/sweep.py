@@ -1,8 +1,8 @@
 """Score the topographic sweep (issue #22): every row beside its control and its null.
 
 For each finished run under ``runs/sweep/*/model`` (trained from ``configs/sweep/*.yaml``
-with ``topobrain train``) and the two bundled models (their cards' evaluation, 1,000
-permutations, for reference): the label-permutation null of the mean Moran's I (queen,
+with ``topobrain train``) and the two bundled models (scored the same way, for
+reference): the label-permutation null of the mean Moran's I (queen,
 unthresholded t-maps, averaged over the layers) for S - N on the bundled ``langloc`` set
 and on the Fedorenko et al. (2010) localizer (``../shared/stimuli``; skipped with a reason
 when absent) and for verb - noun on the bundled ``noun-verb-phrases`` set: its z, p and
@@ -144,7 +144,9 @@ def _f(v, fmt="{:.2f}"):
 def markdown(df: pd.DataFrame, reading: str) -> str:
     lines = ["# Topographic sweep (issue #22): every row beside its control and its null", "",
              "Written by `analyses/sweep.py` from the runs of `configs/sweep/*.yaml` (CPU, one "
-             "thread; see the configs for the cuts) and the bundled pair's cards. Per stimulus "
+             "thread; see the configs for the cuts) and the bundled pair, scored the same way "
+             "(their validation loss is on the older two-source corpus and its own "
+             "tokenizer: compare it only with each other). Per stimulus "
              "set: mean Moran's I of the unthresholded S - N (or verb - noun) t-maps over the "
              "layers, the mean and sd of the same statistic under label permutations, z = "
              "(I - null mean) / null sd, its permutation p, and BH-FDR-significant units "
@@ -180,6 +182,11 @@ def markdown(df: pd.DataFrame, reading: str) -> str:
         lines += ["", "Blank cells: " + "; ".join(sorted({f"{r['run']}, {r['stimuli']}: "
                                                           f"{r['note']}"
                                                           for _, r in skipped.iterrows()}))]
+    sweep = df[~df["run"].str.startswith("bundled")]
+    if len(sweep):
+        lines += ["", f"A unigram model's validation loss on the sweep's corpus: "
+                      f"{sweep['unigram_val_loss'].iloc[0]:.3f} (the bundled pair's corpus: "
+                      f"{df['unigram_val_loss'].iloc[0]:.3f})."]
     lines += ["", "## Reading", "", reading.strip(), ""]
     return "\n".join(lines)
 
