@@ -804,7 +804,7 @@ def seed_and_grow(
 ) -> ClusterTable:
     """TopoLM's seed-and-grow clusters of significant units (region growing).
 
-    The published clustering of TopoLM's language-network analysis [3]_: take the
+    The published clustering of TopoLM's language-network analysis (Rathi et al., 2025): take the
     unit with the smallest FDR-corrected p-value (the most selective) as a seed, add
     neighbouring units while their ``p_FDR < alpha`` (breadth first, through any number
     of steps), then repeat from the most selective unit not yet assigned; finally drop

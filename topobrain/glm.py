@@ -472,10 +472,10 @@ class ContrastResult(FrameReprMixin):
         Standard-normal score with the same tail probability as the statistic: for t,
         ``sign(t) * Phi^-1(1 - P(T > |t|))`` whatever ``alternative`` (the nilearn
         convention); for F, ``Phi^-1(1 - p)``.
-    effect : ndarray of shape U (t) or (q, *U) (F)
+    effect : ndarray of shape ``U`` (t) or ``(q, *U)`` (F)
         Contrast estimate ``c @ beta`` in activation units (Welch: mean of the positive
         side minus mean of the negative side).
-    se : ndarray of shape U (t) or (q, *U) (F)
+    se : ndarray of shape ``U`` (t) or ``(q, *U)`` (F)
         Standard error of ``effect``.
     cohen_d : ndarray of shape U or None
         Standardised effect: ``effect`` over the residual standard deviation (GLM) or
@@ -580,7 +580,7 @@ class GLMResult(FrameReprMixin):
 
     Attributes
     ----------
-    betas : ndarray of shape (n_regressors, *U)
+    betas : ndarray of shape ``(n_regressors, *U)``
         Least squares coefficients, one row per design column, in activation units.
     sigma2 : ndarray of shape U
         Residual variance, ``RSS / df_resid``.

@@ -980,7 +980,7 @@ def map_permutation_test(
     statistic : str or callable, default="morans_i"
         ``"morans_i"`` (global Moran's I, weights row-standardised, as esda and TopoLM),
         ``"gearys_c"``, ``"n_clusters"``, ``"max_cluster_size"`` (cells),
-        ``"max_cluster_mass"`` (largest |sum of t| over a cluster's cells) at
+        ``"max_cluster_mass"`` (largest ``|sum of t|`` over a cluster's cells) at
         ``threshold``,
         ``"smoothness"`` (the TDANN smoothness ``(max(d) - d[0]) / max(d)`` of the map's
         dissimilarity-vs-distance curve, ``d`` the mean squared difference of t between

@@ -106,8 +106,10 @@ def _check_labels(labels, n_items: int):
 class SelectivityResult(FrameReprMixin):
     """Omnibus F, preferred condition and selectivity indices of every unit.
 
-    Attributes (each a dict layer -> array)
-    ----------------------------------------
+    Each attribute below is a dict of layer name -> array.
+
+    Attributes
+    ----------
     f, p, eta_squared : ndarray of shape (n_units,)
         One-way ANOVA F over conditions, its p (upper tail) and eta squared. NaN for
         units that are constant within every condition.

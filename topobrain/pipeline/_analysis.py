@@ -103,7 +103,7 @@ class ContrastAnalysis(FrameReprMixin):
     cluster_outlines : dict of str to ndarray of bool, shape (n_rows, n_cols)
         Cells of FWE-significant clusters.
     cluster_threshold : float
-        The cluster-forming |t|.
+        The cluster-forming ``|t|``.
     morans_null : topobrain.inference.PermutationResult or None
         The label-permutation null of Moran's I (None without permutations).
     distance_curves : DataFrame
@@ -183,7 +183,7 @@ def analyse_contrast(acts, labels, contrast, *, model: str = "model", alpha: flo
         Label permutations (sign flips for one-sample contrasts) for the Moran's I null
         and for the cluster FWE test; 0 skips both.
     cluster_p : float, default=0.001
-        Two-sided cluster-forming p (|t| from the median unit df).
+        Two-sided cluster-forming p (``|t|`` from the median unit df).
     clusters : bool, default=True
         Run the cluster analysis (False leaves ``clusters`` empty and the cluster
         columns of ``layers`` at 0).

@@ -124,7 +124,7 @@ def localize(model, stimuli, contrasts, *, out, control=None, smooth_fwhm: float
         Label permutations for the Moran's I null and the cluster FWE test (0 skips
         both; clusters are then listed without p-values).
     cluster_p : float, default=0.001
-        Two-sided cluster-forming p, in (0, 1) (a |t| threshold from the units' df).
+        Two-sided cluster-forming p, in (0, 1) (a ``|t|`` threshold from the units' df).
     selectivity : bool, default=False
         Also write the omnibus F / preferred-condition analysis over all conditions.
     brain_reference : float, optional
