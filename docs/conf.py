@@ -36,7 +36,7 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py",
+exclude_patterns = ["_build", "sg_execution_times.rst", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "auto_examples/*.zip", "auto_examples/*.md5", "auto_examples/*.json"]
 source_suffix = {".rst": "restructuredtext"}
 root_doc = "index"
@@ -73,6 +73,8 @@ sphinx_gallery_conf = {
     "min_reported_time": 0,
     "reset_modules": ("matplotlib",),
     "plot_gallery": "True",
+    # the timing pages load jQuery and DataTables from a CDN: not in an offline site
+    "write_computation_times": False,
 }
 
 # -- HTML -------------------------------------------------------------------------------
@@ -88,6 +90,8 @@ html_theme_options = {
     # offline build: nothing is fetched from the web when a page opens
     "icon_links": [],
 }
+# an explicit colour mode: with none stored, the theme's script logs a console error
+html_context = {"default_mode": "light"}
 html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None
