@@ -46,7 +46,7 @@ def run(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "lesion", help="lesion localized units, clusters or patches against matched controls",
-        description="Localize units with a contrast, silence a target (top k%% by t, FDR "
+        description="Localize units with a contrast, silence a target (top k% by t, FDR "
         "units, a cluster, a disc or square, a mask) and matched random controls, and "
         "measure surprisal per condition, held-out loss, minimal-pair accuracy and the "
         "contrast in later layers; writes lesions.csv, lesion_units.csv, items.csv, "
