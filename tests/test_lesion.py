@@ -686,3 +686,26 @@ def test_run_lesions_mean_mode_magnitude_controls_and_a_measure_subset(tmp_path)
         run_lesions("topolm-tiny", small, "S - N", n_controls=1, verbose=0)
     with pytest.raises(ValueError, match="Invalid value for the 'controls'"):
         run_lesions("topolm-tiny", small, "S - N", controls=["patch"], verbose=0)
+
+
+def test_read_localizer_matches_a_localize_run(tmp_path):
+    """The targets read from a `topobrain localize` folder are those computed here: the
+    same t and FDR p per unit, the same clusters rebuilt unit for unit."""
+    from topobrain.extract import extract
+    from topobrain.models import load
+    from topobrain.pipeline import localize
+    from topobrain.stimuli import StimulusSet, load_stimuli
+
+    stim = load_stimuli("langloc")
+    small = StimulusSet(stim.to_frame().groupby("condition").head(20), name="small20")
+    localize("topolm-tiny", small, "S - N", out=tmp_path / "loc", n_permutations=0,
+             cache=False, verbose=0)
+    back = read_localizer(tmp_path / "loc")
+    m = load("topolm-tiny")
+    here = localizer_maps(extract(m, small, cache=False, verbose=0), small.labels, "S - N")
+    assert len(back.clusters) == len(here.clusters) > 0
+    for k in m.layer_names:
+        np.testing.assert_allclose(back.t[k], here.t[k], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(back.p_fdr[k], here.p_fdr[k], rtol=1e-4, atol=1e-8)
+        np.testing.assert_array_equal(back.cluster_labels[k] > 0, here.cluster_labels[k] > 0)
+    assert largest_cluster(back).counts() == largest_cluster(here).counts()
