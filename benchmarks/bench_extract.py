@@ -15,7 +15,6 @@ there is one); the ratio of the minima is the harness's cost. Run:
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from topobrain._utils._hashing import hash_bytes
 from topobrain.extract import extract
 from topobrain.models.gpt import GPTConfig, TopoGPT
 from topobrain.models.loaders import sheet_model_from_topogpt
@@ -55,7 +55,7 @@ def build_model(tmp: Path):
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=4096, block_size=128, n_layer=4, n_head=4, sheet_shape=(16, 16))
     module = TopoGPT(cfg).eval()
-    identity = hashlib.sha256(b"bench-extract-random-init-seed-0").hexdigest()[:20]
+    identity = hash_bytes("bench-extract-random-init-seed-0")[:20]
     model = sheet_model_from_topogpt("bench-tiny", module, build_sheets(cfg, 0), tok, identity)
     texts = [" ".join(rng.choice(words, size=N_WORDS)) for _ in range(N_ITEMS)]
     return model, texts

@@ -86,7 +86,6 @@ References
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import threading
 import warnings
@@ -106,6 +105,7 @@ from ._utils._adjacency import (
     user_stacklevel,
 )
 from ._utils._docs import fill_doc
+from ._utils._hashing import hash_arrays
 from ._utils._permutation import (
     BLOCK_SIZE,
     as_seed_sequence,
@@ -511,12 +511,10 @@ class _Input:
     adjacency: str              # what params["adjacency"] records (adjacency_name)
 
     @functools.cached_property
-    def base_digest(self) -> bytes:
+    def base_digest(self) -> str:
         """SHA-256 of the given weights (validated CSR arrays): their cache key."""
-        h = hashlib.sha256(repr((self.base.shape, self.base.indices.dtype.str)).encode())
-        for a in (self.base.indptr, self.base.indices, self.base.data):
-            h.update(np.ascontiguousarray(a).data)
-        return h.digest()
+        return hash_arrays(np.asarray(self.base.shape), self.base.indptr, self.base.indices,
+                           self.base.data, prefix="spatial.weights")
 
 
 def _prepare(values, adjacency) -> _Input:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import re
 import warnings
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._utils._hashing import hash_bytes
 from ._utils._io import atomic_write_text
 from ._utils._validation import suggest
 from .contrast import Contrast, parse_contrast
@@ -215,13 +215,15 @@ class StimulusSet:
         bundled name share one identity: a safe cache key for activations.
         """
         if self._identity is None:
-            h = hashlib.sha256(b"topobrain.StimulusSet.v1\x1e")
-            for col in self._table.columns:
-                h.update(str(col).encode("utf-8") + b"\x1f")
-                for value in self._table[col].tolist():
-                    h.update(_canonical(value).encode("utf-8") + b"\x1f")
-                h.update(b"\x1e")
-            object.__setattr__(self, "_identity", h.hexdigest())
+            def chunks():
+                yield b"topobrain.StimulusSet.v1\x1e"
+                for col in self._table.columns:
+                    yield str(col).encode("utf-8") + b"\x1f"
+                    for value in self._table[col].tolist():
+                        yield _canonical(value).encode("utf-8") + b"\x1f"
+                    yield b"\x1e"
+
+            object.__setattr__(self, "_identity", hash_bytes(chunks()))
         return self._identity
 
     # ---------------------------------------------------------------- selection
@@ -1037,8 +1039,9 @@ def read_blimp(path) -> pd.DataFrame:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{f}, line {n}: not valid JSON ({exc.msg}).") from None
             if not isinstance(rec, dict) or not {"sentence_good", "sentence_bad"} <= set(rec):
+                got = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
                 raise ValueError(f"{f}, line {n}: a BLiMP pair needs 'sentence_good' and "
-                                 f"'sentence_bad'; got {sorted(rec) if isinstance(rec, dict) else type(rec).__name__}.")
+                                 f"'sentence_bad'; got {got}.")
             phen = str(rec.get("UID") or rec.get("linguistics_term") or f.stem)
             rows.append({"pair_id": f"{phen}:{rec.get('pairID', n)}", "phenomenon": phen,
                          "good": str(rec["sentence_good"]), "bad": str(rec["sentence_bad"]),

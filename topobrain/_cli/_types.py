@@ -84,28 +84,16 @@ def device(text: str) -> str:
 def check_device(name: str, flag: str = "--device") -> None:
     """Refuse a device this machine does not have, before any model is loaded.
 
+    The library's one device check (:func:`topobrain._utils._validation.check_device`),
+    with messages that name the flag.
+
     Raises
     ------
     ValueError
         One line naming the device, what the machine has, and the flag that fixes it.
     """
     if name in ("auto", "cpu"):
-        return
-    import torch
+        return  # no torch import for the common case
+    from .._utils._validation import check_device as _check
 
-    kind, _, index = name.partition(":")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            why = ("this torch was built without CUDA" if torch.version.cuda is None
-                   else "no CUDA device is visible")
-            raise ValueError(f"{flag} {name}: CUDA is not available ({why}); use {flag} cpu, "
-                             f"or {flag} auto to take a GPU when there is one.")
-        n = torch.cuda.device_count()
-        if index and int(index) >= n:
-            raise ValueError(f"{flag} {name}: this machine has {n} CUDA device(s), "
-                             f"cuda:0 to cuda:{n - 1}; use one of them or {flag} cuda.")
-    elif kind == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ValueError(f"{flag} mps: Apple's MPS is not available on this machine; "
-                             f"use {flag} cpu or {flag} auto.")
+    _check(name, parameter=flag)

@@ -26,6 +26,7 @@ import torch
 
 from .._utils._hashing import hash_files
 from .._utils._io import atomic_write_bytes, atomic_write_text
+from .._utils._validation import check_device
 from ..sheet import CorticalSheet
 from .gpt import GPTConfig, TopoGPT
 from .losses import correlation_loss, topoloss
@@ -505,21 +506,6 @@ def _evaluate(model, val, cfg, block, device, n_batches) -> float:
     return float(np.mean(losses))
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r} in the training config is not a device; use "
-                         f"'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} in the training config: CUDA is not available "
-                         f"on this machine; set device: cpu (or auto, which takes a GPU "
-                         f"when there is one).")
-    return dev
-
-
 def train(config: TrainConfig | dict | str | os.PathLike, *,
           allow_config_change: Iterable[str] | str = ()) -> Path:
     """Train (or resume) a topographic GPT and export it as a model folder.
@@ -576,7 +562,7 @@ def train(config: TrainConfig | dict | str | os.PathLike, *,
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    device = _resolve_device(cfg.device)
+    device = check_device(cfg.device, parameter="device")
     if world > 1:
         import torch.distributed as dist
 

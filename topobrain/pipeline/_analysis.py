@@ -148,9 +148,10 @@ class ContrastAnalysis(FrameReprMixin):
 
 
 def _cluster_forming_t(p: float, df: float) -> float:
-    from scipy import stats
+    """The two-sided cluster-forming ``|t|`` (the one rule, in :mod:`topobrain.clusters`)."""
+    from ..clusters import cluster_forming_threshold
 
-    return float(stats.t.isf(p / 2, df))
+    return cluster_forming_threshold(p, df, stat="t", tail=0)
 
 
 def _same_shape(maps: dict) -> bool:

@@ -188,15 +188,9 @@ def _accept_existing(run_id: str, overwrite: bool):
 def _check_before_forward(settings: LocalizeSettings, loaded: dict) -> None:
     """What needs the models (device, layer names, FWHM against the sheets): checked
     before the first forward pass."""
-    from ..extract import _resolve_device
+    from .._utils._validation import check_device
 
-    _resolve_device(settings.device)
-    if settings.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={settings.device!r} but CUDA is not available here. "
-                             f"Pass device='cpu' (--device cpu) or 'auto'.")
+    check_device(settings.device)
     for role, m in loaded.items():
         names = list(m.layer_names)
         for layer in settings.layers or ():
