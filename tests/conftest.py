@@ -55,3 +55,11 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def bpe_dir(tmp_path_factory):
+    """A tiny byte-level BPE: tokenizer.json plus GPT-2-style vocab.json/merges.txt."""
+    from _checkpoints import make_bpe
+
+    return make_bpe(tmp_path_factory.mktemp("bpe"))

@@ -22,7 +22,6 @@ from _checkpoints import (
     authors_forward,
     authors_state,
     head_grid_index,
-    make_bpe,
     random_coords,
     save_tiny_folder,
     token_batch,
@@ -35,11 +34,6 @@ from topobrain.models.describe import describe_model
 from topobrain.sheet import CorticalSheet, toponets_shape
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-@pytest.fixture(scope="module")
-def bpe_dir(tmp_path_factory):
-    return make_bpe(tmp_path_factory.mktemp("bpe"))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import pytest
 import torch
 from _checkpoints import (
     coords_from_sheets,
-    make_bpe,
     tiny_gpt,
     write_topolm,
 )
@@ -43,12 +42,6 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # --------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def bpe_dir(tmp_path_factory):
-    """A tiny byte-level BPE: tokenizer.json plus GPT-2-style vocab.json/merges.txt."""
-    return make_bpe(tmp_path_factory.mktemp("bpe"))
-
-
 @pytest.fixture(scope="module")
 def tokenizer(bpe_dir):
     from topobrain.models.tokenizer import load_tokenizer
