@@ -17,7 +17,8 @@ target with later layers) the mean S - N t of the later layers' selective units.
 target is set against each control distribution: z and the Monte Carlo p (+1 rule) in the
 direction of harm (more surprisal or loss, less accuracy or contrast).
 
-Usage: ``python analyses/lesions.py [--n-controls 20] [--n-items 60] [--eval-text FILE]``.
+Usage: ``python analyses/lesions.py [--n-controls 40] [--n-items 60] [--eval-text FILE]``
+(about 10 minutes on two busy cores).
 Writes ``figures/lesions.csv`` (every target row) and ``figures/lesions.md`` (the table
 for the README).
 """
@@ -52,7 +53,8 @@ def _table(rows: pd.DataFrame) -> str:
         first = g.iloc[0]
         zs = {r["against"]: f"{r['z']:+.2f} ({r['p']:.3g})" for _, r in g.iterrows()}
         base = first["value"] - first["change"]
-        lines.append(f"| {model} | {target} ({int(first['n_units'])}) | "
+        where = f", {first['layers']}" if ";" not in str(first["layers"]) else ""
+        lines.append(f"| {model} | {target} ({int(first['n_units'])}{where}) | "
                      f"{MEASURES.get(measure, measure)} | {base:.4g} | "
                      f"{first['change']:+.3g} | {zs.get('random-units', '-')} | "
                      f"{zs.get('random-patch', '-')} |")
@@ -61,7 +63,7 @@ def _table(rows: pd.DataFrame) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-controls", type=int, default=20)
+    parser.add_argument("--n-controls", type=int, default=40)
     parser.add_argument("--n-items", type=int, default=60)
     parser.add_argument("--eval-text", default=str(DEFAULT_TEXT))
     parser.add_argument("--eval-windows", type=int, default=4)
