@@ -23,16 +23,7 @@ import argparse
 import time
 
 import numpy as np
-
-
-def _best(fn, repeat):
-    walls, cpus, out = [], [], None
-    for _ in range(repeat):
-        w0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        walls.append(time.perf_counter() - w0)
-        cpus.append(time.process_time() - c0)
-    return min(walls), min(cpus), out
+from _timing import best_times
 
 
 def main(argv=None) -> int:
@@ -65,15 +56,15 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     map_morans_i(bm, n_permutations=args.permutations, seed=0, n_jobs=args.n_jobs, verbose=0)
     t_first = time.perf_counter() - t0
-    ours_wall, ours_cpu, ours = _best(
+    ours_wall, ours_cpu, ours = best_times(
         lambda: map_morans_i(bm, n_permutations=args.permutations, seed=0,
                              n_jobs=args.n_jobs, verbose=0), args.repeat)
     np.random.seed(0)
-    esda_wall, esda_cpu, ref = _best(
+    esda_wall, esda_cpu, ref = best_times(
         lambda: esda.Moran(x, w, permutations=args.permutations), args.repeat)
 
     gen = np.random.default_rng(1)
-    floor_wall, floor_cpu, _ = _best(
+    floor_wall, floor_cpu, _ = best_times(
         lambda: [gen.permutation(mesh.n_vertices) for _ in range(args.permutations)],
         args.repeat)
 
@@ -87,7 +78,7 @@ def main(argv=None) -> int:
     keys = np.arange(args.permutations, dtype=np.uint64)
     sink = np.empty((1, keys.size))
     xs = np.ascontiguousarray(x[None])
-    shuffle_wall, shuffle_cpu, _ = _best(
+    shuffle_wall, shuffle_cpu, _ = best_times(
         lambda: _permnull.null_statistics(xs, keys, np.ones(1), np.zeros(1), np.empty(0),
                                           *no_edges, sink), args.repeat)
 

@@ -18,24 +18,15 @@ Each timing is the best of a few repeats (the machine may be shared). Run:
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import scipy.stats as st
+from _timing import best_of
 
 from topobrain.correction import fdr_correction
 from topobrain.glm import design_matrix, fit_glm, welch_t
 
 N_UNITS, N_ITEMS = 18_816, 480
-
-
-def best_of(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main(argv=None):

@@ -34,7 +34,6 @@ import numpy as np
 from ._utils._hashing import hash_arrays, hash_json
 from ._utils._io import atomic_write_bytes
 from ._utils._validation import check_device, check_option, suggest
-from ._utils._validation import check_device as _resolve_device  # noqa: F401 (old name)
 from .activations import Activations, _as_1d, _from_npz, _npz_bytes, load_activations
 
 __all__ = ["Activations", "extract", "load_activations", "default_cache_dir", "POOLINGS"]

@@ -157,7 +157,7 @@ def run_lesions(model, stimuli, contrast: str, *, targets: Sequence = ("top5%",)
     -------
     LesionResult
     """
-    from ..extract import _resolve_device
+    from .._utils._validation import check_device
     from ..models import load as load_model
 
     check_option("mode", mode, MODES)
@@ -174,7 +174,7 @@ def run_lesions(model, stimuli, contrast: str, *, targets: Sequence = ("top5%",)
                          f"{n_controls!r}.")
     m = model if hasattr(model, "module") else load_model(model)
     before = m.device
-    m.to(_resolve_device(device))
+    m.to(check_device(device))
     try:
         return _run(m, model, stimuli, contrast, targets, controls, n_controls, mode,
                     localizer, eval_text, minimal_pairs, bos, avoid_target, alpha, cluster_p,

@@ -96,15 +96,15 @@ def localizer_maps(acts, labels, contrast, *, alpha: float = 0.05, cluster_p: fl
     LocalizerMaps
     """
     from .._utils._adjacency import DEFAULT_ADJACENCY
-    from ..clusters import find_clusters
+    from ..clusters import cluster_forming_threshold, find_clusters
     from ..correction import correct_pvalues
-    from ..pipeline import _cluster_forming_t, unit_statistics
+    from ..pipeline import unit_statistics
 
     stats = unit_statistics(acts, np.asarray(labels), contrast)
     c, t = stats.contrast, stats.t
     corr = correct_pvalues(stats.p, method=correction, alpha=alpha, over="all")
     df = np.concatenate([stats.df[k] for k in acts.layers])
-    threshold = _cluster_forming_t(cluster_p, float(np.nanmedian(df)))
+    threshold = cluster_forming_threshold(cluster_p, float(np.nanmedian(df)))
     sheets = acts.sheets
     table = find_clusters({k: sheets[k].to_map(t[k]) for k in acts.layers}, threshold,
                           adjacency=DEFAULT_ADJACENCY, tail=0)

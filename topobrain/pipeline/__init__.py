@@ -27,7 +27,6 @@ everything is written into a hidden folder beside it and published by one rename
 from ._analysis import (
     ContrastAnalysis,
     UnitStatistics,
-    _cluster_forming_t,  # noqa: F401  (used by topobrain.lesion)
     analyse_contrast,
     distance_profiles,
     unit_statistics,

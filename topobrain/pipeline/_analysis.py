@@ -147,13 +147,6 @@ class ContrastAnalysis(FrameReprMixin):
                 f"{len(self.clusters)} clusters)")
 
 
-def _cluster_forming_t(p: float, df: float) -> float:
-    """The two-sided cluster-forming ``|t|`` (the one rule, in :mod:`topobrain.clusters`)."""
-    from ..clusters import cluster_forming_threshold
-
-    return cluster_forming_threshold(p, df, stat="t", tail=0)
-
-
 def _same_shape(maps: dict) -> bool:
     return len({np.shape(m) for m in maps.values()}) == 1
 
@@ -248,7 +241,7 @@ def analyse_contrast(acts, labels, contrast, *, model: str = "model", alpha: flo
     # clusters: the cluster-forming |t| at cluster_p (two-sided) from the median unit df;
     # FWE by the maximum cluster mass over all layers
     df_median = float(np.nanmedian(np.concatenate([stats.df[n] for n in layer_names])))
-    threshold = _cluster_forming_t(cluster_p, df_median)
+    threshold = cl.cluster_forming_threshold(cluster_p, df_median)
     lab = np.asarray(labels)
     if not clusters:
         table = None
