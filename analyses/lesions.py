@@ -14,8 +14,9 @@ mean surprisal per item (nats, the sum over tokens after the first) of sentences
 non-word lists (N) on the first ``--n-items`` items of each condition, mean loss per token
 on a held-out text, accuracy on the project's 150 agreement minimal pairs, and (for a
 target with later layers) the mean S - N t of the later layers' selective units. Each
-target is set against each control distribution: z and the Monte Carlo p (+1 rule) in the
-direction of harm (more surprisal or loss, less accuracy or contrast).
+target is set against each control distribution: z = (target - control mean) / control sd,
+and the Monte Carlo p (+1 rule), one-sided in the direction of harm (more surprisal or
+loss, less accuracy or contrast).
 
 Usage: ``python analyses/lesions.py [--n-controls 40] [--n-items 60] [--eval-text FILE]``
 (about 10 minutes on two busy cores).
@@ -98,7 +99,9 @@ def main(argv=None) -> int:
             f"{1 / (args.n_controls + 1):.3g}). Surprisal on the first {args.n_items} S and "
             f"{args.n_items} N items; held-out loss on the first {args.eval_windows} windows "
             f"of 128 tokens of {Path(args.eval_text).name if eval_text else '(none)'}; "
-            f"150 agreement minimal pairs. z and p in the direction of harm.")
+            f"150 agreement minimal pairs. z = (target - control mean) / control sd; p is "
+            f"one-sided in the direction of harm (more surprisal or loss, less accuracy or "
+            f"contrast), so a positive z on accuracy or contrast comes with a large p.")
     text = f"# Lesions of the bundled models\n\n{note}\n\n{_table(rows)}\n"
     (out / "lesions.md").write_text(text, encoding="utf-8")
     print(text)
