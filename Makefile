@@ -36,8 +36,10 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(PY) -m topobrain.demo
 
+# one BLAS thread: on a small shared machine OpenBLAS threads spin against other
+# processes and make small products 50x slower (a test's speed is not what it tests)
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -q -p no:cacheprovider
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check topobrain tests benchmarks
