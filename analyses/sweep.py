@@ -196,8 +196,9 @@ READING = """
 context 64, 300 steps = 0.15 M tokens per run (the bundled pair saw 2.87 M, 19 times
 more), 55 minutes of training for 15 runs (plus ~3 minutes discarded: a first 200-step
 sizing and a depth-8 run stopped to make room for second seeds); 200 label permutations
-per null (smallest p 0.005); one or two seeds. Every validation loss is far from converged (6.0-6.7 against a
-unigram 6.63). Read the table as a screen at this size, not as the answer for TopoLM's.
+per null (smallest p 0.005); one or two seeds. Every validation loss is far from
+converged (6.0-6.7 against a unigram 6.63). Read the table as a screen at this size,
+not as the answer for TopoLM's.
 
 **The null behaves.** The five alpha = 0 controls (the bundled one included) give S - N
 and verb - noun z from -1.4 to 0.7.
