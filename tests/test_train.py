@@ -23,6 +23,7 @@ from topobrain.models import load
 from topobrain.models import train as train_mod
 from topobrain.models.tokenizer import EOT, load_tokenizer
 from topobrain.models.train import TrainConfig, load_config, prepare_corpus, train
+from topobrain.sheet import CorticalSheet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -223,12 +224,17 @@ def test_alpha_zero_is_the_control(tmp_path, corpus, prepared):
 def test_trained_folder_loads_and_card(tmp_path, corpus, prepared):
     out = train(tiny_config(tmp_path, corpus, prepared, max_steps=3, eval_interval=2,
                             spatial={"kind": "topoloss", "alpha": 1.0,
-                                     "modules": ["mlp.c_fc"]}))
+                                     "modules": ["mlp.c_proj"]}))
     sm = load(out)
     assert sm.layer_names == [f"layer.{i}.{k}" for i in range(2) for k in ("attn", "mlp")]
     assert all(s.shape == (4, 4) for s in sm.sheets.values())
-    # permuted layouts, one per layer, as TopoLM
-    assert len({tuple(map(tuple, s.positions)) for s in sm.sheets.values()}) == 4
+    # the sheets TopoLoss smooths are laid out as it reshapes the weight rows (row-major,
+    # as TopoNets); the others are permuted, one layout per layer, as TopoLM
+    grid = CorticalSheet((4, 4)).positions
+    for name, sheet in sm.sheets.items():
+        assert np.array_equal(sheet.positions, grid) == name.endswith(".mlp"), name
+    assert len({tuple(map(tuple, sm.sheets[f"layer.{i}.attn"].positions))
+                for i in range(2)}) == 2
     card = json.loads((out / "card.json").read_text())
     assert card["steps"] == 3 and card["tokens_seen"] == 3 * 4 * 16
     assert card["history"]["val_step"] == [2, 3]
@@ -448,3 +454,33 @@ def test_bundled_configs_pass_the_checks(path):
                                                     "max_steps: ten")
     with pytest.raises(TypeError, match="max_steps must be an integer"):
         TrainConfig.from_dict(yaml.safe_load(text))
+
+
+def test_topoloss_only_on_modules_whose_rows_are_sheet_units(tmp_path, corpus, prepared):
+    # mlp.c_fc's rows are the MLP's hidden units: no sheet layer shows them
+    with pytest.raises(ValueError, match="spatial.modules.*Use mlp.c_proj"):
+        train(tiny_config(tmp_path, corpus, prepared, max_steps=1,
+                          spatial={"kind": "topoloss", "modules": ["mlp.c_fc"]}))
+    with pytest.raises(ValueError, match="TopoLoss reshapes 12 rows to \\[3, 4\\]"):
+        train(tiny_config(tmp_path, corpus, prepared, max_steps=1,
+                          model={"n_layer": 1, "n_head": 2, "sheet_shape": [2, 6],
+                                 "block_size": 16},
+                          spatial={"kind": "topoloss", "modules": ["mlp.c_proj"]}))
+
+
+def test_topoloss_trains_the_exported_sheets_smooth(tmp_path, corpus, prepared):
+    """The rows TopoLoss smooths are the units the exported sheet lays out: the trained
+    model's mlp.c_proj rows, read on the exported sheet, are smooth there."""
+    from topobrain.models.losses import topoloss
+
+    out = train(tiny_config(tmp_path, corpus, prepared, max_steps=30, eval_interval=30,
+                            spatial={"kind": "topoloss", "alpha": 50.0, "phi": 2.0,
+                                     "modules": ["mlp.c_proj"]}))
+    sm = load(out)
+    w = sm.module.transformer.h[0].mlp.c_proj.weight.detach().double()
+    sheet = sm.sheets["layer.0.mlp"]
+    cells = sheet.positions[:, 0] * sheet.shape[1] + sheet.positions[:, 1]
+    on_sheet = torch.zeros_like(w)
+    on_sheet[torch.as_tensor(cells)] = w  # each unit's row at its cell, row-major
+    shuffled = w[torch.as_tensor(np.random.default_rng(0).permutation(w.shape[0]))]
+    assert float(topoloss(on_sheet, phi=2.0)) < 0.5 * float(topoloss(shuffled, phi=2.0))

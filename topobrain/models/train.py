@@ -49,7 +49,12 @@ class SpatialConfig:
     distance: str = "inverse"
     phi: float = 3.0
     tau: float = 1.0
-    modules: list = field(default_factory=lambda: ["mlp.c_fc"])
+    modules: list = field(default_factory=lambda: ["mlp.c_proj"])
+
+
+# TopoLoss smooths a module's weight rows laid out row-major on the sheet (TopoNets); a
+# module can be read as a map only when its output rows are the units of a sheet layer
+_TOPOLOSS_SHEETS = {"attn.c_proj": "attn", "mlp.c_proj": "mlp"}
 
 
 @dataclass
@@ -100,12 +105,39 @@ class TrainConfig:
         cfg = cls(**d)
         _check_section(cfg.spatial, SpatialConfig, "spatial.", where)
         _check_section(cfg.model, GPTConfig, "model.", where)
-        GPTConfig.from_dict({**cfg.model, "vocab_size": cfg.vocab_size})
+        gcfg = GPTConfig.from_dict({**cfg.model, "vocab_size": cfg.vocab_size})
+        _check_topoloss(cfg.spatial_config, gcfg, where)
         return cfg
 
     @property
     def spatial_config(self) -> SpatialConfig:
         return SpatialConfig(**self.spatial)
+
+
+def _check_topoloss(scfg: SpatialConfig, gcfg: GPTConfig, where) -> None:
+    """TopoLoss must act on modules whose rows are sheet units, on the sheet's shape."""
+    if scfg.kind != "topoloss":
+        return
+    from ..sheet import toponets_shape
+
+    bad = [m for m in scfg.modules if m not in _TOPOLOSS_SHEETS]
+    if bad or not scfg.modules:
+        raise ValueError(
+            f"{where('spatial.modules')}spatial.modules {list(scfg.modules)}: TopoLoss smooths "
+            f"a module's weight rows as a sheet, and only the rows of "
+            f"{sorted(_TOPOLOSS_SHEETS)} are the units of a sheet layer (layer.N.attn, "
+            f"layer.N.mlp) that the localizer maps; mlp.c_fc's rows are the MLP's hidden "
+            f"units, which this model does not expose as a sheet. Use mlp.c_proj.")
+    if "attn.c_proj" in scfg.modules and (gcfg.attn_proj or gcfg.head_loss):
+        raise ValueError(
+            f"{where('spatial.modules')}spatial.modules: with model.attn_proj or "
+            f"model.head_loss the attention sheet is not attn.c_proj's output; put TopoLoss "
+            f"on mlp.c_proj only.")
+    if tuple(toponets_shape(gcfg.n_embd)) != tuple(gcfg.sheet_shape):
+        raise ValueError(
+            f"{where('model.sheet_shape')}model.sheet_shape {list(gcfg.sheet_shape)}: TopoLoss "
+            f"reshapes {gcfg.n_embd} rows to {list(toponets_shape(gcfg.n_embd))} (the largest "
+            f"divisor not above the square root); set sheet_shape to that.")
 
 
 def load_config(path) -> TrainConfig:
@@ -463,14 +495,29 @@ def _batch(data: np.ndarray, rng: np.random.Generator, batch_size: int, block: i
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def build_sheets(gcfg: GPTConfig, layout_seed: int) -> dict[str, CorticalSheet]:
-    """One seeded permuted sheet per spatial layer (TopoLM's layout)."""
+def build_sheets(gcfg: GPTConfig, layout_seed: int, *,
+                 identity: tuple[str, ...] = ()) -> dict[str, CorticalSheet]:
+    """One seeded permuted sheet per spatial layer (TopoLM's layout).
+
+    Layers named in ``identity`` get the identity (row-major) layout instead: the layout
+    in which TopoLoss smooths the weight rows of the module that produces them.
+    """
     seeds = np.random.SeedSequence(layout_seed).spawn(len(gcfg.layer_names))
     return {
-        name: CorticalSheet(gcfg.sheet_shape, layout="permuted",
-                            seed=np.random.default_rng(s), name=name)
+        name: CorticalSheet(gcfg.sheet_shape, layout="identity", name=name)
+        if name in identity else
+        CorticalSheet(gcfg.sheet_shape, layout="permuted", seed=np.random.default_rng(s),
+                      name=name)
         for name, s in zip(gcfg.layer_names, seeds, strict=True)
     }
+
+
+def topoloss_layers(scfg: SpatialConfig, gcfg: GPTConfig) -> tuple[str, ...]:
+    """The sheet layers whose producing module carries TopoLoss (none for other losses)."""
+    if scfg.kind != "topoloss":
+        return ()
+    kinds = {_TOPOLOSS_SHEETS[m] for m in scfg.modules if m in _TOPOLOSS_SHEETS}
+    return tuple(name for name in gcfg.layer_names if name.rsplit(".", 1)[-1] in kinds)
 
 
 def spatial_loss(model: TopoGPT, acts: dict, sheets: dict, scfg: SpatialConfig,
@@ -593,7 +640,7 @@ def train(config: TrainConfig | dict | str | os.PathLike, *,
             )
     torch.manual_seed(cfg.seed)
     model = TopoGPT(gcfg).to(device)
-    sheets = build_sheets(gcfg, cfg.layout_seed)
+    sheets = build_sheets(gcfg, cfg.layout_seed, identity=topoloss_layers(scfg, gcfg))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
