@@ -96,21 +96,18 @@ def localizer_maps(acts, labels, contrast, *, alpha: float = 0.05, cluster_p: fl
     LocalizerMaps
     """
     from .._utils._adjacency import DEFAULT_ADJACENCY
-    from ..clusters import cluster_forming_threshold, find_clusters
+    from ..clusters import find_clusters
     from ..correction import correct_pvalues
-    from ..pipeline import unit_statistics
+    from ..pipeline._analysis import cluster_frame, cluster_threshold, unit_statistics
 
     stats = unit_statistics(acts, np.asarray(labels), contrast)
     c, t = stats.contrast, stats.t
     corr = correct_pvalues(stats.p, method=correction, alpha=alpha, over="all")
-    df = np.concatenate([stats.df[k] for k in acts.layers])
-    threshold = cluster_forming_threshold(cluster_p, float(np.nanmedian(df)))
+    threshold = cluster_threshold(stats, acts.layers, cluster_p)
     sheets = acts.sheets
     table = find_clusters({k: sheets[k].to_map(t[k]) for k in acts.layers}, threshold,
                           adjacency=DEFAULT_ADJACENCY, tail=0)
-    frame = table.to_frame()
-    frame["layer"] = [acts.layers[int(i)] if not isinstance(i, str) else i
-                      for i in frame["layer"]]
+    frame = cluster_frame(table, acts.layers)
     labels_units = {k: sheets[k].from_map(table.labels[i].astype(float)).astype(np.int64)
                     for i, k in enumerate(acts.layers)}
     return LocalizerMaps(contrast=c.expression, t=t,

@@ -147,6 +147,23 @@ class ContrastAnalysis(FrameReprMixin):
                 f"{len(self.clusters)} clusters)")
 
 
+def cluster_threshold(stats: UnitStatistics, layers, cluster_p: float) -> float:
+    """The localizer's cluster-forming ``|t|``: a two-sided ``cluster_p`` at the median
+    unit degrees of freedom over ``layers`` (the rule of :func:`analyse_contrast`)."""
+    from ..clusters import cluster_forming_threshold
+
+    df = np.concatenate([stats.df[n] for n in layers])
+    return cluster_forming_threshold(cluster_p, float(np.nanmedian(df)))
+
+
+def cluster_frame(table, layers) -> pd.DataFrame:
+    """A :class:`~topobrain.clusters.ClusterTable` as a frame with layer names (the table
+    numbers the layers of a multi-layer search in the order of ``layers``)."""
+    frame = table.to_frame()
+    frame["layer"] = [layers[int(i)] if not isinstance(i, str) else i for i in frame["layer"]]
+    return frame
+
+
 def _same_shape(maps: dict) -> bool:
     return len({np.shape(m) for m in maps.values()}) == 1
 
@@ -240,8 +257,7 @@ def analyse_contrast(acts, labels, contrast, *, model: str = "model", alpha: flo
 
     # clusters: the cluster-forming |t| at cluster_p (two-sided) from the median unit df;
     # FWE by the maximum cluster mass over all layers
-    df_median = float(np.nanmedian(np.concatenate([stats.df[n] for n in layer_names])))
-    threshold = cl.cluster_forming_threshold(cluster_p, df_median)
+    threshold = cluster_threshold(stats, layer_names, cluster_p)
     lab = np.asarray(labels)
     if not clusters:
         table = None
@@ -262,9 +278,7 @@ def analyse_contrast(acts, labels, contrast, *, model: str = "model", alpha: flo
         table = cl.find_clusters({n: t_maps[n] for n in layer_names}, threshold,
                                  adjacency=DEFAULT_ADJACENCY, tail=0)
     if table is not None:
-        cl_frame = table.to_frame()
-        cl_frame["layer"] = [layer_names[int(i)] if not isinstance(i, str) else i
-                             for i in cl_frame["layer"]]
+        cl_frame = cluster_frame(table, layer_names)
         if not n_permutations:
             cl_frame["p_fwe"] = np.nan
         cl_frame.insert(0, "contrast", con.expression)
