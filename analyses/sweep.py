@@ -34,7 +34,8 @@ FEDORENKO = REPO.parent / "shared" / "stimuli" / "fedorenko2010_langloc"
 SETS = (("langloc", "langloc", "S - N"), ("fedorenko", FEDORENKO, "S - N"),
         ("noun-verb-phrases", "noun-verb-phrases", "verb - noun"))
 # what makes two runs comparable at equal tokens
-GEOMETRY = ("side", "n_layer", "mlp_ratio", "batch_size", "block_size", "max_steps", "seed")
+GEOMETRY = ("corpus", "side", "n_layer", "mlp_ratio", "batch_size", "block_size", "max_steps",
+            "seed")
 
 
 def run_facts(card: dict) -> dict:
@@ -42,8 +43,10 @@ def run_facts(card: dict) -> dict:
     tr, sp = card["training"], card["spatial_loss"]
     model = tr.get("model", {})
     side = model.get("sheet_shape", [16, 16])
+    n_tokens = card["data"]["n_tokens"]
     return {
-        "run": card["name"], "side": int(side[0]), "n_layer": int(model.get("n_layer", 4)),
+        "run": card["name"], "corpus": f"{n_tokens['train']}+{n_tokens['val']}",
+        "side": int(side[0]), "n_layer": int(model.get("n_layer", 4)),
         "mlp_ratio": int(model.get("mlp_ratio", 4)),
         "batch_size": int(tr["batch_size"]), "block_size": int(model.get("block_size", 128)),
         "max_steps": int(tr["max_steps"]), "seed": int(tr["seed"]),
@@ -55,25 +58,21 @@ def run_facts(card: dict) -> dict:
 
 
 def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
-                cache: Path | None = None, row_major: bool = False) -> dict:
-    """Scores of one model folder on every available stimulus set.
+                cache: Path | None = None) -> dict:
+    """Scores of one model folder on every available stimulus set, on the model's own sheets.
 
-    ``row_major=True`` scores the units on row-major sheets (unit ``i`` at ``(i // n_cols,
-    i % n_cols)``) instead of the model's own (permuted) sheets: the layout that
-    TopoLoss smooths (it reshapes a weight's rows in order). Cached in ``cache`` (default:
-    ``sweep_eval.json`` beside the model folder), keyed by the model's files, the stimulus
-    sets, the layout, the permutation count and the seed."""
+    Cached in ``cache`` (default: ``sweep_eval.json`` beside the model folder), keyed by the
+    model's files (its ``positions.csv`` included), the stimulus sets, the permutation count
+    and the seed."""
     from topobrain._utils._hashing import hash_files
-    from topobrain.activations import Activations
     from topobrain.extract import extract
     from topobrain.models import load
     from topobrain.pipeline import analyse_contrast
-    from topobrain.sheet import CorticalSheet
     from topobrain.stimuli import load_stimuli
 
     key = {"model": hash_files(sorted(p for p in folder.iterdir() if p.is_file()),
                                names=True)[:16],
-           "n_permutations": n_permutations, "seed": seed, "row_major": row_major,
+           "n_permutations": n_permutations, "seed": seed,
            "sets": [str(s) for _, s, _ in SETS]}
     cache = folder.parent / "sweep_eval.json" if cache is None else Path(cache)
     if cache.exists():
@@ -88,11 +87,6 @@ def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
             continue
         stim = load_stimuli(source)
         acts = extract(model, stim, cache=False, verbose=0)
-        if row_major:
-            acts = Activations.from_arrays(
-                {n: acts[n] for n in acts.layers},
-                {n: CorticalSheet(acts.sheets[n].shape, name=n) for n in acts.layers},
-                item_ids=acts.item_ids, labels=acts.labels)
         a = analyse_contrast(acts, stim.labels, contrast, n_permutations=n_permutations,
                              seed=seed, clusters=False, verbose=0)
         null = a.morans_null
@@ -111,20 +105,22 @@ def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
 
 
 def build_table(rows: list[dict]) -> pd.DataFrame:
-    """Rows beside their alpha = 0 control at equal tokens."""
+    """Rows beside their alpha = 0 control at equal tokens.
+
+    A run's control is the alpha = 0 run with the same corpus (its token counts), geometry,
+    steps, batch, context and seed (``GEOMETRY``); the bundled control counts, so a run of
+    the bundled pair's recipe is set beside it. At alpha = 0 the spatial loss is only
+    monitored, so one control serves both loss kinds."""
     df = pd.DataFrame(rows)
     df["control"] = None
     for col in ("control_val_loss", "val_loss_excess", "control_z", "control_mean_morans_i"):
         df[col] = np.nan
     runs = df.drop_duplicates("run").set_index("run")
     for i, r in df.iterrows():
-        if r["run"].startswith("bundled"):
-            ctrl = "bundled topolm-tiny-control" if r["run"] == "bundled topolm-tiny" else None
-        else:
-            same = runs[(runs["alpha"] == 0) & ~runs.index.str.startswith("bundled")]
-            for g in GEOMETRY:
-                same = same[same[g] == r[g]]
-            ctrl = same.index[0] if len(same) else None
+        same = runs[runs["alpha"] == 0]
+        for g in GEOMETRY:
+            same = same[same[g] == r[g]]
+        ctrl = same.index[0] if len(same) else None
         if ctrl is None or ctrl == r["run"]:
             continue
         c = df[(df["run"] == ctrl) & (df["stimuli"] == r["stimuli"])]
@@ -141,12 +137,42 @@ def _f(v, fmt="{:.2f}"):
     return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
 
 
+def compact(df: pd.DataFrame) -> str:
+    """The table in the README's width: each run's z on every set, its control's in brackets.
+
+    ``z`` is the label-permutation z of the mean Moran's I (``(I - null mean) / null sd``);
+    ``vs ctrl`` the validation-loss excess over the alpha = 0 control at equal tokens."""
+    sets = [s for s in ("langloc", "fedorenko", "noun-verb-phrases") if s in set(df["stimuli"])]
+    names = {"langloc": "S - N z, langloc", "fedorenko": "S - N z, Fedorenko",
+             "noun-verb-phrases": "verb - noun z"}
+    head = ["run", "sheet", "blocks", "loss", "alpha", "r", "seed", "tokens", "val (vs ctrl)"]
+    head += [f"{names[s]} (ctrl)" for s in sets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run, g in df.groupby("run", sort=False):
+        r = g.iloc[0]
+        excess = _f(100 * r["val_loss_excess"], " ({:+.1f}%)")
+        cells = [run.replace("sweep-", ""), f"{r['side']}x{r['side']}", str(r["n_layer"]),
+                 r["loss"], _f(r["alpha"], "{:g}"), _f(r["radius"], "{:g}"), str(r["seed"]),
+                 f"{r['tokens'] / 1e6:.2f} M", f"{_f(r['val_loss'], '{:.3f}')}{excess}"]
+        for s in sets:
+            x = g[g["stimuli"] == s]
+            z = x["z"].iloc[0] if len(x) else np.nan
+            if z is None or not np.isfinite(z):
+                cells.append("")
+                continue
+            cz = x["control_z"].iloc[0]
+            cells.append(_f(z) + (f" ({_f(cz)})" if np.isfinite(cz) else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown(df: pd.DataFrame, reading: str) -> str:
     lines = ["# Topographic sweep (issue #22): every row beside its control and its null", "",
              "Written by `analyses/sweep.py` from the runs of `configs/sweep/*.yaml` (CPU, one "
-             "thread; see the configs for the cuts) and the bundled pair, scored the same way "
-             "(their validation loss is on the older two-source corpus and its own "
-             "tokenizer: compare it only with each other). Per stimulus "
+             "thread; see the configs for the cuts) and the bundled pair, scored the same way. "
+             "The `sweep-*` rows train on the five-source corpus, the bundled pair and the "
+             "`topolm-tiny-*` rows on the bundled pair's two-source corpus (each with its own "
+             "tokenizer): compare validation losses only within a corpus. Per stimulus "
              "set: mean Moran's I of the unthresholded S - N (or verb - noun) t-maps over the "
              "layers, the mean and sd of the same statistic under label permutations, z = "
              "(I - null mean) / null sd, its permutation p, and BH-FDR-significant units "
@@ -182,11 +208,13 @@ def markdown(df: pd.DataFrame, reading: str) -> str:
         lines += ["", "Blank cells: " + "; ".join(sorted({f"{r['run']}, {r['stimuli']}: "
                                                           f"{r['note']}"
                                                           for _, r in skipped.iterrows()}))]
-    sweep = df[~df["run"].str.startswith("bundled")]
-    if len(sweep):
-        lines += ["", f"A unigram model's validation loss on the sweep's corpus: "
-                      f"{sweep['unigram_val_loss'].iloc[0]:.3f} (the bundled pair's corpus: "
-                      f"{df['unigram_val_loss'].iloc[0]:.3f})."]
+    unigram = df.drop_duplicates("corpus")
+    bundled = df.loc[df["run"] == "bundled topolm-tiny", "corpus"]
+    names = {c: ("the bundled pair's corpus" if len(bundled) and c == bundled.iloc[0]
+                 else "the five-source corpus") for c in unigram["corpus"]}
+    lines += ["", "A unigram model's validation loss: " + "; ".join(
+        f"{names[r['corpus']]} {r['unigram_val_loss']:.3f}" for _, r in unigram.iterrows()) + "."]
+    lines += ["", "## Compact (as in the README)", "", compact(df)]
     lines += ["", "## Reading", "", reading.strip(), ""]
     return "\n".join(lines)
 
@@ -260,23 +288,15 @@ def main(argv=None) -> int:
                for n in ("topolm-tiny", "topolm-tiny-control")]
     folders += [(f, None, None) for f in sorted(runs.glob("*/model"))]
     rows = []
-    for folder, _, _ in list(folders):
-        if (folder / "card.json").exists() and json.loads(
-                (folder / "card.json").read_text())["spatial_loss"]["kind"] == "topoloss":
-            folders.append((folder, folder.parent / "sweep_eval_row_major.json", "row-major"))
     for folder, cache, label in folders:
         card_path = folder / "card.json"
         if not card_path.exists():  # a run still training
             continue
         card = json.loads(card_path.read_text())
         facts = run_facts(card)
-        row_major = label == "row-major"
-        if row_major:
-            facts["run"] += " (row-major sheets)"
-        elif label:
+        if label:
             facts["run"] = label
-        scores = score_model(folder, n_permutations=args.n_permutations, cache=cache,
-                             row_major=row_major)
+        scores = score_model(folder, n_permutations=args.n_permutations, cache=cache)
         for set_name, s in scores.items():
             rows.append({**facts, "stimuli": set_name,
                          **({"note": s["skipped"]} if "skipped" in s else s)})

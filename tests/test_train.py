@@ -445,7 +445,8 @@ def test_train_device_cuda_without_cuda(tmp_path, corpus, prepared, monkeypatch)
         train(tiny_config(tmp_path, corpus, prepared, device="cuda"))
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_bundled_configs_pass_the_checks(path):
     cfg = load_config(path)
     assert cfg.name == path.stem and cfg.max_steps >= 1
