@@ -73,7 +73,7 @@ def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
     key = {"model": hash_files(sorted(p for p in folder.iterdir() if p.is_file()),
                                names=True)[:16],
            "n_permutations": n_permutations, "seed": seed,
-           "sets": [str(s) for _, s, _ in SETS]}
+           "sets": [str(s) for _, s, _ in SETS], "per_layer": True}
     cache = folder.parent / "sweep_eval.json" if cache is None else Path(cache)
     if cache.exists():
         saved = json.loads(cache.read_text())
@@ -96,7 +96,11 @@ def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
             "n_fdr_significant": int(a.units["significant"].sum()),
             "mean_morans_i": float(a.mean_morans_i), "null_mean": float(nm.mean()),
             "null_sd": float(nm.std(ddof=1)), "z": float(null.z_mean),
-            "p": float(null.p_mean), "n_permutations": int(null.n_permutations)}
+            "p": float(null.p_mean), "n_permutations": int(null.n_permutations),
+            # per sheet: deeper models average more sheets, which alone narrows the null
+            # of the mean; the median sheet's z and the count of sheets at p < .05 do not
+            "layer_z_median": float(np.nanmedian(null.z)),
+            "n_layers_p05": int(np.sum(null.p < 0.05)), "n_layers": len(null.layers)}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps({"key": key, "scores": scores}, indent=1))
@@ -137,6 +141,12 @@ def _f(v, fmt="{:.2f}"):
     return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
 
 
+def _sheets(x) -> str:
+    """``median sheet z (sheets at p < .05 / sheets)`` of one row."""
+    return (f"{_f(x['layer_z_median'])} ({int(x['n_layers_p05'])} / {int(x['n_layers'])})"
+            if np.isfinite(x.get("layer_z_median", np.nan)) else "")
+
+
 def compact(df: pd.DataFrame) -> str:
     """The table in the README's width: each run's z on every set, its control's in brackets.
 
@@ -147,6 +157,7 @@ def compact(df: pd.DataFrame) -> str:
              "noun-verb-phrases": "verb - noun z"}
     head = ["run", "sheet", "blocks", "loss", "alpha", "r", "seed", "tokens", "val (vs ctrl)"]
     head += [f"{names[s]} (ctrl)" for s in sets]
+    head += ["langloc sheet z: median (p < .05)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run, g in df.groupby("run", sort=False):
         r = g.iloc[0]
@@ -162,6 +173,8 @@ def compact(df: pd.DataFrame) -> str:
                 continue
             cz = x["control_z"].iloc[0]
             cells.append(_f(z) + (f" ({_f(cz)})" if np.isfinite(cz) else ""))
+        x = g[g["stimuli"] == "langloc"]
+        cells.append(_sheets(x.iloc[0]) if len(x) else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -175,15 +188,19 @@ def markdown(df: pd.DataFrame, reading: str) -> str:
              "tokenizer): compare validation losses only within a corpus. Per stimulus "
              "set: mean Moran's I of the unthresholded S - N (or verb - noun) t-maps over the "
              "layers, the mean and sd of the same statistic under label permutations, z = "
-             "(I - null mean) / null sd, its permutation p, and BH-FDR-significant units "
-             "(p < .05 over all layers). `val` is the final validation loss (the same "
-             "validation batches for every sweep run); `vs ctrl` is its excess over the "
-             "alpha = 0 control trained on the same tokens.", ""]
+             "(I - null mean) / null sd, its permutation p, the same z per sheet (its "
+             "median over the sheets, and the number of sheets whose own p < .05: a deeper "
+             "model averages more sheets, which alone narrows the null of the mean), and "
+             "BH-FDR-significant units (p < .05 over all layers). `val` is the final "
+             "validation loss (the same validation batches for every run on a corpus); "
+             "`vs ctrl` is its excess over the alpha = 0 control trained on the same "
+             "tokens.", ""]
     sets = [s for s in ("langloc", "fedorenko", "noun-verb-phrases") if s in set(df["stimuli"])]
     head = ["run", "sheet", "blocks", "loss", "alpha", "r", "seed", "tokens", "min", "val",
             "vs ctrl"]
     for s in sets:
-        head += [f"{s}: I / null", "z (ctrl z)", "p", "FDR units"]
+        head += [f"{s}: I / null", "z (ctrl z)", "p", "sheet z: median (p < .05)",
+                 "FDR units"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run, g in df.groupby("run", sort=False):
         r = g.iloc[0]
@@ -195,12 +212,12 @@ def markdown(df: pd.DataFrame, reading: str) -> str:
             x = g[g["stimuli"] == s]
             if not len(x) or not np.isfinite(x["z"].iloc[0] if x["z"].iloc[0] is not None
                                              else np.nan):
-                cells += ["", "", "", ""]
+                cells += ["", "", "", "", ""]
                 continue
             x = x.iloc[0]
             cz = f" ({_f(x['control_z'])})" if np.isfinite(x["control_z"]) else ""
             cells += [f"{_f(x['mean_morans_i'])} / {_f(x['null_mean'])}",
-                      f"{_f(x['z'])}{cz}", _f(x["p"], "{:.3f}"),
+                      f"{_f(x['z'])}{cz}", _f(x["p"], "{:.3f}"), _sheets(x),
                       f"{int(x['n_fdr_significant'])} / {int(x['n_units'])}"]
         lines.append("| " + " | ".join(cells) + " |")
     skipped = df.loc[df.get("note", pd.Series(dtype=object)).notna()] if "note" in df else []

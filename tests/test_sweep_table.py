@@ -30,7 +30,8 @@ def _row(run, *, alpha, seed=0, corpus="100+10", side=28, steps=300, val=6.0, z=
             "train_minutes": 1.0, "val_loss": val, "unigram_val_loss": 6.6,
             "stimuli": stimuli, "contrast": "S - N", "n_items": 10, "n_units": 100,
             "n_fdr_significant": 5, "mean_morans_i": 0.5, "null_mean": 0.4, "null_sd": 0.1,
-            "z": z, "p": 0.1, "n_permutations": 200}
+            "z": z, "p": 0.1, "n_permutations": 200, "layer_z_median": z / 2,
+            "n_layers_p05": 1, "n_layers": 8}
 
 
 def test_each_run_sits_beside_the_control_of_its_corpus_geometry_and_seed(sweep):
@@ -74,5 +75,6 @@ def test_compact_table_puts_each_z_beside_its_controls(sweep):
             _row("topo", alpha=2.5, z=1.5, stimuli="fedorenko", val=6.3)]
     text = sweep.compact(sweep.build_table(rows))
     assert ("| topo | 28x28 | 4 | correlation | 2.5 | 5 | 0 | 0.15 M | 6.300 (+5.0%) "
-            "| 2.00 (0.30) | 1.50 |") in text
-    assert "| ctrl | 28x28 | 4 | correlation | 0 | 5 | 0 | 0.15 M | 6.000 | 0.30 |  |" in text
+            "| 2.00 (0.30) | 1.50 | 1.00 (1 / 8) |") in text
+    assert ("| ctrl | 28x28 | 4 | correlation | 0 | 5 | 0 | 0.15 M | 6.000 | 0.30 |  "
+            "| 0.15 (1 / 8) |") in text
