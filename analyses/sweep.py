@@ -141,6 +141,13 @@ def _f(v, fmt="{:.2f}"):
     return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
 
 
+def _coordinates(run: str, r) -> list[str]:
+    """A run's first cells in both tables: name, sheet, blocks, loss, alpha, r, seed, tokens."""
+    return [run.replace("sweep-", ""), f"{r['side']}x{r['side']}", str(r["n_layer"]), r["loss"],
+            _f(r["alpha"], "{:g}"), _f(r["radius"], "{:g}"), str(r["seed"]),
+            f"{r['tokens'] / 1e6:.2f} M"]
+
+
 def _sheets(x) -> str:
     """``median sheet z (sheets at p < .05 / sheets)`` of one row."""
     return (f"{_f(x['layer_z_median'])} ({int(x['n_layers_p05'])} / {int(x['n_layers'])})"
@@ -162,9 +169,7 @@ def compact(df: pd.DataFrame) -> str:
     for run, g in df.groupby("run", sort=False):
         r = g.iloc[0]
         excess = _f(100 * r["val_loss_excess"], " ({:+.1f}%)")
-        cells = [run.replace("sweep-", ""), f"{r['side']}x{r['side']}", str(r["n_layer"]),
-                 r["loss"], _f(r["alpha"], "{:g}"), _f(r["radius"], "{:g}"), str(r["seed"]),
-                 f"{r['tokens'] / 1e6:.2f} M", f"{_f(r['val_loss'], '{:.3f}')}{excess}"]
+        cells = [*_coordinates(run, r), f"{_f(r['val_loss'], '{:.3f}')}{excess}"]
         for s in sets:
             x = g[g["stimuli"] == s]
             z = x["z"].iloc[0] if len(x) else np.nan
@@ -204,9 +209,7 @@ def markdown(df: pd.DataFrame, reading: str) -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run, g in df.groupby("run", sort=False):
         r = g.iloc[0]
-        cells = [run.replace("sweep-", ""), f"{r['side']}x{r['side']}", str(r["n_layer"]),
-                 r["loss"], _f(r["alpha"], "{:g}"), _f(r["radius"], "{:g}"), str(r["seed"]),
-                 f"{r['tokens'] / 1e6:.2f} M", _f(r["train_minutes"], "{:.0f}"),
+        cells = [*_coordinates(run, r), _f(r["train_minutes"], "{:.0f}"),
                  _f(r["val_loss"], "{:.3f}"), _f(100 * r["val_loss_excess"], "{:+.1f}%")]
         for s in sets:
             x = g[g["stimuli"] == s]
