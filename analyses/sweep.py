@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +64,7 @@ def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
     model's files (its ``positions.csv`` included), the stimulus sets, the permutation count
     and the seed."""
     from topobrain._utils._hashing import hash_files
+    from topobrain._utils._io import atomic_write_text
     from topobrain.extract import extract
     from topobrain.models import load
     from topobrain.pipeline import analyse_contrast
@@ -101,10 +101,7 @@ def score_model(folder: Path, *, n_permutations: int, seed: int = 0,
             # of the mean; the median sheet's z and the count of sheets at p < .05 do not
             "layer_z_median": float(np.nanmedian(null.z)),
             "n_layers_p05": int(np.sum(null.p < 0.05)), "n_layers": len(null.layers)}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "scores": scores}, indent=1))
-    os.replace(tmp, cache)
+    atomic_write_text(cache, json.dumps({"key": key, "scores": scores}, indent=1))
     return scores
 
 
@@ -141,6 +138,11 @@ def _f(v, fmt="{:.2f}"):
     return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
 
 
+def _sets(df: pd.DataFrame) -> list[str]:
+    """The stimulus sets of ``SETS`` that ``df`` has rows for, in ``SETS`` order."""
+    return [name for name, _, _ in SETS if name in set(df["stimuli"])]
+
+
 def _coordinates(run: str, r) -> list[str]:
     """A run's first cells in both tables: name, sheet, blocks, loss, alpha, r, seed, tokens."""
     return [run.replace("sweep-", ""), f"{r['side']}x{r['side']}", str(r["n_layer"]), r["loss"],
@@ -159,7 +161,7 @@ def compact(df: pd.DataFrame) -> str:
 
     ``z`` is the label-permutation z of the mean Moran's I (``(I - null mean) / null sd``);
     ``vs ctrl`` the validation-loss excess over the alpha = 0 control at equal tokens."""
-    sets = [s for s in ("langloc", "fedorenko", "noun-verb-phrases") if s in set(df["stimuli"])]
+    sets = _sets(df)
     names = {"langloc": "S - N z, langloc", "fedorenko": "S - N z, Fedorenko",
              "noun-verb-phrases": "verb - noun z"}
     head = ["run", "sheet", "blocks", "loss", "alpha", "r", "seed", "tokens", "val (vs ctrl)"]
@@ -200,7 +202,7 @@ def markdown(df: pd.DataFrame, reading: str) -> str:
              "validation loss (the same validation batches for every run on a corpus); "
              "`vs ctrl` is its excess over the alpha = 0 control trained on the same "
              "tokens.", ""]
-    sets = [s for s in ("langloc", "fedorenko", "noun-verb-phrases") if s in set(df["stimuli"])]
+    sets = _sets(df)
     head = ["run", "sheet", "blocks", "loss", "alpha", "r", "seed", "tokens", "min", "val",
             "vs ctrl"]
     for s in sets:
